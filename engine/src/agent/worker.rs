@@ -1,0 +1,85 @@
+//! Inference worker threads: each runs one [`Agent`] for the sessions bound to it, reading the
+//! uplink rings of every shard and writing replies into per-shard downlink rings. A worker parks
+//! when idle; shards unpark it after pushing (once per loop turn).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+use super::{Agent, AgentKind, AgentOutput};
+use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use crate::shell::rings::{Doorbell, Ring};
+
+/// Longest a worker sleeps without being woken.
+const MAX_PARK: Duration = Duration::from_millis(5);
+
+/// The rings of one (shard, worker) pair.
+#[derive(Debug)]
+pub struct WorkerLink {
+    pub uplink: Ring<UplinkMsg>,
+    pub downlink: Ring<DownlinkMsg>,
+}
+
+/// Everything a worker thread needs.
+pub struct WorkerPlan {
+    pub id: u16,
+    /// Indexed by shard.
+    pub links: Vec<Arc<WorkerLink>>,
+    /// Shard doorbells, indexed by shard.
+    pub bells: Vec<Arc<Doorbell>>,
+    pub agent: AgentKind,
+    pub stop: Arc<AtomicBool>,
+}
+
+struct Out<'a> {
+    links: &'a [Arc<WorkerLink>],
+    pushed: &'a mut [bool],
+}
+
+impl AgentOutput for Out<'_> {
+    fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg> {
+        let shard = msg.key().shard as usize;
+        let Some(link) = self.links.get(shard) else {
+            return Ok(()); // no such shard: nothing can take it
+        };
+        link.downlink.push(msg)?;
+        self.pushed[shard] = true;
+        Ok(())
+    }
+}
+
+/// Starts a worker thread; returns its handle (for `unpark`) and join handle.
+pub fn spawn(plan: WorkerPlan) -> std::io::Result<(Thread, JoinHandle<()>)> {
+    let handle = std::thread::Builder::new().name(format!("tern-worker-{}", plan.id)).spawn(move || run(plan))?;
+    Ok((handle.thread().clone(), handle))
+}
+
+fn run(plan: WorkerPlan) {
+    let mut agent: Box<dyn Agent> = plan.agent.build();
+    let mut pushed = vec![false; plan.links.len()];
+    while !plan.stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        let mut got = 0usize;
+        for link in &plan.links {
+            // Bounded work per shard per turn, so one busy shard cannot starve the others.
+            for _ in 0..1024 {
+                let Some(msg) = link.uplink.pop() else { break };
+                got += 1;
+                let mut out = Out { links: &plan.links, pushed: &mut pushed };
+                agent.on_message(now, msg, &mut out);
+            }
+        }
+        let mut out = Out { links: &plan.links, pushed: &mut pushed };
+        let next = agent.poll(now, &mut out);
+        for (i, p) in pushed.iter_mut().enumerate() {
+            if std::mem::take(p) {
+                plan.bells[i].ring();
+            }
+        }
+        if got == 0 {
+            let wait = next.map_or(MAX_PARK, |t| t.saturating_duration_since(Instant::now()).min(MAX_PARK));
+            std::thread::park_timeout(wait);
+        }
+    }
+}

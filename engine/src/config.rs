@@ -1,0 +1,207 @@
+//! Command-line flags of `tern serve`, validated at start: a bad value stops start-up with a
+//! message naming the flag and what is allowed.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "tern", version, about = "Thread-per-core WebRTC media engine for real-time voice AI")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve WebRTC voice sessions.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TurnDetectionKind {
+    #[value(name = "server_vad")]
+    ServerVad,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentArg {
+    Echo,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// CPUs to run media shards on, one pinned executor each (e.g. `0-3` or `0,2`). Default: all online CPUs.
+    #[arg(long, value_parser = parse_cpu_list)]
+    pub cores: Option<CpuList>,
+    /// UDP port for all media (ICE, DTLS, SRTP), shared by every shard with SO_REUSEPORT.
+    #[arg(long, default_value_t = 3478, value_parser = clap::value_parser!(u16).range(1..))]
+    pub udp_port: u16,
+    /// Local address the UDP sockets bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub udp_bind: IpAddr,
+    /// Address advertised in ICE candidates. Default: the host's primary address (default route),
+    /// else 127.0.0.1. Must be a specific address (0.0.0.0 and :: are rejected).
+    #[arg(long, value_parser = parse_public_ip)]
+    pub public_ip: Option<IpAddr>,
+    /// HTTP listen address (signaling, metrics, demo page).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Inference worker threads (not on media cores).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: u16,
+    /// Agent run by the workers.
+    #[arg(long, value_enum, default_value_t = AgentArg::Echo)]
+    pub agent: AgentArg,
+    /// Most concurrent sessions; more offers get 503.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_sessions: u64,
+    /// Largest SDP offer accepted, in bytes; larger gets 413.
+    #[arg(long, default_value_t = 65_536, value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    pub max_sdp_bytes: u64,
+    /// Sample rate of PCM handed to inference.
+    #[arg(long, default_value_t = 24_000, value_parser = parse_model_rate)]
+    pub model_rate: u32,
+    /// Default turn detection (clients may change it with session.update).
+    #[arg(long, value_enum, default_value_t = TurnDetectionKind::ServerVad)]
+    pub turn_detection: TurnDetectionKind,
+    /// server_vad: speech probability threshold.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_threshold)]
+    pub vad_threshold: f32,
+    /// server_vad: audio kept before the detected start of speech, in ms.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(0..=5000))]
+    pub prefix_padding_ms: u32,
+    /// server_vad: silence that ends a turn, in ms.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(20..=10_000))]
+    pub silence_duration_ms: u32,
+    /// Opus encoder complexity for replies (0-10; encoding is the per-core ceiling).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub opus_complexity: u8,
+    /// Frames per shard<->worker ring (each direction).
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    pub ring_frames: u32,
+    /// Node id carried in ufrags and call ids (for a multi-host fleet).
+    #[arg(long, default_value_t = 0)]
+    pub node_id: u16,
+    /// io_uring memory per executor, in KiB (counts against RLIMIT_MEMLOCK).
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    pub io_memory_kib: u32,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// A validated list of CPU ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuList(pub Vec<usize>);
+
+fn online_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is valid; sched_getaffinity fills it for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            return (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect();
+        }
+    }
+    (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
+}
+
+impl CpuList {
+    pub fn all_online() -> Self {
+        CpuList(online_cpus())
+    }
+}
+
+pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let online = online_cpus();
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (a, b),
+            None => (part, part),
+        };
+        let parse = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("{part:?} is not a CPU number or range like 0-3"));
+        let (a, b) = (parse(a)?, parse(b)?);
+        if a > b {
+            return Err(format!("range {part:?} runs backwards"));
+        }
+        for c in a..=b {
+            if !online.contains(&c) {
+                return Err(format!("CPU {c} is not available to this process (available: {})", fmt_cpus(&online)));
+            }
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("give at least one CPU, e.g. 0 or 0-3".into());
+    }
+    if out.len() > 1024 {
+        return Err("at most 1024 cores".into());
+    }
+    Ok(CpuList(out))
+}
+
+fn fmt_cpus(c: &[usize]) -> String {
+    c.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
+fn parse_public_ip(s: &str) -> Result<IpAddr, String> {
+    let ip: IpAddr = s.parse().map_err(|_| format!("{s:?} is not an IP address"))?;
+    if ip.is_unspecified() {
+        return Err("must be the specific address clients reach (0.0.0.0 and :: are not allowed)".into());
+    }
+    Ok(ip)
+}
+
+fn parse_model_rate(s: &str) -> Result<u32, String> {
+    match s {
+        "16000" => Ok(16_000),
+        "24000" => Ok(24_000),
+        _ => Err("allowed: 16000 or 24000".into()),
+    }
+}
+
+fn parse_threshold(s: &str) -> Result<f32, String> {
+    let v: f32 = s.parse().map_err(|_| "must be a number between 0.0 and 1.0".to_string())?;
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be between 0.0 and 1.0".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0"), Ok(CpuList(vec![0])));
+        assert!(parse_cpu_list("0-0,0").is_ok());
+        assert!(parse_cpu_list("5000").unwrap_err().contains("not available"));
+        assert!(parse_cpu_list("x").unwrap_err().contains("not a CPU number"));
+        assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let e = Cli::try_parse_from(["tern", "serve", "--udp-port", "70000"]).unwrap_err().to_string();
+        assert!(e.contains("--udp-port"), "{e}");
+        let e = Cli::try_parse_from(["tern", "serve", "--public-ip", "0.0.0.0"]).unwrap_err().to_string();
+        assert!(e.contains("--public-ip") && e.contains("not allowed"), "{e}");
+        let e = Cli::try_parse_from(["tern", "serve", "--vad-threshold", "2"]).unwrap_err().to_string();
+        assert!(e.contains("--vad-threshold"), "{e}");
+        let e = Cli::try_parse_from(["tern", "serve", "--model-rate", "44100"]).unwrap_err().to_string();
+        assert!(e.contains("--model-rate") && e.contains("16000 or 24000"), "{e}");
+        assert!(Cli::try_parse_from(["tern", "serve"]).is_ok());
+    }
+}

@@ -1,0 +1,215 @@
+//! The `oai-events` data channel: server events we send and client events we accept, in the shapes
+//! of OpenAI's Realtime API. Events are control traffic (a few per turn), so they are built with
+//! serde_json; audio never goes through here.
+
+use serde_json::{json, Value};
+
+use super::turn::detector::ServerVadSettings;
+
+/// Builds server events with increasing `event_id`s.
+#[derive(Debug, Default)]
+pub struct EventWriter {
+    next_id: u64,
+}
+
+impl EventWriter {
+    fn id(&mut self) -> String {
+        self.next_id += 1;
+        format!("event_{:08}", self.next_id)
+    }
+
+    fn event(&mut self, kind: &str, mut body: Value) -> String {
+        if let Value::Object(m) = &mut body {
+            m.insert("type".into(), Value::from(kind));
+            m.insert("event_id".into(), Value::from(self.id()));
+        }
+        body.to_string()
+    }
+
+    pub fn session_created(&mut self, session_id: &str, turn: Option<ServerVadSettings>, rate: u32) -> String {
+        let body = json!({ "session": session_json(session_id, turn, rate) });
+        self.event("session.created", body)
+    }
+
+    pub fn session_updated(&mut self, session_id: &str, turn: Option<ServerVadSettings>, rate: u32) -> String {
+        let body = json!({ "session": session_json(session_id, turn, rate) });
+        self.event("session.updated", body)
+    }
+
+    pub fn speech_started(&mut self, audio_start_ms: u64, item_id: &str) -> String {
+        self.event("input_audio_buffer.speech_started", json!({ "audio_start_ms": audio_start_ms, "item_id": item_id }))
+    }
+
+    pub fn speech_stopped(&mut self, audio_end_ms: u64, item_id: &str) -> String {
+        self.event("input_audio_buffer.speech_stopped", json!({ "audio_end_ms": audio_end_ms, "item_id": item_id }))
+    }
+
+    pub fn committed(&mut self, item_id: &str, previous: Option<&str>) -> String {
+        self.event("input_audio_buffer.committed", json!({ "item_id": item_id, "previous_item_id": previous }))
+    }
+
+    pub fn output_started(&mut self, response_id: &str) -> String {
+        self.event("output_audio_buffer.started", json!({ "response_id": response_id }))
+    }
+
+    pub fn output_stopped(&mut self, response_id: &str) -> String {
+        self.event("output_audio_buffer.stopped", json!({ "response_id": response_id }))
+    }
+
+    pub fn output_cleared(&mut self, response_id: &str) -> String {
+        self.event("output_audio_buffer.cleared", json!({ "response_id": response_id }))
+    }
+
+    /// An event with no fields besides `type` and `event_id`.
+    pub fn event_simple(&mut self, kind: &str) -> String {
+        self.event(kind, json!({}))
+    }
+
+    pub fn error(&mut self, kind: &str, code: &str, message: &str) -> String {
+        self.event("error", json!({ "error": { "type": kind, "code": code, "message": message } }))
+    }
+}
+
+fn session_json(id: &str, turn: Option<ServerVadSettings>, rate: u32) -> Value {
+    let td = turn.map(|t| {
+        json!({
+            "type": "server_vad",
+            "threshold": t.threshold,
+            "prefix_padding_ms": t.prefix_padding_ms,
+            "silence_duration_ms": t.silence_duration_ms,
+        })
+    });
+    json!({
+        "id": id,
+        "object": "realtime.session",
+        "audio": {
+            "input": { "format": { "type": "audio/pcm", "rate": rate }, "turn_detection": td },
+            "output": { "format": { "type": "audio/pcm", "rate": rate } }
+        }
+    })
+}
+
+/// A client event we act on; anything else goes to the agent untouched.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// `session.update` with turn detection: `Some(None)` turns detection off.
+    SessionUpdate { turn_detection: Option<Option<ServerVadSettings>> },
+    Commit,
+    Clear,
+    ResponseCancel,
+    OutputClear,
+    Other { kind: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventError {
+    #[error("event is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("event has no string field \"type\"")]
+    NoType,
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+impl ClientEvent {
+    /// Parses a client event; `base` fills the settings a partial `session.update` leaves out.
+    pub fn parse(data: &[u8], base: ServerVadSettings) -> Result<Self, EventError> {
+        let v: Value = serde_json::from_slice(data).map_err(|e| EventError::NotJson(e.to_string()))?;
+        let kind = v.get("type").and_then(Value::as_str).ok_or(EventError::NoType)?;
+        Ok(match kind {
+            "session.update" => {
+                let session = v.get("session");
+                // GA shape first, then the beta shape.
+                let td = session
+                    .and_then(|s| s.pointer("/audio/input/turn_detection"))
+                    .or_else(|| session.and_then(|s| s.get("turn_detection")));
+                let turn_detection = match td {
+                    None => None,
+                    Some(Value::Null) => Some(None),
+                    Some(t) => Some(Some(parse_turn_detection(t, base)?)),
+                };
+                ClientEvent::SessionUpdate { turn_detection }
+            }
+            "input_audio_buffer.commit" => ClientEvent::Commit,
+            "input_audio_buffer.clear" => ClientEvent::Clear,
+            "response.cancel" => ClientEvent::ResponseCancel,
+            "output_audio_buffer.clear" => ClientEvent::OutputClear,
+            other => ClientEvent::Other { kind: other.to_string() },
+        })
+    }
+}
+
+fn parse_turn_detection(t: &Value, base: ServerVadSettings) -> Result<ServerVadSettings, EventError> {
+    let mut s = base;
+    if let Some(kind) = t.get("type").and_then(Value::as_str) {
+        if kind != "server_vad" && kind != "semantic_vad" {
+            return Err(EventError::Invalid { field: "turn_detection.type", reason: format!("unknown type {kind:?}") });
+        }
+    }
+    if let Some(x) = t.get("threshold") {
+        let f = x.as_f64().filter(|f| (0.0..=1.0).contains(f));
+        s.threshold = f.ok_or(EventError::Invalid { field: "threshold", reason: "must be a number in 0..1".into() })? as f32;
+    }
+    let ms = |name: &'static str, max: u64| -> Result<Option<u32>, EventError> {
+        match t.get(name) {
+            None => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .filter(|v| *v <= max)
+                .map(|v| Some(v as u32))
+                .ok_or(EventError::Invalid { field: name, reason: format!("must be an integer in 0..={max}") }),
+        }
+    };
+    if let Some(v) = ms("prefix_padding_ms", 5_000)? {
+        s.prefix_padding_ms = v;
+    }
+    if let Some(v) = ms("silence_duration_ms", 10_000)? {
+        s.silence_duration_ms = v.max(20);
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_events_have_type_and_id() {
+        let mut w = EventWriter::default();
+        let e: Value = serde_json::from_str(&w.speech_started(700, "item_1")).unwrap();
+        assert_eq!(e["type"], "input_audio_buffer.speech_started");
+        assert_eq!(e["audio_start_ms"], 700);
+        let e2: Value = serde_json::from_str(&w.output_stopped("resp_1")).unwrap();
+        assert_ne!(e["event_id"], e2["event_id"]);
+    }
+
+    #[test]
+    fn session_update_both_shapes() {
+        let base = ServerVadSettings::default();
+        let ga = br#"{"type":"session.update","session":{"audio":{"input":{"turn_detection":{"type":"server_vad","silence_duration_ms":300}}}}}"#;
+        let beta = br#"{"type":"session.update","session":{"turn_detection":{"threshold":0.7}}}"#;
+        let off = br#"{"type":"session.update","session":{"turn_detection":null}}"#;
+        assert_eq!(
+            ClientEvent::parse(ga, base).unwrap(),
+            ClientEvent::SessionUpdate { turn_detection: Some(Some(ServerVadSettings { silence_duration_ms: 300, ..base })) }
+        );
+        assert_eq!(
+            ClientEvent::parse(beta, base).unwrap(),
+            ClientEvent::SessionUpdate { turn_detection: Some(Some(ServerVadSettings { threshold: 0.7, ..base })) }
+        );
+        assert_eq!(ClientEvent::parse(off, base).unwrap(), ClientEvent::SessionUpdate { turn_detection: Some(None) });
+    }
+
+    #[test]
+    fn bad_events_are_errors() {
+        let base = ServerVadSettings::default();
+        assert!(matches!(ClientEvent::parse(b"\xff", base), Err(EventError::NotJson(_))));
+        assert_eq!(ClientEvent::parse(b"{}", base), Err(EventError::NoType));
+        let bad = br#"{"type":"session.update","session":{"turn_detection":{"threshold":7}}}"#;
+        assert!(matches!(ClientEvent::parse(bad, base), Err(EventError::Invalid { field: "threshold", .. })));
+        assert_eq!(
+            ClientEvent::parse(br#"{"type":"response.create"}"#, base).unwrap(),
+            ClientEvent::Other { kind: "response.create".into() }
+        );
+    }
+}

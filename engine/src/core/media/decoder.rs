@@ -1,0 +1,185 @@
+//! Uplink decoding: Opus RTP payloads in, 20 ms PCM frames at the model rate out.
+//!
+//! libopus decodes straight at 16 or 24 kHz, so nothing is resampled. A gap in sequence numbers is
+//! concealed rather than skipped: the last lost frame is rebuilt from the in-band FEC of the packet
+//! that follows it (libopus falls back to PLC when there is none), earlier ones by PLC. A jump in
+//! RTP time without a sequence gap is DTX or a paused sender, and becomes silence. Packets that
+//! arrive after their slot was concealed are counted and dropped.
+
+use audiopus::coder::Decoder;
+use audiopus::packet::Packet;
+use audiopus::{Channels, MutSignals, SampleRate};
+
+use super::frame::{ModelRate, PcmFrame, RTP_TICKS_PER_FRAME};
+
+/// At most this many frames are concealed for one gap (longer gaps are silence).
+pub const MAX_CONCEALED_PER_GAP: u64 = 5;
+/// At most this many silent frames are inserted for one DTX jump.
+pub const MAX_SILENCE_PER_JUMP: u64 = 50;
+/// 120 ms at 24 kHz: the longest Opus packet.
+const MAX_PACKET_SAMPLES: usize = 2880;
+
+/// How a frame came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameOrigin {
+    Decoded,
+    Concealed,
+    FecRecovered,
+    Silence,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderStats {
+    pub decoded: u64,
+    pub concealed: u64,
+    pub fec_recovered: u64,
+    pub silence: u64,
+    pub late: u64,
+    pub errors: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("opus decoder: {0}")]
+pub struct DecoderError(#[from] audiopus::Error);
+
+pub struct UplinkDecoder {
+    dec: Decoder,
+    rate: ModelRate,
+    next_seq: Option<u64>,
+    next_ts: Option<u64>,
+    pcm: Box<[i16; MAX_PACKET_SAMPLES]>,
+    pending: PcmFrame,
+    pending_len: usize,
+    pub stats: DecoderStats,
+}
+
+impl std::fmt::Debug for UplinkDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UplinkDecoder").field("stats", &self.stats).finish()
+    }
+}
+
+impl UplinkDecoder {
+    pub fn new(rate: ModelRate) -> Result<Self, DecoderError> {
+        let sr = match rate {
+            ModelRate::Hz16000 => SampleRate::Hz16000,
+            ModelRate::Hz24000 => SampleRate::Hz24000,
+        };
+        Ok(UplinkDecoder {
+            dec: Decoder::new(sr, Channels::Mono)?,
+            rate,
+            next_seq: None,
+            next_ts: None,
+            pcm: Box::new([0; MAX_PACKET_SAMPLES]),
+            pending: PcmFrame::silence(rate.frame_samples()),
+            pending_len: 0,
+            stats: DecoderStats::default(),
+        })
+    }
+
+    /// Feeds one RTP packet (extended sequence number, 48 kHz RTP time, Opus payload) and emits
+    /// every complete 20 ms frame it yields, concealment first.
+    pub fn on_packet(
+        &mut self,
+        seq: u64,
+        rtp_ts: u64,
+        payload: &[u8],
+        emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
+    ) {
+        if let Some(next) = self.next_seq {
+            if seq < next {
+                self.stats.late += 1;
+                return;
+            }
+            let lost = seq - next;
+            if lost > 0 {
+                let concealed = lost.min(MAX_CONCEALED_PER_GAP);
+                for i in 0..concealed {
+                    let use_fec = i + 1 == concealed && lost <= MAX_CONCEALED_PER_GAP;
+                    self.conceal(payload, use_fec, emit);
+                }
+                for _ in concealed..lost.min(MAX_SILENCE_PER_JUMP) {
+                    self.emit_silence(emit);
+                }
+            } else if let Some(next_ts) = self.next_ts {
+                // No packet missing, but time jumped: DTX or a paused sender.
+                let ticks = rtp_ts.saturating_sub(next_ts);
+                let frames = (ticks / RTP_TICKS_PER_FRAME).min(MAX_SILENCE_PER_JUMP);
+                for _ in 0..frames {
+                    self.emit_silence(emit);
+                }
+            }
+        }
+        let n = match Packet::try_from(payload)
+            .map_err(DecoderError::from)
+            .and_then(|p| self.decode_into(Some(p), false))
+        {
+            Ok(n) => n,
+            Err(_) => {
+                self.stats.errors += 1;
+                // A corrupt payload is concealed so that the stream keeps its timing.
+                self.decode_into(None, false).unwrap_or(0)
+            }
+        };
+        self.stats.decoded += 1;
+        self.split(n, FrameOrigin::Decoded, emit);
+        self.next_seq = Some(seq + 1);
+        let ticks = (n as u64 * 48_000) / u64::from(self.rate.hz());
+        self.next_ts = Some(rtp_ts + ticks.max(RTP_TICKS_PER_FRAME));
+    }
+
+    fn conceal(&mut self, next_payload: &[u8], use_fec: bool, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+        let frame = self.rate.frame_samples();
+        let (res, origin) = match (use_fec, Packet::try_from(next_payload)) {
+            (true, Ok(p)) => (self.decode_n(Some(p), true, frame), FrameOrigin::FecRecovered),
+            _ => (self.decode_n(None, false, frame), FrameOrigin::Concealed),
+        };
+        match (res, origin) {
+            (Ok(n), FrameOrigin::FecRecovered) => {
+                self.stats.fec_recovered += 1;
+                self.split(n, origin, emit);
+            }
+            (Ok(n), _) => {
+                self.stats.concealed += 1;
+                self.split(n, origin, emit);
+            }
+            (Err(_), _) => {
+                self.stats.errors += 1;
+                self.emit_silence(emit);
+            }
+        }
+    }
+
+    fn decode_into(&mut self, p: Option<Packet<'_>>, fec: bool) -> Result<usize, DecoderError> {
+        self.decode_n(p, fec, MAX_PACKET_SAMPLES)
+    }
+
+    fn decode_n(&mut self, p: Option<Packet<'_>>, fec: bool, n: usize) -> Result<usize, DecoderError> {
+        let out = MutSignals::try_from(&mut self.pcm[..n])?;
+        Ok(self.dec.decode(p, out, fec)?)
+    }
+
+    fn emit_silence(&mut self, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+        self.stats.silence += 1;
+        let n = self.rate.frame_samples();
+        self.pcm[..n].fill(0);
+        self.split(n, FrameOrigin::Silence, emit);
+    }
+
+    /// Cuts `n` decoded samples into 20 ms frames, carrying a remainder (10 ms packets) over.
+    fn split(&mut self, n: usize, origin: FrameOrigin, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+        let frame = self.rate.frame_samples();
+        let mut at = 0;
+        while at < n {
+            let take = (frame - self.pending_len).min(n - at);
+            self.pending.samples_mut()[self.pending_len..self.pending_len + take]
+                .copy_from_slice(&self.pcm[at..at + take]);
+            self.pending_len += take;
+            at += take;
+            if self.pending_len == frame {
+                emit(&self.pending, origin);
+                self.pending_len = 0;
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Audio stages a packet walks through: decode (with concealment), resample for the VAD, and on the
+//! way back playout, pacing and encode.
+
+pub mod decoder;
+pub mod encoder;
+pub mod frame;
+pub mod playout;
+pub mod resample;

@@ -1,0 +1,14 @@
+//! Sans-IO core: everything here takes `(now, input)` and returns outputs and deadlines. Nothing
+//! reads the clock, spawns, sleeps or touches a socket, so all of it runs in virtual time in tests.
+
+pub mod classify;
+pub mod deadlines;
+pub mod events;
+pub mod media;
+pub mod ring_msg;
+pub mod route_tag;
+pub mod rtc_setup;
+pub mod session;
+pub mod session_table;
+pub mod shard;
+pub mod turn;

@@ -1,0 +1,67 @@
+//! Messages that cross the rings between shards and inference workers. Fixed size (audio inline),
+//! so pushing one never allocates; JSON events are the rare exception and carry a boxed string.
+
+use std::time::Instant;
+
+use super::media::frame::PcmFrame;
+use super::route_tag::RouteTag;
+use super::turn::detector::TurnEvent;
+
+/// A session's address on its owning shard: where a worker sends replies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionKey {
+    pub shard: u16,
+    pub slot: u32,
+    pub generation: u16,
+}
+
+/// Shard -> worker.
+#[derive(Debug)]
+pub enum UplinkMsg {
+    /// The session connected; `tag` names the call.
+    Start { key: SessionKey, tag: RouteTag, rate_hz: u32 },
+    /// Frame number `index` of the session's input audio (20 ms each, from 0).
+    Audio { key: SessionKey, index: u64, frame: PcmFrame, received_at: Instant },
+    Turn { key: SessionKey, event: TurnEvent },
+    /// A data-channel event the engine does not handle itself.
+    ClientEvent { key: SessionKey, json: Box<str> },
+    /// The user interrupted: drop any reply in progress.
+    Cancel { key: SessionKey },
+    End { key: SessionKey },
+}
+
+impl UplinkMsg {
+    pub fn key(&self) -> SessionKey {
+        match self {
+            UplinkMsg::Start { key, .. }
+            | UplinkMsg::Audio { key, .. }
+            | UplinkMsg::Turn { key, .. }
+            | UplinkMsg::ClientEvent { key, .. }
+            | UplinkMsg::Cancel { key }
+            | UplinkMsg::End { key } => *key,
+        }
+    }
+}
+
+/// Worker -> shard.
+#[derive(Debug)]
+pub enum DownlinkMsg {
+    Audio { key: SessionKey, response: u32, frame: PcmFrame },
+    /// All audio of `response` has been sent.
+    ResponseDone { key: SessionKey, response: u32 },
+    /// Stop playback now and drop what is queued.
+    Clear { key: SessionKey },
+    /// A JSON event for the data channel.
+    Event { key: SessionKey, json: Box<str> },
+}
+
+impl DownlinkMsg {
+    pub fn key(&self) -> SessionKey {
+        match self {
+            DownlinkMsg::Audio { key, .. }
+            | DownlinkMsg::ResponseDone { key, .. }
+            | DownlinkMsg::Clear { key }
+            | DownlinkMsg::Event { key, .. } => *key,
+        }
+    }
+}

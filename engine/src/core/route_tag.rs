@@ -1,0 +1,137 @@
+//! The routing tag: what a server ICE ufrag and a call id say about where a session lives.
+//!
+//! Like a QUIC connection ID, the ufrag is issued by us, so every STUN request carries our own routing
+//! information back: the node (room for a multi-host fleet), the shard that built the session, its slot
+//! and generation in that shard's table, and a random part so that tags cannot be guessed.
+//! The same tag, prefixed with `rtc_`, is the call id used by the HTTP API.
+
+use std::fmt;
+
+/// Length of an encoded tag in hex characters.
+pub const TAG_HEX_LEN: usize = 4 + 4 + 8 + 4 + 16;
+/// Prefix of a call id.
+pub const CALL_ID_PREFIX: &str = "rtc_";
+
+/// Where a session was created, and the secret that proves a tag is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RouteTag {
+    pub node: u16,
+    pub shard: u16,
+    pub slot: u32,
+    pub generation: u16,
+    pub secret: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    #[error("tag must be {TAG_HEX_LEN} hex characters, got {0}")]
+    Length(usize),
+    #[error("tag contains a character that is not lowercase hex")]
+    NotHex,
+    #[error("call id must start with {CALL_ID_PREFIX}")]
+    Prefix,
+}
+
+impl RouteTag {
+    /// Parses the hex form (a server ufrag). Never panics, whatever the input.
+    pub fn parse(s: &str) -> Result<Self, TagError> {
+        let b = s.as_bytes();
+        if b.len() != TAG_HEX_LEN {
+            return Err(TagError::Length(b.len()));
+        }
+        let node = hex_field(&b[0..4])? as u16;
+        let shard = hex_field(&b[4..8])? as u16;
+        let slot = hex_field(&b[8..16])? as u32;
+        let generation = hex_field(&b[16..20])? as u16;
+        let secret = hex_field(&b[20..36])?;
+        Ok(RouteTag { node, shard, slot, generation, secret })
+    }
+
+    /// Parses a call id (`rtc_` followed by the hex tag).
+    pub fn parse_call_id(s: &str) -> Result<Self, TagError> {
+        let rest = s.strip_prefix(CALL_ID_PREFIX).ok_or(TagError::Prefix)?;
+        Self::parse(rest)
+    }
+
+    /// The ICE ufrag form: 36 lowercase hex characters (all valid ice-chars).
+    pub fn ufrag(&self) -> String {
+        self.to_string()
+    }
+
+    pub fn call_id(&self) -> String {
+        format!("{CALL_ID_PREFIX}{self}")
+    }
+}
+
+impl fmt::Display for RouteTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04x}{:04x}{:08x}{:04x}{:016x}",
+            self.node, self.shard, self.slot, self.generation, self.secret
+        )
+    }
+}
+
+fn hex_field(b: &[u8]) -> Result<u64, TagError> {
+    let mut v: u64 = 0;
+    for &c in b {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            _ => return Err(TagError::NotHex),
+        };
+        v = (v << 4) | u64::from(d);
+    }
+    Ok(v)
+}
+
+/// Extracts our (server) ufrag from a STUN USERNAME `server:client`.
+pub fn server_ufrag(username: &str) -> &str {
+    username.split(':').next().unwrap_or(username)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_example() {
+        let t = RouteTag { node: 7, shard: 3, slot: 0xdead, generation: 9, secret: 0x0123_4567_89ab_cdef };
+        let u = t.ufrag();
+        assert_eq!(u.len(), TAG_HEX_LEN);
+        assert_eq!(RouteTag::parse(&u), Ok(t));
+        assert_eq!(RouteTag::parse_call_id(&t.call_id()), Ok(t));
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        assert_eq!(RouteTag::parse("abc"), Err(TagError::Length(3)));
+        assert_eq!(RouteTag::parse(&"g".repeat(TAG_HEX_LEN)), Err(TagError::NotHex));
+        assert_eq!(RouteTag::parse(&"A".repeat(TAG_HEX_LEN)), Err(TagError::NotHex));
+        assert_eq!(RouteTag::parse_call_id("call_x"), Err(TagError::Prefix));
+        // multi-byte characters never split a field mid-character
+        assert!(RouteTag::parse(&"é".repeat(TAG_HEX_LEN / 2)).is_err());
+    }
+
+    #[test]
+    fn username_split() {
+        assert_eq!(server_ufrag("abc:def"), "abc");
+        assert_eq!(server_ufrag("abc"), "abc");
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(node: u16, shard: u16, slot: u32, generation: u16, secret: u64) {
+            let t = RouteTag { node, shard, slot, generation, secret };
+            prop_assert_eq!(RouteTag::parse(&t.ufrag()), Ok(t));
+        }
+
+        #[test]
+        fn parse_never_panics(s in ".{0,64}") {
+            let _ = RouteTag::parse(&s);
+            let _ = RouteTag::parse_call_id(&s);
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! One voice session: str0m's `Rtc` plus the media pipeline around it, sans-IO.
+//!
+//! Inputs are datagrams, timeouts and reply messages from the agent, each with `now`; outputs go to
+//! a `SessionIo` (datagrams to send, messages for the agent, measurements) and the next deadline is
+//! returned. Uplink: Opus RTP -> `UplinkDecoder` (concealment) -> `FrameVad` -> `TurnDetector` ->
+//! agent ring. Downlink: agent frames -> `PlayoutQueue` -> `Pacer` (20 ms) -> Opus -> str0m.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+
+use super::events::{ClientEvent, EventWriter};
+use super::media::decoder::UplinkDecoder;
+use super::media::encoder::DownlinkEncoder;
+use super::media::frame::{ModelRate, PcmFrame};
+use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
+use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
+use super::route_tag::RouteTag;
+use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
+use super::turn::vad::{EarshotVad, FrameVad};
+
+/// The label of the events data channel.
+pub const EVENTS_CHANNEL: &str = "oai-events";
+/// Events queued before the channel opens (older ones are dropped).
+const MAX_PENDING_EVENTS: usize = 32;
+/// If str0m asks for nothing sooner, look at the session again after this long.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Per-session settings, from CLI defaults.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub model_rate: ModelRate,
+    /// `None`: turn detection off (the client commits turns itself).
+    pub turn: Option<ServerVadSettings>,
+    pub encoder_complexity: u8,
+    pub playout_frames: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            model_rate: ModelRate::Hz24000,
+            turn: Some(ServerVadSettings::default()),
+            encoder_complexity: 5,
+            playout_frames: 150,
+        }
+    }
+}
+
+/// Where a session's outputs go. Implemented by the shard shell (sockets, rings, metrics) and by
+/// test harnesses (vectors).
+pub trait SessionIo {
+    /// A datagram to send from `source` to `destination`.
+    fn transmit(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]);
+    /// A message for the session's inference worker; false when the ring was full (counted there).
+    fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool;
+    /// The session connected `setup` after its offer arrived.
+    fn connected(&mut self, setup: Duration);
+    /// A reply frame left the playout queue at `taken_at` and its datagram was just handed over.
+    fn downlink_sent(&mut self, taken_at: Instant);
+    /// A session ended (its admission slot can be released).
+    fn session_ended(&mut self) {}
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionStats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub uplink_dropped: u64,
+    pub playout_dropped: u64,
+    pub turns: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Decoder(#[from] super::media::decoder::DecoderError),
+    #[error(transparent)]
+    Encoder(#[from] super::media::encoder::EncoderError),
+}
+
+pub struct Session {
+    pub tag: RouteTag,
+    /// Our key on the owning shard; set by the shard when the session is inserted or adopted.
+    pub key: SessionKey,
+    pub worker: u16,
+    rtc: Rtc,
+    config: SessionConfig,
+    offered_at: Instant,
+    connected: bool,
+    agent_started: bool,
+    audio: Option<(Mid, Option<Pt>)>,
+    events: Option<ChannelId>,
+    pending_events: VecDeque<String>,
+    writer: EventWriter,
+    decoder: UplinkDecoder,
+    vad: FrameVad,
+    turn: TurnDetector,
+    turn_enabled: bool,
+    frame_index: u64,
+    item_seq: u32,
+    current_item: Option<u32>,
+    encoder: DownlinkEncoder,
+    playout: PlayoutQueue,
+    pacer: Pacer,
+    playing: Option<u32>,
+    rtc_deadline: Instant,
+    closed: bool,
+    pub stats: SessionStats,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("tag", &self.tag).field("key", &self.key).finish()
+    }
+}
+
+impl Session {
+    pub fn new(
+        tag: RouteTag,
+        rtc: Rtc,
+        config: SessionConfig,
+        offered_at: Instant,
+        worker: u16,
+    ) -> Result<Self, SessionError> {
+        let rate = config.model_rate;
+        let turn = config.turn.unwrap_or_default();
+        Ok(Session {
+            tag,
+            key: SessionKey { shard: tag.shard, slot: tag.slot, generation: tag.generation },
+            worker,
+            rtc,
+            offered_at,
+            connected: false,
+            agent_started: false,
+            audio: None,
+            events: None,
+            pending_events: VecDeque::new(),
+            writer: EventWriter::default(),
+            decoder: UplinkDecoder::new(rate)?,
+            vad: FrameVad::new(Box::new(EarshotVad::default()), rate),
+            turn: TurnDetector::new(turn),
+            turn_enabled: config.turn.is_some(),
+            frame_index: 0,
+            item_seq: 0,
+            current_item: None,
+            encoder: DownlinkEncoder::new(rate, config.encoder_complexity)?,
+            playout: PlayoutQueue::new(config.playout_frames),
+            pacer: Pacer::new(u64::from(rand::random::<u32>())),
+            playing: None,
+            rtc_deadline: offered_at,
+            closed: false,
+            stats: SessionStats::default(),
+            config,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// False once the peer went away, ICE failed, or the session was closed.
+    pub fn is_alive(&self) -> bool {
+        !self.closed && self.rtc.is_alive()
+    }
+
+    /// The earliest time this session needs `handle_timeout`.
+    pub fn deadline(&self) -> Instant {
+        match self.pacer.deadline() {
+            Some(p) if p < self.rtc_deadline => p,
+            _ => self.rtc_deadline,
+        }
+    }
+
+    /// Feeds one datagram addressed to `destination` (our advertised address).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        payload: &[u8],
+        io: &mut dyn SessionIo,
+    ) -> Result<(), str0m::RtcError> {
+        let r = match Receive::new(Protocol::Udp, source, destination, payload) {
+            Ok(r) => r,
+            Err(e) => return Err(str0m::RtcError::Net(e)),
+        };
+        self.rtc.handle_input(Input::Receive(now, r))?;
+        self.drive(now, io);
+        Ok(())
+    }
+
+    /// Handles whatever is due at `now`: str0m timers and the downlink pacer.
+    pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        if self.rtc_deadline <= now {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(call = %self.tag, "timeout input: {e}");
+            }
+        }
+        self.drive(now, io);
+        self.pace(now, io);
+    }
+
+    /// A message from the agent for this session.
+    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
+        match msg {
+            DownlinkMsg::Audio { response, frame, .. } => {
+                self.playout.push(PlayoutItem::Frame { response, frame });
+                self.stats.playout_dropped = self.playout.dropped;
+                self.pacer.wake(now);
+            }
+            DownlinkMsg::ResponseDone { response, .. } => {
+                self.playout.push(PlayoutItem::End { response });
+                self.pacer.wake(now);
+            }
+            DownlinkMsg::Clear { .. } => {
+                self.playout.clear();
+                if let Some(r) = self.playing.take() {
+                    let ev = self.writer.output_cleared(&response_id(r));
+                    self.send_event(ev);
+                }
+                self.pacer.idle();
+            }
+            DownlinkMsg::Event { json, .. } => self.send_event(json.into()),
+        }
+        self.drive(now, io);
+    }
+
+    /// Ends the session (hangup): closes the peer connection and tells the agent.
+    pub fn close(&mut self, io: &mut dyn SessionIo) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.rtc.disconnect();
+        if self.agent_started {
+            io.to_agent(self.worker, UplinkMsg::End { key: self.key });
+        }
+    }
+
+    fn drive(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.rtc_deadline = t.min(now + IDLE_POLL);
+                    break;
+                }
+                Ok(Output::Transmit(t)) => io.transmit(t.source, t.destination, &t.contents),
+                Ok(Output::Event(e)) => self.on_event(now, e, io),
+                Err(e) => {
+                    tracing::debug!(call = %self.tag, "rtc error: {e}");
+                    self.rtc_deadline = now + IDLE_POLL;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, now: Instant, e: Event, io: &mut dyn SessionIo) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                io.connected(now.saturating_duration_since(self.offered_at));
+                let msg = UplinkMsg::Start { key: self.key, tag: self.tag, rate_hz: self.config.model_rate.hz() };
+                self.agent_started = io.to_agent(self.worker, msg);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.close(io);
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
+                self.audio = Some((m.mid, None));
+            }
+            Event::MediaData(d) => {
+                let is_opus = d.params.spec().codec == Codec::Opus;
+                if !is_opus {
+                    return;
+                }
+                if let Some((mid, pt @ None)) = &mut self.audio {
+                    if *mid == d.mid {
+                        *pt = Some(d.pt);
+                    }
+                }
+                let seq = **d.seq_range.start();
+                let ts = d.time.numer() as u64;
+                let received_at = d.network_time;
+                let mut frames: [Option<PcmFrame>; 8] = [None; 8];
+                let mut n = 0usize;
+                let mut overflow = 0u64;
+                self.decoder.on_packet(seq, ts, &d.data, &mut |f, _| {
+                    if n < frames.len() {
+                        frames[n] = Some(*f);
+                        n += 1;
+                    } else {
+                        overflow += 1;
+                    }
+                });
+                for f in frames.iter().take(n).flatten() {
+                    self.on_frame(f, received_at, io);
+                }
+                // Long gaps beyond the inline buffer only advance the clock of the turn detector.
+                for _ in 0..overflow {
+                    self.on_frame(&PcmFrame::silence(self.config.model_rate.frame_samples()), received_at, io);
+                }
+            }
+            Event::ChannelOpen(id, label) if label == EVENTS_CHANNEL => {
+                self.events = Some(id);
+                let turn = self.turn_enabled.then(|| self.turn.settings());
+                let ev = self.writer.session_created(&self.tag.call_id(), turn, self.config.model_rate.hz());
+                self.pending_events.push_front(ev);
+                self.flush_events();
+            }
+            Event::ChannelData(d) if Some(d.id) == self.events => self.on_client_event(&d.data, io),
+            Event::ChannelClose(id) if Some(id) == self.events => self.events = None,
+            _ => {}
+        }
+    }
+
+    fn on_frame(&mut self, frame: &PcmFrame, received_at: Instant, io: &mut dyn SessionIo) {
+        let index = self.frame_index;
+        self.frame_index += 1;
+        self.stats.frames_in += 1;
+        let p = self.vad.frame_probability(frame);
+        let event = if self.turn_enabled { self.turn.push(index, p) } else { None };
+        if self.agent_started {
+            let msg = UplinkMsg::Audio { key: self.key, index, frame: *frame, received_at };
+            if !io.to_agent(self.worker, msg) {
+                self.stats.uplink_dropped += 1;
+            }
+        }
+        if let Some(ev) = event {
+            self.on_turn_event(ev, io);
+        }
+    }
+
+    fn on_turn_event(&mut self, ev: TurnEvent, io: &mut dyn SessionIo) {
+        match ev {
+            TurnEvent::SpeechStarted { audio_start_ms } => {
+                self.item_seq += 1;
+                self.current_item = Some(self.item_seq);
+                let e = self.writer.speech_started(audio_start_ms, &item_id(self.item_seq));
+                self.send_event(e);
+            }
+            TurnEvent::SpeechStopped { audio_end_ms } => {
+                let item = self.current_item.take().unwrap_or(self.item_seq);
+                let e = self.writer.speech_stopped(audio_end_ms, &item_id(item));
+                self.send_event(e);
+                let prev = (item > 1).then(|| item_id(item - 1));
+                let e = self.writer.committed(&item_id(item), prev.as_deref());
+                self.send_event(e);
+                self.stats.turns += 1;
+            }
+        }
+        if self.agent_started {
+            io.to_agent(self.worker, UplinkMsg::Turn { key: self.key, event: ev });
+        }
+    }
+
+    fn on_client_event(&mut self, data: &[u8], io: &mut dyn SessionIo) {
+        let base = self.turn.settings();
+        match ClientEvent::parse(data, base) {
+            Ok(ClientEvent::SessionUpdate { turn_detection }) => {
+                if let Some(td) = turn_detection {
+                    self.turn_enabled = td.is_some();
+                    if let Some(s) = td {
+                        self.turn.set_settings(s);
+                    }
+                    self.turn.reset();
+                }
+                let turn = self.turn_enabled.then(|| self.turn.settings());
+                let e = self.writer.session_updated(&self.tag.call_id(), turn, self.config.model_rate.hz());
+                self.send_event(e);
+            }
+            Ok(ClientEvent::Commit) => {
+                let end = self.frame_index * super::media::frame::FRAME_MS;
+                if self.current_item.is_none() {
+                    self.item_seq += 1;
+                    self.current_item = Some(self.item_seq);
+                }
+                self.turn.reset();
+                self.on_turn_event(TurnEvent::SpeechStopped { audio_end_ms: end }, io);
+            }
+            Ok(ClientEvent::Clear) => {
+                self.turn.reset();
+                self.current_item = None;
+                let e = self.writer.event_simple("input_audio_buffer.cleared");
+                self.send_event(e);
+            }
+            Ok(ClientEvent::ResponseCancel) | Ok(ClientEvent::OutputClear) => {
+                if self.agent_started {
+                    io.to_agent(self.worker, UplinkMsg::Cancel { key: self.key });
+                }
+            }
+            Ok(ClientEvent::Other { .. }) => {
+                if self.agent_started {
+                    if let Ok(s) = std::str::from_utf8(data) {
+                        io.to_agent(self.worker, UplinkMsg::ClientEvent { key: self.key, json: s.into() });
+                    }
+                }
+            }
+            Err(e) => {
+                let ev = self.writer.error("invalid_request_error", "invalid_event", &e.to_string());
+                self.send_event(ev);
+            }
+        }
+    }
+
+    fn pace(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        if !self.pacer.is_due(now) {
+            return;
+        }
+        loop {
+            match self.playout.pop() {
+                Some(PlayoutItem::End { response }) => {
+                    if self.playing == Some(response) {
+                        self.playing = None;
+                        let e = self.writer.output_stopped(&response_id(response));
+                        self.send_event(e);
+                    }
+                }
+                Some(PlayoutItem::Frame { response, frame }) => {
+                    if self.playing != Some(response) {
+                        self.playing = Some(response);
+                        let e = self.writer.output_started(&response_id(response));
+                        self.send_event(e);
+                    }
+                    let send = self.pacer.on_send(now);
+                    self.write_frame(now, &frame, send.rtp_time, send.marker);
+                    self.drive(now, io);
+                    io.downlink_sent(now);
+                    self.stats.frames_out += 1;
+                    return;
+                }
+                None => {
+                    self.pacer.idle();
+                    self.drive(now, io);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn write_frame(&mut self, now: Instant, frame: &PcmFrame, rtp_time: u64, marker: bool) {
+        let Some((mid, Some(pt))) = self.audio else {
+            return;
+        };
+        if !self.connected {
+            return;
+        }
+        let Ok(payload) = self.encoder.encode(frame) else {
+            return;
+        };
+        let Some(w) = self.rtc.writer(mid) else {
+            return;
+        };
+        let t = MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        if let Err(e) = w.start_of_talkspurt(marker).write(pt, now, t, payload) {
+            tracing::debug!(call = %self.tag, "write: {e}");
+        }
+        // Writes are packetized on the next timeout.
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!(call = %self.tag, "packetize: {e}");
+        }
+    }
+
+    fn send_event(&mut self, json: String) {
+        if self.pending_events.len() >= MAX_PENDING_EVENTS {
+            self.pending_events.pop_front();
+        }
+        self.pending_events.push_back(json);
+        self.flush_events();
+    }
+
+    fn flush_events(&mut self) {
+        let Some(id) = self.events else {
+            return;
+        };
+        while let Some(ev) = self.pending_events.pop_front() {
+            let Some(mut ch) = self.rtc.channel(id) else {
+                self.pending_events.push_front(ev);
+                return;
+            };
+            match ch.write(false, ev.as_bytes()) {
+                Ok(true) => {}
+                _ => {
+                    self.pending_events.push_front(ev);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn item_id(n: u32) -> String {
+    format!("item_{n:06}")
+}
+
+fn response_id(n: u32) -> String {
+    format!("resp_{n:06}")
+}

@@ -1,0 +1,524 @@
+//! The sans-IO heart of a shard: its session table, its deadline queue, routing of datagrams, the
+//! handoff of sessions between shards, and per-shard counters. The shell feeds it datagrams,
+//! timeouts and ring messages with `now`; it never touches a socket or a clock.
+//!
+//! Routing (quinn's model): a STUN request names our ufrag, which decodes to (node, shard, slot,
+//! generation, secret): O(1) without hashing. Everything else is routed by source address, bound only
+//! after the session answered an authenticated STUN check from it.
+//!
+//! Handoff: a session is built by the shard whose HTTP listener took the offer (its home) but must
+//! live on the shard the kernel delivers its datagrams to (its owner). When the first STUN request
+//! reaches a shard that is not the home, the shard asks the home to `Claim` it; the home moves the
+//! session over and keeps a forwarding entry until the owner reports the session's end.
+
+use std::collections::HashMap;
+use std::hash::RandomState;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::ice::StunMessage;
+
+use super::classify::{classify, DatagramKind};
+use super::deadlines::DeadlineQueue;
+use super::ring_msg::{DownlinkMsg, SessionKey};
+use super::route_tag::{server_ufrag, RouteTag};
+use super::rtc_setup::{answer_offer, parse_offer, OfferError, ServerCrypto};
+use super::session::{Session, SessionConfig, SessionIo};
+use super::session_table::{Entry, Miss, SessionTable, SlotKey};
+
+/// Peer addresses remembered for forwarding to another shard, at most.
+const MAX_FORWARD_ADDRS: usize = 65_536;
+/// Forwarding entries unused this long are forgotten.
+const FORWARD_IDLE: Duration = Duration::from_secs(60);
+
+/// Why a datagram was dropped; exported as a label of `tern_datagrams_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// First byte matches no protocol (RFC 7983).
+    Garbage,
+    /// Looked like STUN but did not parse.
+    BadStun,
+    /// STUN without a username we can route by.
+    NoUsername,
+    /// Username is not one of our ufrags.
+    UnknownUfrag,
+    /// Ufrag for another node.
+    WrongNode,
+    /// Ufrag of a session that ended, or with a wrong secret.
+    StaleSession,
+    /// DTLS/RTP/RTCP from an address that no session has authenticated.
+    UnknownSource,
+    /// The session rejected the datagram (str0m error).
+    Rejected,
+    /// A queue towards another shard was full.
+    QueueFull,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 9] = [
+        DropReason::Garbage,
+        DropReason::BadStun,
+        DropReason::NoUsername,
+        DropReason::UnknownUfrag,
+        DropReason::WrongNode,
+        DropReason::StaleSession,
+        DropReason::UnknownSource,
+        DropReason::Rejected,
+        DropReason::QueueFull,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Garbage => "garbage",
+            DropReason::BadStun => "bad_stun",
+            DropReason::NoUsername => "no_username",
+            DropReason::UnknownUfrag => "unknown_ufrag",
+            DropReason::WrongNode => "wrong_node",
+            DropReason::StaleSession => "stale_session",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::Rejected => "rejected",
+            DropReason::QueueFull => "queue_full",
+        }
+    }
+}
+
+/// Where a datagram goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Local(SlotKey),
+    /// Ask the home shard of `tag` for the session (first STUN on this shard).
+    Claim { home: u16, tag: RouteTag },
+    /// Send to another shard that knows the session.
+    Forward { shard: u16 },
+    Drop(DropReason),
+}
+
+/// What the home shard answers to a claim.
+#[derive(Debug)]
+pub enum ClaimOutcome {
+    /// Move this session to the claiming shard.
+    HandOver(Box<Session>),
+    /// The session already lives elsewhere: forward the datagram there.
+    Forward { shard: u16 },
+    Drop(DropReason),
+}
+
+/// Counters a shard keeps; scraped through the shell.
+#[derive(Debug, Default, Clone)]
+pub struct ShardCounters {
+    pub datagrams_in: u64,
+    pub datagrams_out: u64,
+    pub dropped: HashMap<&'static str, u64>,
+    pub forwarded_out: u64,
+    pub forwarded_in: u64,
+    pub handoffs_in: u64,
+    pub handoffs_out: u64,
+    pub sessions_created: u64,
+    pub sessions_ended: u64,
+    pub session_panics: u64,
+    pub offers_rejected: u64,
+}
+
+/// Engine-wide settings every shard shares.
+#[derive(Debug, Clone)]
+pub struct ShardSettings {
+    pub node: u16,
+    pub shards: u16,
+    pub workers: u16,
+    /// The advertised ICE candidate address (also the `destination` of every Receive).
+    pub public: SocketAddr,
+    pub max_sessions_per_shard: usize,
+    pub session: SessionConfig,
+}
+
+pub struct ShardCore {
+    pub id: u16,
+    settings: Arc<ShardSettings>,
+    crypto: ServerCrypto,
+    table: SessionTable<Box<Session>>,
+    /// Sessions adopted from another home shard, by their home tag.
+    adopted: HashMap<RouteTag, SlotKey, RandomState>,
+    /// Peer addresses whose session lives on another shard.
+    forward_addrs: HashMap<SocketAddr, (u16, Instant), RandomState>,
+    deadlines: DeadlineQueue,
+    next_worker: u16,
+    pub counters: ShardCounters,
+    /// Home tags of sessions that ended here after being adopted: the shell tells their homes.
+    released: Vec<RouteTag>,
+}
+
+impl std::fmt::Debug for ShardCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardCore").field("id", &self.id).field("live", &self.table.live()).finish()
+    }
+}
+
+impl ShardCore {
+    pub fn new(id: u16, settings: Arc<ShardSettings>, crypto: ServerCrypto) -> Self {
+        ShardCore {
+            id,
+            table: SessionTable::new(settings.max_sessions_per_shard),
+            settings,
+            crypto,
+            adopted: HashMap::with_hasher(RandomState::new()),
+            forward_addrs: HashMap::with_hasher(RandomState::new()),
+            deadlines: DeadlineQueue::new(),
+            next_worker: id,
+            counters: ShardCounters::default(),
+            released: Vec::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &ShardSettings {
+        &self.settings
+    }
+
+    /// Sessions living on this shard.
+    pub fn live_sessions(&self) -> usize {
+        self.table.live()
+    }
+
+    /// Slots in use (live sessions and forwarding entries).
+    pub fn occupied_slots(&self) -> usize {
+        self.table.occupied()
+    }
+
+    pub fn armed_deadlines(&self) -> usize {
+        self.deadlines.len()
+    }
+
+    /// Answers an SDP offer and registers the session before the answer leaves.
+    pub fn accept_offer(&mut self, now: Instant, body: &[u8]) -> Result<(RouteTag, String), OfferError> {
+        let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
+        let secret: u64 = rand::random();
+        // The tag (and so the ufrag) must name the slot the session will occupy.
+        let key = self.table.next_key().map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let tag = RouteTag { node: self.settings.node, shard: self.id, slot: key.slot, generation: key.generation, secret };
+        let worker = self.next_worker % self.settings.workers.max(1);
+        let built = answer_offer(&self.crypto, now, tag, self.settings.public, offer).and_then(|(rtc, answer)| {
+            Session::new(tag, rtc, self.settings.session.clone(), now, worker)
+                .map(|s| (s, answer))
+                .map_err(|e| OfferError::Rejected(e.to_string()))
+        });
+        match built {
+            Ok((mut session, answer)) => {
+                self.next_worker = self.next_worker.wrapping_add(1);
+                session.key = self.session_key(key);
+                let deadline = session.deadline();
+                let inserted = self.table.insert(secret, Box::new(session)).map_err(|e| OfferError::Rejected(e.to_string()))?;
+                debug_assert_eq!(inserted, key, "next_key predicts insert on a single-threaded table");
+                self.deadlines.schedule(key, deadline);
+                self.counters.sessions_created += 1;
+                Ok((tag, answer))
+            }
+            Err(e) => {
+                self.counters.offers_rejected += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn session_key(&self, k: SlotKey) -> SessionKey {
+        SessionKey { shard: self.id, slot: k.slot, generation: k.generation }
+    }
+
+    /// Decides where a datagram goes. Never panics on any input.
+    pub fn route(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) -> Route {
+        match classify(buf) {
+            DatagramKind::Unknown => Route::Drop(DropReason::Garbage),
+            DatagramKind::Stun => self.route_stun(now, source, buf),
+            _ => {
+                if let Some(k) = self.table.by_addr(&source) {
+                    return Route::Local(k);
+                }
+                if let Some((shard, used)) = self.forward_addrs.get_mut(&source) {
+                    *used = now;
+                    return Route::Forward { shard: *shard };
+                }
+                Route::Drop(DropReason::UnknownSource)
+            }
+        }
+    }
+
+    fn route_stun(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) -> Route {
+        let Ok(msg) = StunMessage::parse(buf) else {
+            return Route::Drop(DropReason::BadStun);
+        };
+        let Some((local, _remote)) = msg.split_username() else {
+            // Responses and indications carry no username: route by address.
+            return match self.table.by_addr(&source) {
+                Some(k) => Route::Local(k),
+                None => Route::Drop(DropReason::NoUsername),
+            };
+        };
+        let Ok(tag) = RouteTag::parse(server_ufrag(local)) else {
+            return Route::Drop(DropReason::UnknownUfrag);
+        };
+        if tag.node != self.settings.node {
+            return Route::Drop(DropReason::WrongNode);
+        }
+        if tag.shard != self.id {
+            if let Some(k) = self.adopted.get(&tag) {
+                return Route::Local(*k);
+            }
+            if tag.shard >= self.settings.shards {
+                return Route::Drop(DropReason::UnknownUfrag);
+            }
+            self.remember_forward(now, source, tag.shard);
+            return Route::Claim { home: tag.shard, tag };
+        }
+        match self.table.lookup(SlotKey { slot: tag.slot, generation: tag.generation }, tag.secret) {
+            Ok(Entry::Live { .. }) => Route::Local(SlotKey { slot: tag.slot, generation: tag.generation }),
+            Ok(Entry::Moved { shard, .. }) => {
+                let shard = *shard;
+                self.remember_forward(now, source, shard);
+                Route::Forward { shard }
+            }
+            Err(Miss::NoSuchSlot | Miss::StaleGeneration | Miss::BadSecret) => Route::Drop(DropReason::StaleSession),
+        }
+    }
+
+    /// Another shard told us where datagrams from `source` belong.
+    pub fn learn_forward(&mut self, now: Instant, source: SocketAddr, shard: u16) {
+        if shard != self.id && shard < self.settings.shards {
+            self.remember_forward(now, source, shard);
+        }
+    }
+
+    fn remember_forward(&mut self, now: Instant, source: SocketAddr, shard: u16) {
+        if self.forward_addrs.len() < MAX_FORWARD_ADDRS || self.forward_addrs.contains_key(&source) {
+            self.forward_addrs.insert(source, (shard, now));
+        }
+    }
+
+    /// Counts a drop.
+    pub fn count_drop(&mut self, reason: DropReason) {
+        *self.counters.dropped.entry(reason.label()).or_default() += 1;
+    }
+
+    /// Delivers a datagram to a local session. Panics inside the session close only that session.
+    pub fn deliver(&mut self, now: Instant, key: SlotKey, source: SocketAddr, buf: &[u8], io: &mut dyn SessionIo) {
+        let public = self.settings.public;
+        let is_stun = classify(buf) == DatagramKind::Stun;
+        let Some(session) = self.table.get_mut(key) else {
+            self.count_drop(DropReason::StaleSession);
+            return;
+        };
+        let mut answered = false;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let mut watch = WatchReply { inner: io, source, answered: &mut answered };
+            let r = session.handle_datagram(now, source, public, buf, &mut watch);
+            (r.is_ok(), session.deadline())
+        }));
+        match result {
+            Ok((ok, deadline)) => {
+                if !ok {
+                    self.count_drop(DropReason::Rejected);
+                }
+                // A STUN request that the session answered was authenticated (ICE checks the
+                // message integrity before replying): bind the address for non-STUN routing.
+                if is_stun && answered {
+                    self.table.bind_addr(source, key);
+                    self.forward_addrs.remove(&source);
+                }
+                self.deadlines.schedule(key, deadline);
+            }
+            Err(_) => self.on_panic(key, io),
+        }
+    }
+
+    /// Runs every session whose deadline is due, then reaps sessions that ended.
+    pub fn handle_timeouts(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        while let Some(key) = self.deadlines.pop_due(now) {
+            let Some(session) = self.table.get_mut(key) else {
+                continue;
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                session.handle_timeout(now, io);
+                (session.is_alive(), session.deadline())
+            }));
+            match result {
+                Ok((true, deadline)) => self.deadlines.schedule(key, deadline),
+                Ok((false, _)) => self.end_session(key, io),
+                Err(_) => self.on_panic(key, io),
+            }
+        }
+    }
+
+    /// A message from an inference worker.
+    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
+        let k = msg.key();
+        let key = SlotKey { slot: k.slot, generation: k.generation };
+        let Some(session) = self.table.get_mut(key) else {
+            return; // the session ended; late replies are dropped
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            session.handle_downlink(now, msg, io);
+            session.deadline()
+        }));
+        match result {
+            Ok(deadline) => self.deadlines.schedule(key, deadline),
+            Err(_) => self.on_panic(key, io),
+        }
+    }
+
+    /// The home side of a claim from shard `from`.
+    pub fn on_claim(&mut self, tag: RouteTag, from: u16) -> ClaimOutcome {
+        let key = SlotKey { slot: tag.slot, generation: tag.generation };
+        match self.table.lookup(key, tag.secret) {
+            Ok(Entry::Live { .. }) => {
+                let Some(session) = self.table.mark_moved(key, from) else {
+                    return ClaimOutcome::Drop(DropReason::StaleSession);
+                };
+                self.deadlines.cancel(key);
+                self.table.unbind_addrs(key);
+                self.counters.handoffs_out += 1;
+                ClaimOutcome::HandOver(session)
+            }
+            Ok(Entry::Moved { shard, .. }) => ClaimOutcome::Forward { shard: *shard },
+            Err(_) => ClaimOutcome::Drop(DropReason::StaleSession),
+        }
+    }
+
+    /// The owner side of a handoff: inserts the session and returns its key here.
+    pub fn adopt(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
+        if self.table.next_key().is_err() {
+            return Err(session);
+        }
+        let tag = session.tag;
+        let Ok(key) = self.table.insert(tag.secret, session) else {
+            unreachable!("next_key just said there is room");
+        };
+        let skey = self.session_key(key);
+        if let Some(s) = self.table.get_mut(key) {
+            s.key = skey;
+            let deadline = s.deadline();
+            self.deadlines.schedule(key, deadline);
+        }
+        self.adopted.insert(tag, key);
+        self.counters.handoffs_in += 1;
+        Ok(key)
+    }
+
+    /// Ends a session by hangup; true if it lived here.
+    pub fn hangup(&mut self, key: SlotKey, io: &mut dyn SessionIo) -> bool {
+        let Some(session) = self.table.get_mut(key) else {
+            return false;
+        };
+        let _ = catch_unwind(AssertUnwindSafe(|| session.close(io)));
+        self.end_session(key, io);
+        true
+    }
+
+    /// Finds a session by its call tag: here, adopted here, or moved elsewhere.
+    pub fn find_call(&self, tag: &RouteTag) -> CallLocation {
+        if tag.node != self.settings.node {
+            return CallLocation::Unknown;
+        }
+        if let Some(k) = self.adopted.get(tag) {
+            return CallLocation::Here(*k);
+        }
+        if tag.shard != self.id {
+            return CallLocation::Shard(tag.shard);
+        }
+        let key = SlotKey { slot: tag.slot, generation: tag.generation };
+        match self.table.lookup(key, tag.secret) {
+            Ok(Entry::Live { .. }) => CallLocation::Here(key),
+            Ok(Entry::Moved { shard, .. }) => CallLocation::Shard(*shard),
+            Err(_) => CallLocation::Unknown,
+        }
+    }
+
+    /// The owner reported the end of a session that was handed over from here.
+    pub fn on_released(&mut self, tag: RouteTag) {
+        let key = SlotKey { slot: tag.slot, generation: tag.generation };
+        if let Ok(Entry::Moved { .. }) = self.table.lookup(key, tag.secret) {
+            self.table.remove(key);
+        }
+    }
+
+    /// Home tags of adopted sessions that ended since the last call (the shell notifies homes).
+    pub fn take_released(&mut self) -> impl Iterator<Item = RouteTag> + '_ {
+        self.released.drain(..)
+    }
+
+    /// Earliest session deadline.
+    pub fn next_deadline(&mut self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    /// Periodic upkeep: forget idle forwarding addresses.
+    pub fn housekeeping(&mut self, now: Instant) {
+        self.forward_addrs.retain(|_, (_, used)| now.saturating_duration_since(*used) < FORWARD_IDLE);
+    }
+
+    /// Closes every session (shutdown).
+    pub fn close_all(&mut self, io: &mut dyn SessionIo) {
+        let keys: Vec<SlotKey> = self.table.live_keys().collect();
+        for k in keys {
+            self.hangup(k, io);
+        }
+    }
+
+    fn on_panic(&mut self, key: SlotKey, io: &mut dyn SessionIo) {
+        self.counters.session_panics += 1;
+        tracing::error!(shard = self.id, slot = key.slot, "session panicked; closed");
+        self.end_session(key, io);
+    }
+
+    fn end_session(&mut self, key: SlotKey, io: &mut dyn SessionIo) {
+        self.deadlines.cancel(key);
+        if let Some(Entry::Live { value, .. }) = self.table.remove(key) {
+            let mut session = value;
+            let tag = session.tag;
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                session.close(io);
+                drop(session);
+            }));
+            if tag.shard != self.id {
+                self.adopted.remove(&tag);
+                self.released.push(tag);
+            }
+            self.counters.sessions_ended += 1;
+            io.session_ended();
+        }
+    }
+}
+
+/// Where a call lives, seen from one shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallLocation {
+    Here(SlotKey),
+    Shard(u16),
+    Unknown,
+}
+
+/// Watches whether a session replied to the datagram's source (an authenticated STUN check).
+struct WatchReply<'a> {
+    inner: &'a mut dyn SessionIo,
+    source: SocketAddr,
+    answered: &'a mut bool,
+}
+
+impl SessionIo for WatchReply<'_> {
+    fn transmit(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
+        if destination == self.source {
+            *self.answered = true;
+        }
+        self.inner.transmit(source, destination, payload);
+    }
+    fn to_agent(&mut self, worker: u16, msg: super::ring_msg::UplinkMsg) -> bool {
+        self.inner.to_agent(worker, msg)
+    }
+    fn connected(&mut self, setup: Duration) {
+        self.inner.connected(setup);
+    }
+    fn downlink_sent(&mut self, taken_at: Instant) {
+        self.inner.downlink_sent(taken_at);
+    }
+    fn session_ended(&mut self) {
+        self.inner.session_ended();
+    }
+}

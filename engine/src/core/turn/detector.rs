@@ -1,0 +1,143 @@
+//! End-of-turn rule with OpenAI's `server_vad` settings: speech starts when the voice probability
+//! reaches `threshold` for a short run, and the turn ends after `silence_duration_ms` below it.
+//! Positions are in milliseconds of session audio (frame index x 20 ms), like OpenAI's
+//! `audio_start_ms` / `audio_end_ms`: the start includes `prefix_padding_ms`, the end includes the
+//! silence window.
+
+use super::super::media::frame::FRAME_MS;
+
+/// Voice frames in a row needed before speech counts as started (filters clicks).
+pub const MIN_SPEECH_FRAMES: u32 = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerVadSettings {
+    pub threshold: f32,
+    pub prefix_padding_ms: u32,
+    pub silence_duration_ms: u32,
+}
+
+impl Default for ServerVadSettings {
+    fn default() -> Self {
+        ServerVadSettings { threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnEvent {
+    SpeechStarted { audio_start_ms: u64 },
+    SpeechStopped { audio_end_ms: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Idle { voiced_run: u32 },
+    Speaking { silence_ms: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct TurnDetector {
+    settings: ServerVadSettings,
+    state: State,
+}
+
+impl TurnDetector {
+    pub fn new(settings: ServerVadSettings) -> Self {
+        TurnDetector { settings, state: State::Idle { voiced_run: 0 } }
+    }
+
+    pub fn settings(&self) -> ServerVadSettings {
+        self.settings
+    }
+
+    pub fn set_settings(&mut self, s: ServerVadSettings) {
+        self.settings = s;
+    }
+
+    pub fn is_speaking(&self) -> bool {
+        matches!(self.state, State::Speaking { .. })
+    }
+
+    /// Feeds the voice probability of frame `index` (0-based); returns a turn event, if any.
+    pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
+        let voiced = probability >= self.settings.threshold;
+        match &mut self.state {
+            State::Idle { voiced_run } => {
+                if !voiced {
+                    *voiced_run = 0;
+                    return None;
+                }
+                *voiced_run += 1;
+                if *voiced_run < MIN_SPEECH_FRAMES {
+                    return None;
+                }
+                let first = (index + 1 - u64::from(*voiced_run)) * FRAME_MS;
+                self.state = State::Speaking { silence_ms: 0 };
+                Some(TurnEvent::SpeechStarted {
+                    audio_start_ms: first.saturating_sub(u64::from(self.settings.prefix_padding_ms)),
+                })
+            }
+            State::Speaking { silence_ms } => {
+                if voiced {
+                    *silence_ms = 0;
+                    return None;
+                }
+                *silence_ms += FRAME_MS as u32;
+                if *silence_ms < self.settings.silence_duration_ms {
+                    return None;
+                }
+                self.state = State::Idle { voiced_run: 0 };
+                Some(TurnEvent::SpeechStopped { audio_end_ms: (index + 1) * FRAME_MS })
+            }
+        }
+    }
+
+    /// Forgets any turn in progress (e.g. `input_audio_buffer.clear`).
+    pub fn reset(&mut self) {
+        self.state = State::Idle { voiced_run: 0 };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(d: &mut TurnDetector, probs: &[f32]) -> Vec<(u64, TurnEvent)> {
+        probs.iter().enumerate().filter_map(|(i, &p)| d.push(i as u64, p).map(|e| (i as u64, e))).collect()
+    }
+
+    #[test]
+    fn one_turn_with_defaults() {
+        let mut d = TurnDetector::new(ServerVadSettings::default());
+        // 1 s silence, 1 s speech, 1 s silence.
+        let probs: Vec<f32> = (0..150).map(|i| if (50..100).contains(&i) { 0.9 } else { 0.1 }).collect();
+        let ev = run(&mut d, &probs);
+        assert_eq!(
+            ev,
+            vec![
+                (52, TurnEvent::SpeechStarted { audio_start_ms: 1000 - 300 }),
+                // 500 ms of silence after the last voiced frame (index 99) ends at index 124.
+                (124, TurnEvent::SpeechStopped { audio_end_ms: 2500 }),
+            ]
+        );
+    }
+
+    #[test]
+    fn short_pause_does_not_end_turn() {
+        let mut d = TurnDetector::new(ServerVadSettings::default());
+        let mut probs = vec![0.9; 50];
+        probs.extend(vec![0.1; 20]); // 400 ms pause < 500 ms
+        probs.extend(vec![0.9; 50]);
+        probs.extend(vec![0.0; 30]);
+        let ev = run(&mut d, &probs);
+        assert_eq!(ev.len(), 2);
+        assert!(matches!(ev[1].1, TurnEvent::SpeechStopped { audio_end_ms: 2900 }));
+    }
+
+    #[test]
+    fn clicks_are_not_speech_and_threshold_applies() {
+        let mut d = TurnDetector::new(ServerVadSettings { threshold: 0.8, ..Default::default() });
+        let probs = [0.9, 0.9, 0.1, 0.9, 0.1, 0.7, 0.7, 0.7, 0.7, 0.1];
+        assert!(run(&mut d, &probs).is_empty());
+        assert!(!d.is_speaking());
+    }
+}

@@ -1,0 +1,4 @@
+//! Voice activity and end-of-turn detection.
+
+pub mod detector;
+pub mod vad;

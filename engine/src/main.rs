@@ -1,0 +1,96 @@
+//! `tern`: the binary. Parses flags, sets up logging, starts the engine and waits for a signal.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+
+use anyhow::Context;
+use clap::Parser;
+use tern_engine::agent::AgentKind;
+use tern_engine::config::{AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, TurnDetectionKind};
+use tern_engine::core::media::frame::ModelRate;
+use tern_engine::core::session::SessionConfig;
+use tern_engine::core::shard::ShardSettings;
+use tern_engine::core::turn::detector::ServerVadSettings;
+use tern_engine::shell::net::default_route_addr;
+use tern_engine::shell::runtime::{self, EngineConfig};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    // Before any thread starts (glommio's first park otherwise registers lazily and slowly).
+    runtime::register_membarrier();
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    init_logging(args.log_format);
+    if let Err(e) = serve(args) {
+        eprintln!("tern: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cores = args.cores.clone().unwrap_or_else(CpuList::all_online).0;
+    let public_ip = args.public_ip.or_else(default_route_addr).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let rate = ModelRate::from_hz(args.model_rate).context("--model-rate")?;
+    let turn = match args.turn_detection {
+        TurnDetectionKind::ServerVad => Some(ServerVadSettings {
+            threshold: args.vad_threshold,
+            prefix_padding_ms: args.prefix_padding_ms,
+            silence_duration_ms: args.silence_duration_ms,
+        }),
+        TurnDetectionKind::None => None,
+    };
+    let max_sessions = args.max_sessions as usize;
+    let per_shard = max_sessions.div_ceil(cores.len()) * 2 + 16;
+    let cfg = EngineConfig {
+        udp_bind: SocketAddr::new(args.udp_bind, args.udp_port),
+        public: SocketAddr::new(public_ip, args.udp_port),
+        http: args.http,
+        workers: args.workers,
+        agent: match args.agent {
+            AgentArg::Echo => AgentKind::Echo,
+        },
+        max_sessions,
+        max_sdp_bytes: args.max_sdp_bytes as usize,
+        ring_frames: args.ring_frames as usize,
+        io_memory: args.io_memory_kib as usize * 1024,
+        shard: ShardSettings {
+            node: args.node_id,
+            shards: cores.len() as u16,
+            workers: args.workers,
+            public: SocketAddr::new(public_ip, args.udp_port),
+            // A shard may hold sessions it answered and sessions it adopted.
+            max_sessions_per_shard: per_shard,
+            session: SessionConfig { model_rate: rate, turn, encoder_complexity: args.opus_complexity, ..Default::default() },
+        },
+        cores,
+    };
+    let engine = runtime::start(cfg)?;
+    eprintln!("tern: HTTP on http://{} , media on udp {} (advertised)", engine.http, engine.public);
+    let stop = engine.stop_flag();
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        let mut count = 0;
+        for _ in signals.forever() {
+            count += 1;
+            if count > 1 {
+                std::process::exit(130);
+            }
+            tracing::info!("stopping: closing sessions");
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    engine.join();
+    Ok(())
+}

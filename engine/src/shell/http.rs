@@ -1,0 +1,236 @@
+//! Signaling and metrics over HTTP/1.1, served by hyper on every shard (SO_REUSEPORT listeners).
+//!
+//! Routes follow OpenAI's Realtime WebRTC API so existing clients only change the base URL:
+//! `POST /v1/realtime/calls` (SDP offer -> 201 + answer + Location), `DELETE /v1/realtime/calls/{id}`
+//! and `POST /v1/realtime/calls/{id}/hangup`, plus `GET /healthz` and `GET /metrics`.
+//! Errors are JSON `{"error":{"type","code","message"}}`.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_lite::{AsyncRead, AsyncWrite};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::mesh::ShardMsg;
+use super::metrics::render;
+use super::shard::SharedShard;
+use crate::core::route_tag::RouteTag;
+use crate::core::rtc_setup::OfferError;
+
+/// Limits and shared counters the HTTP side needs.
+#[derive(Debug, Clone)]
+pub struct HttpContext {
+    pub max_sdp_bytes: usize,
+    pub max_sessions: usize,
+    pub admitted: Arc<AtomicUsize>,
+}
+
+type Body = Full<Bytes>;
+
+/// Serves one accepted connection.
+pub async fn serve_connection(stream: glommio::net::TcpStream, state: SharedShard, ctx: Rc<HttpContext>) {
+    let io = HyperIo(stream);
+    let svc = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(req, state, ctx).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc).await {
+        tracing::debug!("http connection: {e}");
+    }
+}
+
+/// Builds the JSON error response.
+pub fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({ "error": { "type": kind, "code": code, "message": message } }).to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+async fn handle(req: Request<Incoming>, state: SharedShard, ctx: Rc<HttpContext>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    match (method, path.as_str()) {
+        (Method::POST, "/v1/realtime/calls") => create_call(req, state, &ctx).await,
+        (Method::GET, "/healthz") => {
+            let draining = state.borrow().stopping;
+            if draining {
+                text(StatusCode::SERVICE_UNAVAILABLE, "application/json", r#"{"status":"draining"}"#)
+            } else {
+                text(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
+            }
+        }
+        (Method::GET, "/metrics") => metrics(state, &ctx).await,
+        (m, p) if p.starts_with("/v1/realtime/calls/") => {
+            let rest = &p["/v1/realtime/calls/".len()..];
+            let (id, action) = match rest.split_once('/') {
+                Some((id, a)) => (id, Some(a)),
+                None => (rest, None),
+            };
+            match (m, action) {
+                (Method::DELETE, None) | (Method::POST, Some("hangup")) => hangup(id, state).await,
+                _ => error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", "use DELETE on the call or POST .../hangup"),
+            }
+        }
+        (_, "/v1/realtime/calls") => error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", "use POST with an SDP offer"),
+        _ => error(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", &format!("no route for {path}")),
+    }
+}
+
+async fn create_call(req: Request<Incoming>, state: SharedShard, ctx: &HttpContext) -> Response<Body> {
+    let ctype = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "application/sdp" {
+        let msg = format!("Content-Type must be application/sdp, got {:?}", ctype);
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", "unsupported_media_type", &msg);
+    }
+    if let Some(len) = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+        if len > ctx.max_sdp_bytes {
+            return too_large(ctx);
+        }
+    }
+    let body = match Limited::new(req.into_body(), ctx.max_sdp_bytes).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(ctx),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "bad_body", &format!("cannot read body: {e}")),
+    };
+    if state.borrow().stopping {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "draining", "server is shutting down");
+    }
+    // Admission: a global count, touched once per session (never per packet).
+    if ctx.admitted.fetch_add(1, Ordering::AcqRel) >= ctx.max_sessions {
+        ctx.admitted.fetch_sub(1, Ordering::AcqRel);
+        let msg = format!("session limit reached ({} sessions, --max-sessions)", ctx.max_sessions);
+        return error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "session_limit", &msg);
+    }
+    let now = Instant::now();
+    let result = {
+        let mut s = state.borrow_mut();
+        let r = s.core.accept_offer(now, &body);
+        s.finish_step(now);
+        r
+    };
+    match result {
+        Ok((tag, answer)) => {
+            let mut r = text(StatusCode::CREATED, "application/sdp", answer);
+            let loc = format!("/v1/realtime/calls/{}", tag.call_id());
+            if let Ok(v) = HeaderValue::from_str(&loc) {
+                r.headers_mut().insert(LOCATION, v);
+            }
+            r
+        }
+        Err(e) => {
+            ctx.admitted.fetch_sub(1, Ordering::AcqRel);
+            let code = match e {
+                OfferError::NotUtf8 | OfferError::NotSdp(_) => "invalid_offer",
+                OfferError::NoAudio => "no_audio",
+                OfferError::Rejected(_) => "offer_rejected",
+            };
+            error(StatusCode::BAD_REQUEST, "invalid_request_error", code, &e.to_string())
+        }
+    }
+}
+
+fn too_large(ctx: &HttpContext) -> Response<Body> {
+    let msg = format!("SDP offer larger than {} bytes", ctx.max_sdp_bytes);
+    error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "body_too_large", &msg)
+}
+
+async fn hangup(id: &str, state: SharedShard) -> Response<Body> {
+    let Ok(tag) = RouteTag::parse_call_id(id) else {
+        return error(StatusCode::NOT_FOUND, "invalid_request_error", "call_not_found", &format!("no call {id:?}"));
+    };
+    let (tx, rx) = futures_channel::oneshot::channel();
+    state.borrow_mut().hangup(tag, 0, tx);
+    let now = Instant::now();
+    state.borrow_mut().finish_step(now);
+    match rx.await {
+        Ok(true) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        _ => error(StatusCode::NOT_FOUND, "invalid_request_error", "call_not_found", &format!("no call {id:?}")),
+    }
+}
+
+async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
+    let (mine, mesh, me) = {
+        let s = state.borrow();
+        (s.snapshot(), s.mesh.clone(), s.core.id)
+    };
+    let mut waits = Vec::new();
+    for other in 0..mesh.len() as u16 {
+        if other == me {
+            continue;
+        }
+        let (tx, rx) = futures_channel::oneshot::channel();
+        if mesh.send(other, ShardMsg::Snapshot { reply: tx }).is_ok() {
+            waits.push(rx);
+        }
+    }
+    let mut snaps = vec![mine];
+    for rx in waits {
+        if let Ok(s) = rx.await {
+            snaps.push(s);
+        }
+    }
+    snaps.sort_by_key(|s| s.shard);
+    let body = render(&snaps, ctx.admitted.load(Ordering::Acquire), ctx.max_sessions);
+    text(StatusCode::OK, "text/plain; version=0.0.4", body)
+}
+
+/// Adapts glommio's futures-io stream to hyper's IO traits.
+struct HyperIo(glommio::net::TcpStream);
+
+impl hyper::rt::Read for HyperIo {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+        // SAFETY: the slice is initialised (zeroed) before it is exposed as &mut [u8], and
+        // `advance` is called with the number of bytes the read wrote.
+        let n = unsafe {
+            let dst = buf.as_mut();
+            for b in dst.iter_mut() {
+                b.write(0);
+            }
+            let slice = &mut *(dst as *mut [MaybeUninit<u8>] as *mut [u8]);
+            match Pin::new(&mut self.0).poll_read(cx, slice) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        };
+        unsafe { buf.advance(n) };
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl hyper::rt::Write for HyperIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}

@@ -1,0 +1,9 @@
+//! The thin IO shell: executors and pinning, sockets, the shard loops, HTTP and metrics export.
+
+pub mod http;
+pub mod mesh;
+pub mod metrics;
+pub mod net;
+pub mod rings;
+pub mod runtime;
+pub mod shard;

@@ -1,0 +1,148 @@
+//! Socket set-up and batched sends.
+//!
+//! Every shard binds its own UDP socket to the one media port with SO_REUSEPORT (the kernel spreads
+//! flows across the group) and its own TCP listener for HTTP. Sends are collected during a loop turn
+//! and flushed with one `sendmmsg`, so a turn that answers many packets pays one syscall.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Receive buffer per shard socket: small datagrams burst, and the default holds about 256.
+pub const UDP_RCVBUF: usize = 8 << 20;
+pub const UDP_SNDBUF: usize = 4 << 20;
+
+/// Binds a non-blocking UDP socket with SO_REUSEPORT and large buffers.
+pub fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    // FORCE variants need CAP_NET_ADMIN; fall back to the capped ones.
+    if s.set_recv_buffer_size(UDP_RCVBUF).is_err() {
+        tracing::warn!("could not set SO_RCVBUF");
+    }
+    let _ = s.set_send_buffer_size(UDP_SNDBUF);
+    force_buffer(s.as_raw_fd(), libc::SO_RCVBUFFORCE, UDP_RCVBUF);
+    force_buffer(s.as_raw_fd(), libc::SO_SNDBUFFORCE, UDP_SNDBUF);
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    Ok(s.into())
+}
+
+fn force_buffer(fd: RawFd, opt: libc::c_int, size: usize) {
+    let v = size as libc::c_int;
+    // SAFETY: fd is a valid socket; the option value is a c_int of the stated size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Binds a TCP listener with SO_REUSEPORT (one per shard).
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_port(true)?;
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    Ok(s.into())
+}
+
+/// Maximum datagram we send or receive.
+pub const MAX_DATAGRAM: usize = 2048;
+/// Datagrams per `sendmmsg`.
+pub const SEND_BATCH: usize = 64;
+
+/// Outgoing datagrams collected during one loop turn. Buffers are allocated once.
+pub struct SendBatch {
+    fd: RawFd,
+    bufs: Vec<[u8; MAX_DATAGRAM]>,
+    lens: Vec<usize>,
+    dests: Vec<socket2::SockAddr>,
+    n: usize,
+    pub sent: u64,
+    pub send_errors: u64,
+}
+
+impl SendBatch {
+    pub fn new(fd: RawFd) -> Self {
+        let unspecified: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
+        SendBatch {
+            fd,
+            bufs: vec![[0; MAX_DATAGRAM]; SEND_BATCH],
+            lens: vec![0; SEND_BATCH],
+            dests: (0..SEND_BATCH).map(|_| unspecified.into()).collect(),
+            n: 0,
+            sent: 0,
+            send_errors: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Queues one datagram, flushing first if the batch is full.
+    pub fn push(&mut self, dest: SocketAddr, payload: &[u8]) {
+        if payload.len() > MAX_DATAGRAM {
+            self.send_errors += 1;
+            return;
+        }
+        if self.n == SEND_BATCH {
+            self.flush();
+        }
+        self.bufs[self.n][..payload.len()].copy_from_slice(payload);
+        self.lens[self.n] = payload.len();
+        self.dests[self.n] = dest.into();
+        self.n += 1;
+    }
+
+    /// Sends everything queued with `sendmmsg`. Datagrams the kernel refuses are counted.
+    pub fn flush(&mut self) {
+        let mut off = 0;
+        while off < self.n {
+            let count = self.n - off;
+            let mut iov: [libc::iovec; SEND_BATCH] = unsafe { std::mem::zeroed() };
+            let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
+            for i in 0..count {
+                let j = off + i;
+                iov[i] = libc::iovec { iov_base: self.bufs[j].as_mut_ptr() as *mut libc::c_void, iov_len: self.lens[j] };
+                msgs[i].msg_hdr.msg_name = self.dests[j].as_ptr() as *mut libc::c_void;
+                msgs[i].msg_hdr.msg_namelen = self.dests[j].len();
+                msgs[i].msg_hdr.msg_iov = &mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: msgs[..count] point into buffers owned by self that outlive the call.
+            let r = unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), count as libc::c_uint, libc::MSG_DONTWAIT) };
+            if r <= 0 {
+                // Skip the datagram that failed (EAGAIN: socket buffer full; others: bad address).
+                self.send_errors += 1;
+                off += 1;
+            } else {
+                self.sent += r as u64;
+                off += r as usize;
+            }
+        }
+        self.n = 0;
+    }
+}
+
+/// The source address of the default route: a sensible advertised address when none is given.
+pub fn default_route_addr() -> Option<std::net::IpAddr> {
+    let s = UdpSocket::bind("0.0.0.0:0").ok()?;
+    // Connecting a UDP socket sends nothing; it only picks a route and a source address.
+    s.connect("192.0.2.1:9").ok()?;
+    let ip = s.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}

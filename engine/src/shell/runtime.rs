@@ -1,0 +1,235 @@
+//! Start-up and the thread layout: membarrier and memlock first, then worker threads, then one
+//! pinned glommio executor per core in `--cores`, each serving UDP and HTTP.
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::http::{serve_connection, HttpContext};
+use super::mesh::Mesh;
+use super::net::{bind_tcp, bind_udp};
+use super::rings::Doorbell;
+use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
+use crate::agent::worker::{self, WorkerLink, WorkerPlan};
+use crate::agent::AgentKind;
+use crate::core::rtc_setup::ServerCrypto;
+use crate::core::shard::{ShardCore, ShardSettings};
+
+/// Everything `run` needs, resolved from flags.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub cores: Vec<usize>,
+    pub udp_bind: SocketAddr,
+    pub public: SocketAddr,
+    pub http: SocketAddr,
+    pub workers: u16,
+    pub agent: AgentKind,
+    pub max_sessions: usize,
+    pub max_sdp_bytes: usize,
+    pub ring_frames: usize,
+    pub io_memory: usize,
+    pub shard: ShardSettings,
+}
+
+/// A running engine; `stop()` asks every shard to close its sessions and exit.
+pub struct Engine {
+    stop: Arc<AtomicBool>,
+    shards: Vec<glommio::ExecutorJoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    pub http: SocketAddr,
+    pub public: SocketAddr,
+}
+
+impl Engine {
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits for every shard and worker to finish.
+    pub fn join(self) {
+        for s in self.shards {
+            if let Err(e) = s.join() {
+                tracing::error!("shard exited with error: {e}");
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        for w in self.workers {
+            let _ = w.join();
+        }
+    }
+}
+
+/// Registers for expedited membarrier before any thread starts: otherwise glommio's first park
+/// registers lazily and costs 10-80 ms.
+pub fn register_membarrier() {
+    const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+    // SAFETY: a plain syscall with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) };
+    if r != 0 {
+        tracing::warn!("membarrier registration failed: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Checks RLIMIT_MEMLOCK against what the executors need, raising the soft limit if permitted.
+pub fn check_memlock(executors: usize, io_memory: usize) -> anyhow::Result<()> {
+    let need = executors as u64 * (io_memory as u64 + 64 * 1024);
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit with a valid pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
+            return Ok(());
+        }
+        if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    let cur = lim.rlim_cur;
+    if cur == libc::RLIM_INFINITY || cur >= need {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let msg = format!(
+        "RLIMIT_MEMLOCK is {} KiB but {executors} executors with --io-memory-kib {} need about {} KiB; \
+         raise it (ulimit -l unlimited, or LimitMEMLOCK=infinity in systemd) or lower --io-memory-kib / --cores",
+        cur / 1024,
+        io_memory / 1024,
+        need / 1024
+    );
+    if root {
+        // Root has CAP_IPC_LOCK, which lets io_uring lock memory beyond the limit.
+        tracing::warn!("{msg} (continuing: running as root with CAP_IPC_LOCK)");
+        Ok(())
+    } else if cur < 512 * 1024 {
+        bail!("{msg}")
+    } else {
+        tracing::warn!("{msg}");
+        Ok(())
+    }
+}
+
+/// Starts workers and shards; returns once every shard is listening.
+pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
+    check_memlock(cfg.cores.len(), cfg.io_memory)?;
+    let crypto = ServerCrypto::new().context("creating DTLS certificate")?;
+    let shards = cfg.cores.len();
+    let stop = Arc::new(AtomicBool::new(false));
+    let admitted = Arc::new(AtomicUsize::new(0));
+    let bells: Vec<Arc<Doorbell>> = (0..shards).map(|_| Arc::new(Doorbell::default())).collect();
+    let mesh = Mesh::new(shards, &bells, 4096);
+
+    // links[w][s]: rings between worker w and shard s.
+    let links: Vec<Vec<Arc<WorkerLink>>> = (0..cfg.workers)
+        .map(|_| {
+            (0..shards)
+                .map(|_| {
+                    Arc::new(WorkerLink {
+                        uplink: super::rings::Ring::new(cfg.ring_frames),
+                        downlink: super::rings::Ring::new(cfg.ring_frames),
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    let mut worker_threads = Vec::new();
+    let mut worker_joins = Vec::new();
+    for (w, l) in links.iter().enumerate() {
+        let plan = WorkerPlan { id: w as u16, links: l.clone(), bells: bells.clone(), agent: cfg.agent.clone(), stop: stop.clone() };
+        let (thread, join) = worker::spawn(plan).context("spawning worker thread")?;
+        worker_threads.push(thread);
+        worker_joins.push(join);
+    }
+
+    // Bind every socket before any shard serves, in shard order: the SO_REUSEPORT group is built
+    // once and kept (adding or closing a socket remaps flows).
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    for _ in 0..shards {
+        udp.push(bind_udp(cfg.udp_bind).with_context(|| format!("binding UDP {} (--udp-port)", cfg.udp_bind))?);
+        tcp.push(bind_tcp(cfg.http).with_context(|| format!("binding HTTP {} (--http)", cfg.http))?);
+    }
+    let http_addr = tcp[0].local_addr()?;
+    let public = if cfg.public.port() == 0 {
+        SocketAddr::new(cfg.public.ip(), udp[0].local_addr()?.port())
+    } else {
+        cfg.public
+    };
+    let settings = Arc::new(ShardSettings { public, shards: shards as u16, ..cfg.shard.clone() });
+    let ctx = HttpContext { max_sdp_bytes: cfg.max_sdp_bytes, max_sessions: cfg.max_sessions, admitted: admitted.clone() };
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let mut joins = Vec::new();
+    for (i, (&cpu, (u, t))) in cfg.cores.iter().zip(udp.into_iter().zip(tcp)).enumerate() {
+        let shard_links: Vec<Arc<WorkerLink>> = links.iter().map(|l| l[i].clone()).collect();
+        let workers: Vec<_> = shard_links.iter().cloned().zip(worker_threads.iter().cloned()).collect();
+        let core = ShardCore::new(i as u16, settings.clone(), crypto.clone());
+        let mesh = mesh.clone();
+        let bell = bells[i].clone();
+        let stop = stop.clone();
+        let admitted = admitted.clone();
+        let ctx = ctx.clone();
+        let ready = ready_tx.clone();
+        let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
+        let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("tern-shard-{i}"))
+            .io_memory(cfg.io_memory)
+            .ring_depth(256)
+            .preempt_timer(Duration::from_millis(5));
+        let handle = builder
+            .spawn(move || async move {
+                // SAFETY: the fds were bound above and handed over to this executor alone.
+                let socket = unsafe { glommio::net::UdpSocket::from_raw_fd(ufd) };
+                let listener = unsafe { glommio::net::TcpListener::from_raw_fd(tfd) };
+                // Warm the executor: the first park is slow.
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                let state = Rc::new(RefCell::new(ShardState::new(core, socket.as_raw_fd(), mesh, workers, admitted)));
+                let done = Rc::new(Cell::new(false));
+                let _ = ready.send(Ok(()));
+                glommio::spawn_local(recv_loop(state.clone(), socket)).detach();
+                glommio::spawn_local(inbox_loop(state.clone(), bell, shard_links, done)).detach();
+                let ctx = Rc::new(ctx);
+                let st = state.clone();
+                glommio::spawn_local(async move {
+                    loop {
+                        match listener.accept().await {
+                            Ok(stream) => {
+                                glommio::spawn_local(serve_connection(stream, st.clone(), ctx.clone())).detach();
+                            }
+                            Err(e) => {
+                                tracing::warn!("accept: {e}");
+                                glommio::timer::sleep(Duration::from_millis(10)).await;
+                            }
+                        }
+                    }
+                })
+                .detach();
+                timer_loop(state, stop).await;
+            })
+            .map_err(|e| anyhow::anyhow!("starting executor on CPU {cpu}: {e}"))?;
+        joins.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..shards {
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => bail!("a shard did not start within 10 s"),
+        }
+    }
+    tracing::info!(shards, http = %http_addr, public = %public, "tern serving");
+    Ok(Engine { stop, shards: joins, workers: worker_joins, http: http_addr, public })
+}

@@ -1,0 +1,361 @@
+//! One shard: a pinned glommio executor that owns a UDP socket in the SO_REUSEPORT group, a
+//! `ShardCore`, its one timer, an inbox from other shards and workers, and an HTTP listener.
+//!
+//! Three long-lived tasks share the shard state (`Rc<RefCell<_>>`, never borrowed across an
+//! await): the receive loop (one task for the socket's lifetime: dropping an in-flight receive can
+//! lose a datagram), the timer loop (armed at the earliest session deadline, re-armed when an
+//! earlier one appears) and the inbox loop (woken by the doorbell). Each processing step ends with
+//! `finish_step`: flush the send batch, wake workers that got messages, re-arm the timer.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crate::agent::worker::WorkerLink;
+use crate::core::ring_msg::UplinkMsg;
+use crate::core::session::SessionIo;
+use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
+use crate::core::shard::CallLocation;
+
+use super::mesh::{Datagram, Mesh, ShardMsg};
+use super::metrics::{record, Latencies, ShardSnapshot};
+use super::net::{SendBatch, MAX_DATAGRAM};
+use super::rings::Doorbell;
+
+/// Housekeeping (forwarding table expiry, stop flag) runs at least this often.
+const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Datagrams handled before the receive loop yields to timers and the inbox (quinn's WorkLimiter).
+const RECV_BUDGET: usize = 64;
+
+/// The IO side a `ShardCore` writes into.
+pub struct ShardIo {
+    pub batch: SendBatch,
+    pub latencies: Latencies,
+    workers: Vec<(Arc<WorkerLink>, Thread)>,
+    wake_worker: Vec<bool>,
+    downlink_taken: Vec<Instant>,
+    admitted: Arc<AtomicUsize>,
+}
+
+impl SessionIo for ShardIo {
+    fn transmit(&mut self, _source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
+        self.batch.push(destination, payload);
+    }
+
+    fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool {
+        let Some((link, _)) = self.workers.get(worker as usize) else {
+            return false;
+        };
+        let received_at = match &msg {
+            UplinkMsg::Audio { received_at, .. } => Some(*received_at),
+            _ => None,
+        };
+        if link.uplink.push(msg).is_err() {
+            return false;
+        }
+        if let Some(t) = received_at {
+            record(&mut self.latencies.uplink, t.elapsed());
+        }
+        self.wake_worker[worker as usize] = true;
+        true
+    }
+
+    fn connected(&mut self, setup: Duration) {
+        record(&mut self.latencies.setup, setup);
+    }
+
+    fn downlink_sent(&mut self, taken_at: Instant) {
+        if self.downlink_taken.len() < self.downlink_taken.capacity() {
+            self.downlink_taken.push(taken_at);
+        }
+    }
+
+    fn session_ended(&mut self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// State shared by the tasks of one shard.
+pub struct ShardState {
+    pub core: ShardCore,
+    pub io: ShardIo,
+    pub mesh: Mesh,
+    pub stopping: bool,
+    timer_target: Option<Instant>,
+    timer_waker: Option<Waker>,
+    timer_kick: bool,
+}
+
+pub type SharedShard = Rc<RefCell<ShardState>>;
+
+impl ShardState {
+    pub fn new(
+        core: ShardCore,
+        fd: std::os::fd::RawFd,
+        mesh: Mesh,
+        workers: Vec<(Arc<WorkerLink>, Thread)>,
+        admitted: Arc<AtomicUsize>,
+    ) -> Self {
+        let n = workers.len();
+        ShardState {
+            core,
+            io: ShardIo {
+                batch: SendBatch::new(fd),
+                latencies: Latencies::default(),
+                workers,
+                wake_worker: vec![false; n],
+                downlink_taken: Vec::with_capacity(4096),
+                admitted,
+            },
+            mesh,
+            stopping: false,
+            timer_target: None,
+            timer_waker: None,
+            timer_kick: false,
+        }
+    }
+
+    /// Routes and handles one received datagram.
+    pub fn on_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        self.core.counters.datagrams_in += 1;
+        match self.core.route(now, source, data) {
+            Route::Local(key) => self.core.deliver(now, key, source, data, &mut self.io),
+            Route::Claim { home, tag } => {
+                let msg = ShardMsg::Claim { tag, from: self.core.id, datagram: Box::new(Datagram::new(source, data)) };
+                if self.mesh.send(home, msg).is_err() {
+                    self.core.count_drop(DropReason::QueueFull);
+                }
+            }
+            Route::Forward { shard } => self.forward(shard, source, data),
+            Route::Drop(reason) => self.core.count_drop(reason),
+        }
+    }
+
+    fn forward(&mut self, shard: u16, source: SocketAddr, data: &[u8]) {
+        let msg = ShardMsg::Forward { datagram: Box::new(Datagram::new(source, data)) };
+        match self.mesh.send(shard, msg) {
+            Ok(()) => self.core.counters.forwarded_out += 1,
+            Err(_) => self.core.count_drop(DropReason::QueueFull),
+        }
+    }
+
+    /// Handles one inbox message.
+    pub fn on_shard_msg(&mut self, now: Instant, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Claim { tag, from, datagram } => match self.core.on_claim(tag, from) {
+                ClaimOutcome::HandOver(session) => {
+                    if let Err(ShardMsg::Adopt { session, .. }) = self.mesh.send(from, ShardMsg::Adopt { session, datagram }) {
+                        // The owner's inbox is full: keep the session here rather than lose it.
+                        tracing::warn!(shard = self.core.id, "handoff refused (inbox full); session closed");
+                        drop(session);
+                        self.io.session_ended();
+                    }
+                }
+                ClaimOutcome::Forward { shard } => {
+                    let source = datagram.source;
+                    let _ = self.mesh.send(from, ShardMsg::Learn { source, shard });
+                    self.forward(shard, source, datagram.data());
+                }
+                ClaimOutcome::Drop(r) => self.core.count_drop(r),
+            },
+            ShardMsg::Adopt { session, datagram } => match self.core.adopt(session) {
+                Ok(key) => self.core.deliver(now, key, datagram.source, datagram.data(), &mut self.io),
+                Err(session) => {
+                    tracing::warn!(shard = self.core.id, "cannot adopt session: table full");
+                    drop(session);
+                    self.io.session_ended();
+                }
+            },
+            ShardMsg::Forward { datagram } => {
+                self.core.counters.forwarded_in += 1;
+                match self.core.route(now, datagram.source, datagram.data()) {
+                    Route::Local(key) => self.core.deliver(now, key, datagram.source, datagram.data(), &mut self.io),
+                    // No second hop for forwarded datagrams: loops are impossible by construction.
+                    Route::Drop(r) => self.core.count_drop(r),
+                    _ => self.core.count_drop(DropReason::StaleSession),
+                }
+            }
+            ShardMsg::Learn { source, shard } => self.core.learn_forward(now, source, shard),
+            ShardMsg::Released { tag } => self.core.on_released(tag),
+            ShardMsg::Hangup { tag, hops, reply } => self.hangup(tag, hops, reply),
+            ShardMsg::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot());
+            }
+            ShardMsg::Shutdown => {
+                self.stopping = true;
+                self.core.close_all(&mut self.io);
+            }
+        }
+    }
+
+    /// Ends a call wherever it lives; answers `reply` with whether it existed.
+    pub fn hangup(&mut self, tag: crate::core::route_tag::RouteTag, hops: u8, reply: futures_channel::oneshot::Sender<bool>) {
+        match self.core.find_call(&tag) {
+            CallLocation::Here(key) => {
+                let found = self.core.hangup(key, &mut self.io);
+                let _ = reply.send(found);
+            }
+            CallLocation::Shard(s) if hops < 3 && s != self.core.id => {
+                if let Err(ShardMsg::Hangup { reply, .. }) = self.mesh.send(s, ShardMsg::Hangup { tag, hops: hops + 1, reply }) {
+                    let _ = reply.send(false);
+                }
+            }
+            _ => {
+                let _ = reply.send(false);
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> ShardSnapshot {
+        let (up, down) = self.io.workers.iter().fold((0, 0), |(u, d), (l, _)| (u + l.uplink.dropped(), d + l.downlink.dropped()));
+        let mut counters = self.core.counters.clone();
+        counters.datagrams_out = self.io.batch.sent;
+        ShardSnapshot {
+            shard: self.core.id,
+            sessions: self.core.live_sessions(),
+            slots: self.core.occupied_slots(),
+            deadlines: self.core.armed_deadlines(),
+            counters,
+            latencies: self.io.latencies.clone(),
+            uplink_ring_drops: up,
+            downlink_ring_drops: down,
+            send_errors: self.io.batch.send_errors,
+        }
+    }
+
+    /// Ends a processing step: run what is due, send, wake workers, tell homes, re-arm the timer.
+    pub fn finish_step(&mut self, now: Instant) {
+        self.core.handle_timeouts(now, &mut self.io);
+        let released: Vec<_> = self.core.take_released().collect();
+        for tag in released {
+            let _ = self.mesh.send(tag.shard, ShardMsg::Released { tag });
+        }
+        self.io.batch.flush();
+        if !self.io.downlink_taken.is_empty() {
+            let sent = Instant::now();
+            for t in self.io.downlink_taken.drain(..) {
+                record(&mut self.io.latencies.downlink, sent.saturating_duration_since(t));
+            }
+        }
+        for (i, w) in self.io.wake_worker.iter_mut().enumerate() {
+            if std::mem::take(w) {
+                self.io.workers[i].1.unpark();
+            }
+        }
+        if let Some(next) = self.core.next_deadline() {
+            if self.timer_target.is_none_or(|t| next < t) {
+                self.timer_kick = true;
+                if let Some(w) = self.timer_waker.take() {
+                    w.wake();
+                }
+            }
+        }
+    }
+}
+
+/// The receive loop: one long-lived receive on the shard's socket.
+pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut handled = 0usize;
+    loop {
+        let (n, source) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("udp receive: {e}");
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        {
+            let mut s = state.borrow_mut();
+            if s.stopping {
+                return;
+            }
+            s.on_datagram(now, source, &buf[..n]);
+            s.finish_step(now);
+        }
+        handled += 1;
+        if handled >= RECV_BUDGET {
+            handled = 0;
+            glommio::yield_if_needed().await;
+        }
+    }
+}
+
+/// The shard's one timer: sleeps until the earliest deadline (or housekeeping), re-armed early by
+/// `finish_step` when a sooner deadline appears.
+pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
+    let mut next_housekeeping = Instant::now();
+    loop {
+        let target = {
+            let mut s = state.borrow_mut();
+            let t = s.core.next_deadline().map_or(next_housekeeping, |d| d.min(next_housekeeping));
+            s.timer_target = Some(t);
+            s.timer_kick = false;
+            t
+        };
+        let wait = target.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            let kicked = poll_fn(|cx| {
+                let mut s = state.borrow_mut();
+                if s.timer_kick {
+                    return Poll::Ready(());
+                }
+                s.timer_waker = Some(cx.waker().clone());
+                Poll::Pending
+            });
+            futures_lite::future::or(glommio::timer::sleep(wait), kicked).await;
+        }
+        let now = Instant::now();
+        let mut s = state.borrow_mut();
+        s.timer_target = None;
+        if now >= next_housekeeping {
+            next_housekeeping = now + HOUSEKEEPING;
+            s.core.housekeeping(now);
+            if stop.load(Ordering::Relaxed) && !s.stopping {
+                s.stopping = true;
+                let ShardState { core, io, .. } = &mut *s;
+                core.close_all(io);
+                s.finish_step(now);
+                return;
+            }
+        }
+        s.finish_step(now);
+    }
+}
+
+/// The inbox loop: messages from other shards and replies from workers.
+pub async fn inbox_loop(state: SharedShard, bell: Arc<Doorbell>, links: Vec<Arc<WorkerLink>>, done: Rc<Cell<bool>>) {
+    loop {
+        bell.wait().await;
+        let now = Instant::now();
+        let mut s = state.borrow_mut();
+        let id = s.core.id as usize;
+        for _ in 0..4096 {
+            let Some(msg) = s.mesh.inboxes[id].ring.pop() else { break };
+            s.on_shard_msg(now, msg);
+        }
+        for link in &links {
+            for _ in 0..4096 {
+                let Some(msg) = link.downlink.pop() else { break };
+                let ShardState { core, io, .. } = &mut *s;
+                core.handle_downlink(now, msg, io);
+            }
+        }
+        // More may be waiting beyond the budget: come back without waiting for a ring.
+        if s.mesh.inboxes[id].ring.len() > 0 || links.iter().any(|l| !l.downlink.is_empty()) {
+            bell.ring();
+        }
+        s.finish_step(now);
+        if s.stopping {
+            done.set(true);
+        }
+    }
+}
