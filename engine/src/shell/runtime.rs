@@ -158,9 +158,15 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     // once and kept (adding or closing a socket remaps flows).
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
+    let (mut udp_addr, mut http_bind) = (cfg.udp_bind, cfg.http);
     for _ in 0..shards {
-        udp.push(bind_udp(cfg.udp_bind).with_context(|| format!("binding UDP {} (--udp-port)", cfg.udp_bind))?);
-        tcp.push(bind_tcp(cfg.http).with_context(|| format!("binding HTTP {} (--http)", cfg.http))?);
+        let u = bind_udp(udp_addr).with_context(|| format!("binding UDP {udp_addr} (--udp-port)"))?;
+        let t = bind_tcp(http_bind).with_context(|| format!("binding HTTP {http_bind} (--http)"))?;
+        // Port 0 picks a free port once; the rest of the group joins that port.
+        udp_addr.set_port(u.local_addr()?.port());
+        http_bind.set_port(t.local_addr()?.port());
+        udp.push(u);
+        tcp.push(t);
     }
     let http_addr = tcp[0].local_addr()?;
     let public = if cfg.public.port() == 0 {

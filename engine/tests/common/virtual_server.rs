@@ -1,0 +1,115 @@
+//! Tern's sans-IO core (one `ShardCore`) and the echo agent, driven in virtual time against
+//! `Client`s over an in-memory `Link`. No sockets, no threads, no clock.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tern_engine::agent::echo::EchoAgent;
+use tern_engine::agent::{Agent, AgentOutput};
+use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use tern_engine::core::rtc_setup::ServerCrypto;
+use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
+
+use super::{Client, Link};
+
+#[derive(Default)]
+pub struct CollectIo {
+    pub out: Vec<(SocketAddr, Vec<u8>)>,
+    pub to_agent: Vec<UplinkMsg>,
+    pub setups: Vec<Duration>,
+    pub downlink_frames: usize,
+}
+
+impl SessionIo for CollectIo {
+    fn transmit(&mut self, _source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
+        self.out.push((destination, payload.to_vec()));
+    }
+    fn to_agent(&mut self, _worker: u16, msg: UplinkMsg) -> bool {
+        self.to_agent.push(msg);
+        true
+    }
+    fn connected(&mut self, setup: Duration) {
+        self.setups.push(setup);
+    }
+    fn downlink_sent(&mut self, _taken_at: Instant) {
+        self.downlink_frames += 1;
+    }
+}
+
+#[derive(Default)]
+struct Replies(Vec<DownlinkMsg>);
+
+impl AgentOutput for Replies {
+    fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg> {
+        self.0.push(msg);
+        Ok(())
+    }
+}
+
+pub struct VirtualServer {
+    pub core: ShardCore,
+    pub io: CollectIo,
+    pub agent: EchoAgent,
+    pub public: SocketAddr,
+    pub unrouted: usize,
+}
+
+impl VirtualServer {
+    pub fn new() -> Self {
+        let public: SocketAddr = "10.0.0.1:3478".parse().expect("addr");
+        let settings = ShardSettings {
+            node: 0,
+            shards: 1,
+            workers: 1,
+            public,
+            max_sessions_per_shard: 64,
+            session: SessionConfig::default(),
+        };
+        let crypto = ServerCrypto::new().expect("crypto");
+        VirtualServer { core: ShardCore::new(0, Arc::new(settings), crypto), io: CollectIo::default(), agent: EchoAgent::default(), public, unrouted: 0 }
+    }
+
+    /// Offers from `client`; returns the call id.
+    pub fn connect(&mut self, now: Instant, client: &mut Client, offer: &str) -> String {
+        let (tag, answer) = self.core.accept_offer(now, offer.as_bytes()).expect("offer accepted");
+        client.accept_answer(&answer);
+        tag.call_id()
+    }
+
+    /// Runs client and server for `dur` of virtual time in 1 ms steps, over lossy links.
+    pub fn run(&mut self, start: Instant, dur: Duration, client: &mut Client, up: &mut Link, down: &mut Link) -> Instant {
+        let mut now = start;
+        let end = start + dur;
+        while now < end {
+            for (to, d) in client.poll(now) {
+                up.send(now, client.addr, to, d);
+            }
+            for (from, _to, d) in up.due(now) {
+                match self.core.route(now, from, &d) {
+                    Route::Local(k) => self.core.deliver(now, k, from, &d, &mut self.io),
+                    _ => self.unrouted += 1,
+                }
+            }
+            self.core.handle_timeouts(now, &mut self.io);
+            let mut replies = Replies::default();
+            for m in self.io.to_agent.drain(..) {
+                self.agent.on_message(now, m, &mut replies);
+            }
+            self.agent.poll(now, &mut replies);
+            for m in replies.0 {
+                self.core.handle_downlink(now, m, &mut self.io);
+            }
+            self.core.handle_timeouts(now, &mut self.io);
+            for (to, d) in self.io.out.drain(..) {
+                down.send(now, self.public, to, d);
+            }
+            for (from, _to, d) in down.due(now) {
+                client.receive(now, from, &d);
+            }
+            now += Duration::from_millis(1);
+        }
+        now
+    }
+}
