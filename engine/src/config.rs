@@ -6,7 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "tern", version, about = "Thread-per-core WebRTC media engine for real-time voice AI")]
+#[command(
+    name = "tern",
+    version,
+    about = "Thread-per-core WebRTC media engine for real-time voice AI"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -107,7 +111,9 @@ fn online_cpus() -> Vec<usize> {
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-            return (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect();
+            return (0..libc::CPU_SETSIZE as usize)
+                .filter(|&c| libc::CPU_ISSET(c, &set))
+                .collect();
         }
     }
     (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect()
@@ -127,14 +133,21 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
             Some((a, b)) => (a, b),
             None => (part, part),
         };
-        let parse = |x: &str| x.trim().parse::<usize>().map_err(|_| format!("{part:?} is not a CPU number or range like 0-3"));
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("{part:?} is not a CPU number or range like 0-3"))
+        };
         let (a, b) = (parse(a)?, parse(b)?);
         if a > b {
             return Err(format!("range {part:?} runs backwards"));
         }
         for c in a..=b {
             if !online.contains(&c) {
-                return Err(format!("CPU {c} is not available to this process (available: {})", fmt_cpus(&online)));
+                return Err(format!(
+                    "CPU {c} is not available to this process (available: {})",
+                    fmt_cpus(&online)
+                ));
             }
             if !out.contains(&c) {
                 out.push(c);
@@ -151,13 +164,20 @@ pub fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
 }
 
 fn fmt_cpus(c: &[usize]) -> String {
-    c.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+    c.iter()
+        .map(|x| x.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn parse_public_ip(s: &str) -> Result<IpAddr, String> {
-    let ip: IpAddr = s.parse().map_err(|_| format!("{s:?} is not an IP address"))?;
+    let ip: IpAddr = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not an IP address"))?;
     if ip.is_unspecified() {
-        return Err("must be the specific address clients reach (0.0.0.0 and :: are not allowed)".into());
+        return Err(
+            "must be the specific address clients reach (0.0.0.0 and :: are not allowed)".into(),
+        );
     }
     Ok(ip)
 }
@@ -171,7 +191,9 @@ fn parse_model_rate(s: &str) -> Result<u32, String> {
 }
 
 fn parse_threshold(s: &str) -> Result<f32, String> {
-    let v: f32 = s.parse().map_err(|_| "must be a number between 0.0 and 1.0".to_string())?;
+    let v: f32 = s
+        .parse()
+        .map_err(|_| "must be a number between 0.0 and 1.0".to_string())?;
     if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
@@ -187,21 +209,39 @@ mod tests {
     fn cpu_lists() {
         assert_eq!(parse_cpu_list("0"), Ok(CpuList(vec![0])));
         assert!(parse_cpu_list("0-0,0").is_ok());
-        assert!(parse_cpu_list("5000").unwrap_err().contains("not available"));
-        assert!(parse_cpu_list("x").unwrap_err().contains("not a CPU number"));
+        assert!(parse_cpu_list("5000")
+            .unwrap_err()
+            .contains("not available"));
+        assert!(parse_cpu_list("x")
+            .unwrap_err()
+            .contains("not a CPU number"));
         assert!(parse_cpu_list("3-1").unwrap_err().contains("backwards"));
     }
 
     #[test]
     fn bad_flags_name_the_flag() {
-        let e = Cli::try_parse_from(["tern", "serve", "--udp-port", "70000"]).unwrap_err().to_string();
+        let e = Cli::try_parse_from(["tern", "serve", "--udp-port", "70000"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--udp-port"), "{e}");
-        let e = Cli::try_parse_from(["tern", "serve", "--public-ip", "0.0.0.0"]).unwrap_err().to_string();
-        assert!(e.contains("--public-ip") && e.contains("not allowed"), "{e}");
-        let e = Cli::try_parse_from(["tern", "serve", "--vad-threshold", "2"]).unwrap_err().to_string();
+        let e = Cli::try_parse_from(["tern", "serve", "--public-ip", "0.0.0.0"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--public-ip") && e.contains("not allowed"),
+            "{e}"
+        );
+        let e = Cli::try_parse_from(["tern", "serve", "--vad-threshold", "2"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--vad-threshold"), "{e}");
-        let e = Cli::try_parse_from(["tern", "serve", "--model-rate", "44100"]).unwrap_err().to_string();
-        assert!(e.contains("--model-rate") && e.contains("16000 or 24000"), "{e}");
+        let e = Cli::try_parse_from(["tern", "serve", "--model-rate", "44100"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--model-rate") && e.contains("16000 or 24000"),
+            "{e}"
+        );
         assert!(Cli::try_parse_from(["tern", "serve"]).is_ok());
     }
 }

@@ -6,7 +6,9 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::Parser;
 use tern_engine::agent::AgentKind;
-use tern_engine::config::{AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, TurnDetectionKind};
+use tern_engine::config::{
+    AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, TurnDetectionKind,
+};
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::shard::ShardSettings;
@@ -30,8 +32,11 @@ fn main() {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => b.init(),
         LogFormat::Json => b.json().init(),
@@ -40,7 +45,10 @@ fn init_logging(format: LogFormat) {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cores = args.cores.clone().unwrap_or_else(CpuList::all_online).0;
-    let public_ip = args.public_ip.or_else(default_route_addr).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let public_ip = args
+        .public_ip
+        .or_else(default_route_addr)
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
     let rate = ModelRate::from_hz(args.model_rate).context("--model-rate")?;
     let turn = match args.turn_detection {
         TurnDetectionKind::ServerVad => Some(ServerVadSettings {
@@ -71,15 +79,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public: SocketAddr::new(public_ip, args.udp_port),
             // A shard may hold sessions it answered and sessions it adopted.
             max_sessions_per_shard: per_shard,
-            session: SessionConfig { model_rate: rate, turn, encoder_complexity: args.opus_complexity, ..Default::default() },
+            session: SessionConfig {
+                model_rate: rate,
+                turn,
+                encoder_complexity: args.opus_complexity,
+                ..Default::default()
+            },
         },
         cores,
     };
     let engine = runtime::start(cfg)?;
-    eprintln!("tern: HTTP on http://{} , media on udp {} (advertised)", engine.http, engine.public);
+    eprintln!(
+        "tern: HTTP on http://{} , media on udp {} (advertised)",
+        engine.http, engine.public
+    );
     let stop = engine.stop_flag();
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
     std::thread::spawn(move || {
         let mut count = 0;
         for _ in signals.forever() {

@@ -1,6 +1,8 @@
 //! Scenario: a client connects to Tern's core in virtual time, speaks one turn, and hears it echoed
 //! back, with the data-channel events in the right order.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};
@@ -39,12 +41,25 @@ fn one_turn_is_echoed_with_events_in_order() {
     }
     // The echo is the whole turn: speech plus padding and the silence window.
     let audible = client.audible_frames();
-    assert!(audible >= speech_frames * 6 / 10, "heard {audible} audible reply frames of {speech_frames} spoken");
-    let stopped = client.event_time("input_audio_buffer.speech_stopped").unwrap();
+    assert!(
+        audible >= speech_frames * 6 / 10,
+        "heard {audible} audible reply frames of {speech_frames} spoken"
+    );
+    let stopped = client
+        .event_time("input_audio_buffer.speech_stopped")
+        .unwrap();
     let first_reply = client.received.first().expect("reply audio").0;
     assert!(first_reply >= stopped, "reply starts after the turn ends");
-    let started_ev = &client.events.iter().find(|(_, v)| v["type"] == "input_audio_buffer.speech_started").unwrap().1;
-    assert!(started_ev["audio_start_ms"].as_u64().unwrap() <= 300, "speech starts near the beginning (300 ms lead-in, minus padding)");
+    let started_ev = &client
+        .events
+        .iter()
+        .find(|(_, v)| v["type"] == "input_audio_buffer.speech_started")
+        .unwrap()
+        .1;
+    assert!(
+        started_ev["audio_start_ms"].as_u64().unwrap() <= 300,
+        "speech starts near the beginning (300 ms lead-in, minus padding)"
+    );
     println!(
         "virtual turn: {} reply frames ({} audible), end-of-turn -> first reply packet {:?}",
         client.received.len(),

@@ -51,18 +51,29 @@ impl Agent for EchoAgent {
                 self.sessions.remove(&key);
                 self.replying.retain(|k| *k != key);
             }
-            UplinkMsg::Audio { key, index, frame, .. } => {
-                let Some(s) = self.sessions.get_mut(&key) else { return };
+            UplinkMsg::Audio {
+                key, index, frame, ..
+            } => {
+                let Some(s) = self.sessions.get_mut(&key) else {
+                    return;
+                };
                 if s.history.len() >= HISTORY_FRAMES {
                     s.history.pop_front();
                 }
                 s.history.push_back((index, frame));
-                if s.recording_from.is_some_and(|from| index >= from) && s.turn.len() < MAX_TURN_FRAMES {
+                if s.recording_from.is_some_and(|from| index >= from)
+                    && s.turn.len() < MAX_TURN_FRAMES
+                {
                     s.turn.push(frame);
                 }
             }
-            UplinkMsg::Turn { key, event: TurnEvent::SpeechStarted { audio_start_ms } } => {
-                let Some(s) = self.sessions.get_mut(&key) else { return };
+            UplinkMsg::Turn {
+                key,
+                event: TurnEvent::SpeechStarted { audio_start_ms },
+            } => {
+                let Some(s) = self.sessions.get_mut(&key) else {
+                    return;
+                };
                 if s.reply_started.take().is_some() {
                     // Barge-in: the user talks over the reply.
                     self.replying.retain(|k| *k != key);
@@ -71,11 +82,23 @@ impl Agent for EchoAgent {
                 let from = audio_start_ms / FRAME_MS;
                 s.recording_from = Some(from);
                 s.turn.clear();
-                s.turn.extend(s.history.iter().filter(|(i, _)| *i >= from).map(|(_, f)| *f));
+                s.turn.extend(
+                    s.history
+                        .iter()
+                        .filter(|(i, _)| *i >= from)
+                        .map(|(_, f)| *f),
+                );
             }
-            UplinkMsg::Turn { key, event: TurnEvent::SpeechStopped { audio_end_ms } } => {
-                let Some(s) = self.sessions.get_mut(&key) else { return };
-                let Some(from) = s.recording_from.take() else { return };
+            UplinkMsg::Turn {
+                key,
+                event: TurnEvent::SpeechStopped { audio_end_ms },
+            } => {
+                let Some(s) = self.sessions.get_mut(&key) else {
+                    return;
+                };
+                let Some(from) = s.recording_from.take() else {
+                    return;
+                };
                 let frames = (audio_end_ms / FRAME_MS).saturating_sub(from) as usize;
                 s.turn.truncate(frames);
                 std::mem::swap(&mut s.turn, &mut s.reply);
@@ -111,22 +134,33 @@ impl Agent for EchoAgent {
                 self.replying.swap_remove(i);
                 continue;
             };
-            let due = (now.saturating_duration_since(started).as_millis() as u64 / FRAME_MS + LEAD_FRAMES) as usize;
+            let due = (now.saturating_duration_since(started).as_millis() as u64 / FRAME_MS
+                + LEAD_FRAMES) as usize;
             let mut blocked = false;
             while s.reply_sent < s.reply.len().min(due) {
-                let msg = DownlinkMsg::Audio { key, response: s.response, frame: s.reply[s.reply_sent] };
+                let msg = DownlinkMsg::Audio {
+                    key,
+                    response: s.response,
+                    frame: s.reply[s.reply_sent],
+                };
                 if out.send(msg).is_err() {
                     blocked = true;
                     break;
                 }
                 s.reply_sent += 1;
             }
-            if !blocked && s.reply_sent >= s.reply.len() {
-                if out.send(DownlinkMsg::ResponseDone { key, response: s.response }).is_ok() {
-                    s.reply_started = None;
-                    self.replying.swap_remove(i);
-                    continue;
-                }
+            if !blocked
+                && s.reply_sent >= s.reply.len()
+                && out
+                    .send(DownlinkMsg::ResponseDone {
+                        key,
+                        response: s.response,
+                    })
+                    .is_ok()
+            {
+                s.reply_started = None;
+                self.replying.swap_remove(i);
+                continue;
             }
             i += 1;
         }
@@ -150,19 +184,62 @@ mod tests {
     #[test]
     fn replays_the_turn_at_real_time() {
         let t0 = Instant::now();
-        let key = SessionKey { shard: 0, slot: 1, generation: 0 };
+        let key = SessionKey {
+            shard: 0,
+            slot: 1,
+            generation: 0,
+        };
         let mut a = EchoAgent::default();
         let mut out = Sink::default();
-        a.on_message(t0, UplinkMsg::Start { key, tag: crate::core::route_tag::RouteTag { node: 0, shard: 0, slot: 1, generation: 0, secret: 1 }, rate_hz: 24000 }, &mut out);
+        a.on_message(
+            t0,
+            UplinkMsg::Start {
+                key,
+                tag: crate::core::route_tag::RouteTag {
+                    node: 0,
+                    shard: 0,
+                    slot: 1,
+                    generation: 0,
+                    secret: 1,
+                },
+                rate_hz: 24000,
+            },
+            &mut out,
+        );
         for i in 0..100u64 {
             let mut f = PcmFrame::silence(480);
             f.samples_mut()[0] = i as i16;
-            a.on_message(t0, UplinkMsg::Audio { key, index: i, frame: f, received_at: t0 }, &mut out);
+            a.on_message(
+                t0,
+                UplinkMsg::Audio {
+                    key,
+                    index: i,
+                    frame: f,
+                    received_at: t0,
+                },
+                &mut out,
+            );
             if i == 30 {
-                a.on_message(t0, UplinkMsg::Turn { key, event: TurnEvent::SpeechStarted { audio_start_ms: 400 } }, &mut out);
+                a.on_message(
+                    t0,
+                    UplinkMsg::Turn {
+                        key,
+                        event: TurnEvent::SpeechStarted {
+                            audio_start_ms: 400,
+                        },
+                    },
+                    &mut out,
+                );
             }
         }
-        a.on_message(t0, UplinkMsg::Turn { key, event: TurnEvent::SpeechStopped { audio_end_ms: 1600 } }, &mut out);
+        a.on_message(
+            t0,
+            UplinkMsg::Turn {
+                key,
+                event: TurnEvent::SpeechStopped { audio_end_ms: 1600 },
+            },
+            &mut out,
+        );
         assert_eq!(a.poll(t0, &mut out), Some(t0 + Duration::from_millis(10)));
         assert_eq!(out.0.len(), LEAD_FRAMES as usize);
         let mut t = t0;
@@ -170,8 +247,22 @@ mod tests {
             t += Duration::from_millis(10);
             a.poll(t, &mut out);
         }
-        let frames: Vec<i16> = out.0.iter().filter_map(|m| match m { DownlinkMsg::Audio { frame, .. } => Some(frame.samples()[0]), _ => None }).collect();
-        assert_eq!(frames, (20..80).collect::<Vec<i16>>(), "frames 400..1600 ms, in order");
-        assert!(matches!(out.0.last(), Some(DownlinkMsg::ResponseDone { response: 1, .. })));
+        let frames: Vec<i16> = out
+            .0
+            .iter()
+            .filter_map(|m| match m {
+                DownlinkMsg::Audio { frame, .. } => Some(frame.samples()[0]),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            frames,
+            (20..80).collect::<Vec<i16>>(),
+            "frames 400..1600 ms, in order"
+        );
+        assert!(matches!(
+            out.0.last(),
+            Some(DownlinkMsg::ResponseDone { response: 1, .. })
+        ));
     }
 }

@@ -15,6 +15,7 @@ use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
 pub trait AgentOutput {
     /// Queues a message for the session's shard. False when the ring is full: the agent keeps the
     /// message and retries on its next poll (its own backlog, never the shard's).
+    #[allow(clippy::result_large_err)] // the message comes back unboxed so nothing allocates
     fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg>;
 }
 

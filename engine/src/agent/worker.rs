@@ -51,7 +51,9 @@ impl AgentOutput for Out<'_> {
 
 /// Starts a worker thread; returns its handle (for `unpark`) and join handle.
 pub fn spawn(plan: WorkerPlan) -> std::io::Result<(Thread, JoinHandle<()>)> {
-    let handle = std::thread::Builder::new().name(format!("tern-worker-{}", plan.id)).spawn(move || run(plan))?;
+    let handle = std::thread::Builder::new()
+        .name(format!("tern-worker-{}", plan.id))
+        .spawn(move || run(plan))?;
     Ok((handle.thread().clone(), handle))
 }
 
@@ -66,11 +68,17 @@ fn run(plan: WorkerPlan) {
             for _ in 0..1024 {
                 let Some(msg) = link.uplink.pop() else { break };
                 got += 1;
-                let mut out = Out { links: &plan.links, pushed: &mut pushed };
+                let mut out = Out {
+                    links: &plan.links,
+                    pushed: &mut pushed,
+                };
                 agent.on_message(now, msg, &mut out);
             }
         }
-        let mut out = Out { links: &plan.links, pushed: &mut pushed };
+        let mut out = Out {
+            links: &plan.links,
+            pushed: &mut pushed,
+        };
         let next = agent.poll(now, &mut out);
         for (i, p) in pushed.iter_mut().enumerate() {
             if std::mem::take(p) {
@@ -78,7 +86,9 @@ fn run(plan: WorkerPlan) {
             }
         }
         if got == 0 {
-            let wait = next.map_or(MAX_PARK, |t| t.saturating_duration_since(Instant::now()).min(MAX_PARK));
+            let wait = next.map_or(MAX_PARK, |t| {
+                t.saturating_duration_since(Instant::now()).min(MAX_PARK)
+            });
             std::thread::park_timeout(wait);
         }
     }

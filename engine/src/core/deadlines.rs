@@ -43,7 +43,11 @@ impl DeadlineQueue {
             self.armed_count += 1;
         }
         self.armed[i] = Some((at, key.generation));
-        self.heap.push(Reverse(HeapEntry { at, slot: key.slot, generation: key.generation }));
+        self.heap.push(Reverse(HeapEntry {
+            at,
+            slot: key.slot,
+            generation: key.generation,
+        }));
         if self.heap.len() > 4 * self.armed_count + 1024 {
             self.compact();
         }
@@ -64,7 +68,7 @@ impl DeadlineQueue {
     }
 
     /// The earliest armed deadline.
-    pub fn next(&mut self) -> Option<Instant> {
+    pub fn peek_deadline(&mut self) -> Option<Instant> {
         while let Some(Reverse(top)) = self.heap.peek() {
             if self.is_current(top) {
                 return Some(top.at);
@@ -87,7 +91,10 @@ impl DeadlineQueue {
             self.heap.pop();
             self.armed[top.slot as usize] = None;
             self.armed_count -= 1;
-            return Some(SlotKey { slot: top.slot, generation: top.generation });
+            return Some(SlotKey {
+                slot: top.slot,
+                generation: top.generation,
+            });
         }
         None
     }
@@ -103,7 +110,13 @@ impl DeadlineQueue {
 
     fn compact(&mut self) {
         let entries = self.armed.iter().enumerate().filter_map(|(slot, a)| {
-            a.map(|(at, generation)| Reverse(HeapEntry { at, slot: slot as u32, generation }))
+            a.map(|(at, generation)| {
+                Reverse(HeapEntry {
+                    at,
+                    slot: slot as u32,
+                    generation,
+                })
+            })
         });
         self.heap = entries.collect();
     }
@@ -121,7 +134,10 @@ mod tests {
     use std::time::Duration;
 
     fn k(slot: u32) -> SlotKey {
-        SlotKey { slot, generation: 0 }
+        SlotKey {
+            slot,
+            generation: 0,
+        }
     }
 
     #[test]
@@ -132,7 +148,7 @@ mod tests {
         q.schedule(k(1), ms(30));
         q.schedule(k(2), ms(10));
         q.schedule(k(1), ms(5)); // earlier re-arm makes the 30 ms entry stale
-        assert_eq!(q.next(), Some(ms(5)));
+        assert_eq!(q.peek_deadline(), Some(ms(5)));
         assert_eq!(q.pop_due(ms(4)), None);
         assert_eq!(q.pop_due(ms(5)), Some(k(1))); // at or before now is due
         assert_eq!(q.pop_due(ms(40)), Some(k(2)));
@@ -145,7 +161,10 @@ mod tests {
         let t0 = Instant::now();
         let mut q = DeadlineQueue::new();
         q.schedule(k(1), t0);
-        q.cancel(SlotKey { slot: 1, generation: 7 }); // wrong generation: no effect
+        q.cancel(SlotKey {
+            slot: 1,
+            generation: 7,
+        }); // wrong generation: no effect
         assert_eq!(q.len(), 1);
         q.cancel(k(1));
         assert_eq!(q.pop_due(t0), None);

@@ -26,38 +26,66 @@ impl EventWriter {
         body.to_string()
     }
 
-    pub fn session_created(&mut self, session_id: &str, turn: Option<ServerVadSettings>, rate: u32) -> String {
+    pub fn session_created(
+        &mut self,
+        session_id: &str,
+        turn: Option<ServerVadSettings>,
+        rate: u32,
+    ) -> String {
         let body = json!({ "session": session_json(session_id, turn, rate) });
         self.event("session.created", body)
     }
 
-    pub fn session_updated(&mut self, session_id: &str, turn: Option<ServerVadSettings>, rate: u32) -> String {
+    pub fn session_updated(
+        &mut self,
+        session_id: &str,
+        turn: Option<ServerVadSettings>,
+        rate: u32,
+    ) -> String {
         let body = json!({ "session": session_json(session_id, turn, rate) });
         self.event("session.updated", body)
     }
 
     pub fn speech_started(&mut self, audio_start_ms: u64, item_id: &str) -> String {
-        self.event("input_audio_buffer.speech_started", json!({ "audio_start_ms": audio_start_ms, "item_id": item_id }))
+        self.event(
+            "input_audio_buffer.speech_started",
+            json!({ "audio_start_ms": audio_start_ms, "item_id": item_id }),
+        )
     }
 
     pub fn speech_stopped(&mut self, audio_end_ms: u64, item_id: &str) -> String {
-        self.event("input_audio_buffer.speech_stopped", json!({ "audio_end_ms": audio_end_ms, "item_id": item_id }))
+        self.event(
+            "input_audio_buffer.speech_stopped",
+            json!({ "audio_end_ms": audio_end_ms, "item_id": item_id }),
+        )
     }
 
     pub fn committed(&mut self, item_id: &str, previous: Option<&str>) -> String {
-        self.event("input_audio_buffer.committed", json!({ "item_id": item_id, "previous_item_id": previous }))
+        self.event(
+            "input_audio_buffer.committed",
+            json!({ "item_id": item_id, "previous_item_id": previous }),
+        )
     }
 
     pub fn output_started(&mut self, response_id: &str) -> String {
-        self.event("output_audio_buffer.started", json!({ "response_id": response_id }))
+        self.event(
+            "output_audio_buffer.started",
+            json!({ "response_id": response_id }),
+        )
     }
 
     pub fn output_stopped(&mut self, response_id: &str) -> String {
-        self.event("output_audio_buffer.stopped", json!({ "response_id": response_id }))
+        self.event(
+            "output_audio_buffer.stopped",
+            json!({ "response_id": response_id }),
+        )
     }
 
     pub fn output_cleared(&mut self, response_id: &str) -> String {
-        self.event("output_audio_buffer.cleared", json!({ "response_id": response_id }))
+        self.event(
+            "output_audio_buffer.cleared",
+            json!({ "response_id": response_id }),
+        )
     }
 
     /// An event with no fields besides `type` and `event_id`.
@@ -66,7 +94,10 @@ impl EventWriter {
     }
 
     pub fn error(&mut self, kind: &str, code: &str, message: &str) -> String {
-        self.event("error", json!({ "error": { "type": kind, "code": code, "message": message } }))
+        self.event(
+            "error",
+            json!({ "error": { "type": kind, "code": code, "message": message } }),
+        )
     }
 }
 
@@ -93,12 +124,16 @@ fn session_json(id: &str, turn: Option<ServerVadSettings>, rate: u32) -> Value {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
     /// `session.update` with turn detection: `Some(None)` turns detection off.
-    SessionUpdate { turn_detection: Option<Option<ServerVadSettings>> },
+    SessionUpdate {
+        turn_detection: Option<Option<ServerVadSettings>>,
+    },
     Commit,
     Clear,
     ResponseCancel,
     OutputClear,
-    Other { kind: String },
+    Other {
+        kind: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,8 +149,12 @@ pub enum EventError {
 impl ClientEvent {
     /// Parses a client event; `base` fills the settings a partial `session.update` leaves out.
     pub fn parse(data: &[u8], base: ServerVadSettings) -> Result<Self, EventError> {
-        let v: Value = serde_json::from_slice(data).map_err(|e| EventError::NotJson(e.to_string()))?;
-        let kind = v.get("type").and_then(Value::as_str).ok_or(EventError::NoType)?;
+        let v: Value =
+            serde_json::from_slice(data).map_err(|e| EventError::NotJson(e.to_string()))?;
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or(EventError::NoType)?;
         Ok(match kind {
             "session.update" => {
                 let session = v.get("session");
@@ -134,21 +173,32 @@ impl ClientEvent {
             "input_audio_buffer.clear" => ClientEvent::Clear,
             "response.cancel" => ClientEvent::ResponseCancel,
             "output_audio_buffer.clear" => ClientEvent::OutputClear,
-            other => ClientEvent::Other { kind: other.to_string() },
+            other => ClientEvent::Other {
+                kind: other.to_string(),
+            },
         })
     }
 }
 
-fn parse_turn_detection(t: &Value, base: ServerVadSettings) -> Result<ServerVadSettings, EventError> {
+fn parse_turn_detection(
+    t: &Value,
+    base: ServerVadSettings,
+) -> Result<ServerVadSettings, EventError> {
     let mut s = base;
     if let Some(kind) = t.get("type").and_then(Value::as_str) {
         if kind != "server_vad" && kind != "semantic_vad" {
-            return Err(EventError::Invalid { field: "turn_detection.type", reason: format!("unknown type {kind:?}") });
+            return Err(EventError::Invalid {
+                field: "turn_detection.type",
+                reason: format!("unknown type {kind:?}"),
+            });
         }
     }
     if let Some(x) = t.get("threshold") {
         let f = x.as_f64().filter(|f| (0.0..=1.0).contains(f));
-        s.threshold = f.ok_or(EventError::Invalid { field: "threshold", reason: "must be a number in 0..1".into() })? as f32;
+        s.threshold = f.ok_or(EventError::Invalid {
+            field: "threshold",
+            reason: "must be a number in 0..1".into(),
+        })? as f32;
     }
     let ms = |name: &'static str, max: u64| -> Result<Option<u32>, EventError> {
         match t.get(name) {
@@ -157,7 +207,10 @@ fn parse_turn_detection(t: &Value, base: ServerVadSettings) -> Result<ServerVadS
                 .as_u64()
                 .filter(|v| *v <= max)
                 .map(|v| Some(v as u32))
-                .ok_or(EventError::Invalid { field: name, reason: format!("must be an integer in 0..={max}") }),
+                .ok_or(EventError::Invalid {
+                    field: name,
+                    reason: format!("must be an integer in 0..={max}"),
+                }),
         }
     };
     if let Some(v) = ms("prefix_padding_ms", 5_000)? {
@@ -191,25 +244,51 @@ mod tests {
         let off = br#"{"type":"session.update","session":{"turn_detection":null}}"#;
         assert_eq!(
             ClientEvent::parse(ga, base).unwrap(),
-            ClientEvent::SessionUpdate { turn_detection: Some(Some(ServerVadSettings { silence_duration_ms: 300, ..base })) }
+            ClientEvent::SessionUpdate {
+                turn_detection: Some(Some(ServerVadSettings {
+                    silence_duration_ms: 300,
+                    ..base
+                }))
+            }
         );
         assert_eq!(
             ClientEvent::parse(beta, base).unwrap(),
-            ClientEvent::SessionUpdate { turn_detection: Some(Some(ServerVadSettings { threshold: 0.7, ..base })) }
+            ClientEvent::SessionUpdate {
+                turn_detection: Some(Some(ServerVadSettings {
+                    threshold: 0.7,
+                    ..base
+                }))
+            }
         );
-        assert_eq!(ClientEvent::parse(off, base).unwrap(), ClientEvent::SessionUpdate { turn_detection: Some(None) });
+        assert_eq!(
+            ClientEvent::parse(off, base).unwrap(),
+            ClientEvent::SessionUpdate {
+                turn_detection: Some(None)
+            }
+        );
     }
 
     #[test]
     fn bad_events_are_errors() {
         let base = ServerVadSettings::default();
-        assert!(matches!(ClientEvent::parse(b"\xff", base), Err(EventError::NotJson(_))));
+        assert!(matches!(
+            ClientEvent::parse(b"\xff", base),
+            Err(EventError::NotJson(_))
+        ));
         assert_eq!(ClientEvent::parse(b"{}", base), Err(EventError::NoType));
         let bad = br#"{"type":"session.update","session":{"turn_detection":{"threshold":7}}}"#;
-        assert!(matches!(ClientEvent::parse(bad, base), Err(EventError::Invalid { field: "threshold", .. })));
+        assert!(matches!(
+            ClientEvent::parse(bad, base),
+            Err(EventError::Invalid {
+                field: "threshold",
+                ..
+            })
+        ));
         assert_eq!(
             ClientEvent::parse(br#"{"type":"response.create"}"#, base).unwrap(),
-            ClientEvent::Other { kind: "response.create".into() }
+            ClientEvent::Other {
+                kind: "response.create".into()
+            }
         );
     }
 }

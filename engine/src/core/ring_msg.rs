@@ -16,18 +16,39 @@ pub struct SessionKey {
 }
 
 /// Shard -> worker.
+// Audio is inline on purpose: a ring slot is a fixed size and a push never allocates.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum UplinkMsg {
     /// The session connected; `tag` names the call.
-    Start { key: SessionKey, tag: RouteTag, rate_hz: u32 },
+    Start {
+        key: SessionKey,
+        tag: RouteTag,
+        rate_hz: u32,
+    },
     /// Frame number `index` of the session's input audio (20 ms each, from 0).
-    Audio { key: SessionKey, index: u64, frame: PcmFrame, received_at: Instant },
-    Turn { key: SessionKey, event: TurnEvent },
+    Audio {
+        key: SessionKey,
+        index: u64,
+        frame: PcmFrame,
+        received_at: Instant,
+    },
+    Turn {
+        key: SessionKey,
+        event: TurnEvent,
+    },
     /// A data-channel event the engine does not handle itself.
-    ClientEvent { key: SessionKey, json: Box<str> },
+    ClientEvent {
+        key: SessionKey,
+        json: Box<str>,
+    },
     /// The user interrupted: drop any reply in progress.
-    Cancel { key: SessionKey },
-    End { key: SessionKey },
+    Cancel {
+        key: SessionKey,
+    },
+    End {
+        key: SessionKey,
+    },
 }
 
 impl UplinkMsg {
@@ -44,9 +65,14 @@ impl UplinkMsg {
 }
 
 /// Worker -> shard.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum DownlinkMsg {
-    Audio { key: SessionKey, response: u32, frame: PcmFrame },
+    Audio {
+        key: SessionKey,
+        response: u32,
+        frame: PcmFrame,
+    },
     /// All audio of `response` has been sent.
     ResponseDone { key: SessionKey, response: u32 },
     /// Stop playback now and drop what is queued.

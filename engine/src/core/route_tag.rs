@@ -44,7 +44,13 @@ impl RouteTag {
         let slot = hex_field(&b[8..16])? as u32;
         let generation = hex_field(&b[16..20])? as u16;
         let secret = hex_field(&b[20..36])?;
-        Ok(RouteTag { node, shard, slot, generation, secret })
+        Ok(RouteTag {
+            node,
+            shard,
+            slot,
+            generation,
+            secret,
+        })
     }
 
     /// Parses a call id (`rtc_` followed by the hex tag).
@@ -98,7 +104,13 @@ mod tests {
 
     #[test]
     fn round_trip_example() {
-        let t = RouteTag { node: 7, shard: 3, slot: 0xdead, generation: 9, secret: 0x0123_4567_89ab_cdef };
+        let t = RouteTag {
+            node: 7,
+            shard: 3,
+            slot: 0xdead,
+            generation: 9,
+            secret: 0x0123_4567_89ab_cdef,
+        };
         let u = t.ufrag();
         assert_eq!(u.len(), TAG_HEX_LEN);
         assert_eq!(RouteTag::parse(&u), Ok(t));
@@ -108,8 +120,14 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         assert_eq!(RouteTag::parse("abc"), Err(TagError::Length(3)));
-        assert_eq!(RouteTag::parse(&"g".repeat(TAG_HEX_LEN)), Err(TagError::NotHex));
-        assert_eq!(RouteTag::parse(&"A".repeat(TAG_HEX_LEN)), Err(TagError::NotHex));
+        assert_eq!(
+            RouteTag::parse(&"g".repeat(TAG_HEX_LEN)),
+            Err(TagError::NotHex)
+        );
+        assert_eq!(
+            RouteTag::parse(&"A".repeat(TAG_HEX_LEN)),
+            Err(TagError::NotHex)
+        );
         assert_eq!(RouteTag::parse_call_id("call_x"), Err(TagError::Prefix));
         // multi-byte characters never split a field mid-character
         assert!(RouteTag::parse(&"é".repeat(TAG_HEX_LEN / 2)).is_err());

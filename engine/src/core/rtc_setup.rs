@@ -10,8 +10,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
-use str0m::crypto::dtls::{DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, ProtocolVersion};
 use str0m::crypto::dtls::DtlsVersion;
+use str0m::crypto::dtls::{
+    DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, ProtocolVersion,
+};
 use str0m::crypto::{CryptoError, CryptoProvider};
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
@@ -31,7 +33,9 @@ impl CachedDtlsProvider {
             if let Some(m) = mtu {
                 b = b.mtu(m);
             }
-            b.build().map(Arc::new).map_err(|e| CryptoError::Other(format!("dimpl config: {e}")))
+            b.build()
+                .map(Arc::new)
+                .map_err(|e| CryptoError::Other(format!("dimpl config: {e}")))
         };
         if mtu.is_some() {
             return build(mtu);
@@ -48,7 +52,10 @@ impl DtlsProvider for CachedDtlsProvider {
     fn generate_certificate(&self) -> Option<DtlsCert> {
         dimpl::certificate::generate_self_signed_certificate()
             .ok()
-            .map(|c| DtlsCert { certificate: c.certificate, private_key: c.private_key })
+            .map(|c| DtlsCert {
+                certificate: c.certificate,
+                private_key: c.private_key,
+            })
     }
 
     fn new_dtls(
@@ -59,12 +66,19 @@ impl DtlsProvider for CachedDtlsProvider {
         mtu: Option<usize>,
     ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
         let config = self.config(mtu)?;
-        let cert = dimpl::DtlsCertificate { certificate: cert.certificate.clone(), private_key: cert.private_key.clone() };
+        let cert = dimpl::DtlsCertificate {
+            certificate: cert.certificate.clone(),
+            private_key: cert.private_key.clone(),
+        };
         let dtls = match version {
             DtlsVersion::Dtls12 => dimpl::Dtls::new_12(config, cert, now),
             DtlsVersion::Dtls13 => dimpl::Dtls::new_13(config, cert, now),
             DtlsVersion::Auto => dimpl::Dtls::new_auto(config, cert, now),
-            other => return Err(CryptoError::Other(format!("unsupported DTLS version {other}"))),
+            other => {
+                return Err(CryptoError::Other(format!(
+                    "unsupported DTLS version {other}"
+                )))
+            }
         };
         Ok(Box::new(CachedDtls(dtls)))
     }
@@ -118,7 +132,9 @@ pub struct ServerCrypto {
     cert: DtlsCert,
 }
 
-static DTLS: CachedDtlsProvider = CachedDtlsProvider { config: OnceLock::new() };
+static DTLS: CachedDtlsProvider = CachedDtlsProvider {
+    config: OnceLock::new(),
+};
 
 impl ServerCrypto {
     pub fn new() -> Result<Self, CryptoError> {
@@ -129,7 +145,10 @@ impl ServerCrypto {
             .ok_or_else(|| CryptoError::Other("cannot generate DTLS certificate".into()))?;
         // Warm the cached config so the first call pays nothing.
         DTLS.config(None)?;
-        Ok(ServerCrypto { provider: Arc::new(provider), cert })
+        Ok(ServerCrypto {
+            provider: Arc::new(provider),
+            cert,
+        })
     }
 
     /// An `RtcConfig` for a voice server: ICE-lite, Opus only, our certificate, no audio reordering
@@ -148,7 +167,9 @@ impl ServerCrypto {
 
     /// The same crypto for a client peer (tests and the load generator).
     pub fn client_config(&self) -> RtcConfig {
-        Rtc::builder().set_crypto_provider(self.provider.clone()).set_dtls_cert(self.cert.clone())
+        Rtc::builder()
+            .set_crypto_provider(self.provider.clone())
+            .set_dtls_cert(self.cert.clone())
     }
 }
 
@@ -190,7 +211,10 @@ pub fn answer_offer(
     let mut rtc = crypto.server_config(tag.ufrag(), pass).build(now);
     let cand = Candidate::host(public, "udp").map_err(|e| OfferError::Rejected(e.to_string()))?;
     rtc.add_local_candidate(cand);
-    let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| OfferError::Rejected(e.to_string()))?;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| OfferError::Rejected(e.to_string()))?;
     Ok((rtc, answer.to_sdp_string()))
 }
 
@@ -198,5 +222,7 @@ fn random_ice_password() -> String {
     use rand::Rng;
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::rng();
-    (0..32).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..32)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
 }

@@ -117,7 +117,10 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("tag", &self.tag).field("key", &self.key).finish()
+        f.debug_struct("Session")
+            .field("tag", &self.tag)
+            .field("key", &self.key)
+            .finish()
     }
 }
 
@@ -133,7 +136,11 @@ impl Session {
         let turn = config.turn.unwrap_or_default();
         Ok(Session {
             tag,
-            key: SessionKey { shard: tag.shard, slot: tag.slot, generation: tag.generation },
+            key: SessionKey {
+                shard: tag.shard,
+                slot: tag.slot,
+                generation: tag.generation,
+            },
             worker,
             rtc,
             offered_at,
@@ -210,7 +217,9 @@ impl Session {
     /// A message from the agent for this session.
     pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
         match msg {
-            DownlinkMsg::Audio { response, frame, .. } => {
+            DownlinkMsg::Audio {
+                response, frame, ..
+            } => {
                 self.playout.push(PlayoutItem::Frame { response, frame });
                 self.stats.playout_dropped = self.playout.dropped;
                 self.pacer.wake(now);
@@ -267,7 +276,11 @@ impl Session {
             Event::Connected => {
                 self.connected = true;
                 io.connected(now.saturating_duration_since(self.offered_at));
-                let msg = UplinkMsg::Start { key: self.key, tag: self.tag, rate_hz: self.config.model_rate.hz() };
+                let msg = UplinkMsg::Start {
+                    key: self.key,
+                    tag: self.tag,
+                    rate_hz: self.config.model_rate.hz(),
+                };
                 self.agent_started = io.to_agent(self.worker, msg);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
@@ -287,7 +300,7 @@ impl Session {
                     }
                 }
                 let seq = **d.seq_range.start();
-                let ts = d.time.numer() as u64;
+                let ts = d.time.numer();
                 let received_at = d.network_time;
                 let mut frames: [Option<PcmFrame>; 8] = [None; 8];
                 let mut n = 0usize;
@@ -305,13 +318,21 @@ impl Session {
                 }
                 // Long gaps beyond the inline buffer only advance the clock of the turn detector.
                 for _ in 0..overflow {
-                    self.on_frame(&PcmFrame::silence(self.config.model_rate.frame_samples()), received_at, io);
+                    self.on_frame(
+                        &PcmFrame::silence(self.config.model_rate.frame_samples()),
+                        received_at,
+                        io,
+                    );
                 }
             }
             Event::ChannelOpen(id, label) if label == EVENTS_CHANNEL => {
                 self.events = Some(id);
                 let turn = self.turn_enabled.then(|| self.turn.settings());
-                let ev = self.writer.session_created(&self.tag.call_id(), turn, self.config.model_rate.hz());
+                let ev = self.writer.session_created(
+                    &self.tag.call_id(),
+                    turn,
+                    self.config.model_rate.hz(),
+                );
                 self.pending_events.push_front(ev);
                 self.flush_events();
             }
@@ -326,9 +347,18 @@ impl Session {
         self.frame_index += 1;
         self.stats.frames_in += 1;
         let p = self.vad.frame_probability(frame);
-        let event = if self.turn_enabled { self.turn.push(index, p) } else { None };
+        let event = if self.turn_enabled {
+            self.turn.push(index, p)
+        } else {
+            None
+        };
         if self.agent_started {
-            let msg = UplinkMsg::Audio { key: self.key, index, frame: *frame, received_at };
+            let msg = UplinkMsg::Audio {
+                key: self.key,
+                index,
+                frame: *frame,
+                received_at,
+            };
             if !io.to_agent(self.worker, msg) {
                 self.stats.uplink_dropped += 1;
             }
@@ -343,7 +373,9 @@ impl Session {
             TurnEvent::SpeechStarted { audio_start_ms } => {
                 self.item_seq += 1;
                 self.current_item = Some(self.item_seq);
-                let e = self.writer.speech_started(audio_start_ms, &item_id(self.item_seq));
+                let e = self
+                    .writer
+                    .speech_started(audio_start_ms, &item_id(self.item_seq));
                 self.send_event(e);
             }
             TurnEvent::SpeechStopped { audio_end_ms } => {
@@ -357,7 +389,13 @@ impl Session {
             }
         }
         if self.agent_started {
-            io.to_agent(self.worker, UplinkMsg::Turn { key: self.key, event: ev });
+            io.to_agent(
+                self.worker,
+                UplinkMsg::Turn {
+                    key: self.key,
+                    event: ev,
+                },
+            );
         }
     }
 
@@ -373,7 +411,11 @@ impl Session {
                     self.turn.reset();
                 }
                 let turn = self.turn_enabled.then(|| self.turn.settings());
-                let e = self.writer.session_updated(&self.tag.call_id(), turn, self.config.model_rate.hz());
+                let e = self.writer.session_updated(
+                    &self.tag.call_id(),
+                    turn,
+                    self.config.model_rate.hz(),
+                );
                 self.send_event(e);
             }
             Ok(ClientEvent::Commit) => {
@@ -399,12 +441,20 @@ impl Session {
             Ok(ClientEvent::Other { .. }) => {
                 if self.agent_started {
                     if let Ok(s) = std::str::from_utf8(data) {
-                        io.to_agent(self.worker, UplinkMsg::ClientEvent { key: self.key, json: s.into() });
+                        io.to_agent(
+                            self.worker,
+                            UplinkMsg::ClientEvent {
+                                key: self.key,
+                                json: s.into(),
+                            },
+                        );
                     }
                 }
             }
             Err(e) => {
-                let ev = self.writer.error("invalid_request_error", "invalid_event", &e.to_string());
+                let ev =
+                    self.writer
+                        .error("invalid_request_error", "invalid_event", &e.to_string());
                 self.send_event(ev);
             }
         }

@@ -77,8 +77,14 @@ impl<T> SessionTable<T> {
     /// The key the next `insert` will return (the table is single-threaded, so this is exact).
     pub fn next_key(&self) -> Result<SlotKey, TableFull> {
         match self.free.last() {
-            Some(&slot) => Ok(SlotKey { slot, generation: self.slots[slot as usize].generation }),
-            None if self.slots.len() < self.capacity => Ok(SlotKey { slot: self.slots.len() as u32, generation: 0 }),
+            Some(&slot) => Ok(SlotKey {
+                slot,
+                generation: self.slots[slot as usize].generation,
+            }),
+            None if self.slots.len() < self.capacity => Ok(SlotKey {
+                slot: self.slots.len() as u32,
+                generation: 0,
+            }),
             None => Err(TableFull(self.capacity)),
         }
     }
@@ -91,14 +97,21 @@ impl<T> SessionTable<T> {
                 if self.slots.len() >= self.capacity {
                     return Err(TableFull(self.capacity));
                 }
-                self.slots.push(Slot { generation: 0, entry: None, addrs: Vec::new() });
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                    addrs: Vec::new(),
+                });
                 (self.slots.len() - 1) as u32
             }
         };
         let s = &mut self.slots[slot as usize];
         s.entry = Some(Entry::Live { secret, value });
         self.live += 1;
-        Ok(SlotKey { slot, generation: s.generation })
+        Ok(SlotKey {
+            slot,
+            generation: s.generation,
+        })
     }
 
     fn slot(&self, key: SlotKey) -> Result<&Slot<T>, Miss> {
@@ -210,10 +223,16 @@ impl<T> SessionTable<T> {
 
     /// Keys of all live sessions (for housekeeping and shutdown).
     pub fn live_keys(&self) -> impl Iterator<Item = SlotKey> + '_ {
-        self.slots.iter().enumerate().filter_map(|(i, s)| match s.entry {
-            Some(Entry::Live { .. }) => Some(SlotKey { slot: i as u32, generation: s.generation }),
-            _ => None,
-        })
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.entry {
+                Some(Entry::Live { .. }) => Some(SlotKey {
+                    slot: i as u32,
+                    generation: s.generation,
+                }),
+                _ => None,
+            })
     }
 }
 

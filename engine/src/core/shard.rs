@@ -89,9 +89,14 @@ impl DropReason {
 pub enum Route {
     Local(SlotKey),
     /// Ask the home shard of `tag` for the session (first STUN on this shard).
-    Claim { home: u16, tag: RouteTag },
+    Claim {
+        home: u16,
+        tag: RouteTag,
+    },
     /// Send to another shard that knows the session.
-    Forward { shard: u16 },
+    Forward {
+        shard: u16,
+    },
     Drop(DropReason),
 }
 
@@ -101,7 +106,9 @@ pub enum ClaimOutcome {
     /// Move this session to the claiming shard.
     HandOver(Box<Session>),
     /// The session already lives elsewhere: forward the datagram there.
-    Forward { shard: u16 },
+    Forward {
+        shard: u16,
+    },
     Drop(DropReason),
 }
 
@@ -151,7 +158,10 @@ pub struct ShardCore {
 
 impl std::fmt::Debug for ShardCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ShardCore").field("id", &self.id).field("live", &self.table.live()).finish()
+        f.debug_struct("ShardCore")
+            .field("id", &self.id)
+            .field("live", &self.table.live())
+            .finish()
     }
 }
 
@@ -190,25 +200,46 @@ impl ShardCore {
     }
 
     /// Answers an SDP offer and registers the session before the answer leaves.
-    pub fn accept_offer(&mut self, now: Instant, body: &[u8]) -> Result<(RouteTag, String), OfferError> {
+    pub fn accept_offer(
+        &mut self,
+        now: Instant,
+        body: &[u8],
+    ) -> Result<(RouteTag, String), OfferError> {
         let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
         let secret: u64 = rand::random();
         // The tag (and so the ufrag) must name the slot the session will occupy.
-        let key = self.table.next_key().map_err(|e| OfferError::Rejected(e.to_string()))?;
-        let tag = RouteTag { node: self.settings.node, shard: self.id, slot: key.slot, generation: key.generation, secret };
+        let key = self
+            .table
+            .next_key()
+            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let tag = RouteTag {
+            node: self.settings.node,
+            shard: self.id,
+            slot: key.slot,
+            generation: key.generation,
+            secret,
+        };
         let worker = self.next_worker % self.settings.workers.max(1);
-        let built = answer_offer(&self.crypto, now, tag, self.settings.public, offer).and_then(|(rtc, answer)| {
-            Session::new(tag, rtc, self.settings.session.clone(), now, worker)
-                .map(|s| (s, answer))
-                .map_err(|e| OfferError::Rejected(e.to_string()))
-        });
+        let built = answer_offer(&self.crypto, now, tag, self.settings.public, offer).and_then(
+            |(rtc, answer)| {
+                Session::new(tag, rtc, self.settings.session.clone(), now, worker)
+                    .map(|s| (s, answer))
+                    .map_err(|e| OfferError::Rejected(e.to_string()))
+            },
+        );
         match built {
             Ok((mut session, answer)) => {
                 self.next_worker = self.next_worker.wrapping_add(1);
                 session.key = self.session_key(key);
                 let deadline = session.deadline();
-                let inserted = self.table.insert(secret, Box::new(session)).map_err(|e| OfferError::Rejected(e.to_string()))?;
-                debug_assert_eq!(inserted, key, "next_key predicts insert on a single-threaded table");
+                let inserted = self
+                    .table
+                    .insert(secret, Box::new(session))
+                    .map_err(|e| OfferError::Rejected(e.to_string()))?;
+                debug_assert_eq!(
+                    inserted, key,
+                    "next_key predicts insert on a single-threaded table"
+                );
                 self.deadlines.schedule(key, deadline);
                 self.counters.sessions_created += 1;
                 Ok((tag, answer))
@@ -221,7 +252,11 @@ impl ShardCore {
     }
 
     fn session_key(&self, k: SlotKey) -> SessionKey {
-        SessionKey { shard: self.id, slot: k.slot, generation: k.generation }
+        SessionKey {
+            shard: self.id,
+            slot: k.slot,
+            generation: k.generation,
+        }
     }
 
     /// Decides where a datagram goes. Never panics on any input.
@@ -267,16 +302,30 @@ impl ShardCore {
                 return Route::Drop(DropReason::UnknownUfrag);
             }
             self.remember_forward(now, source, tag.shard);
-            return Route::Claim { home: tag.shard, tag };
+            return Route::Claim {
+                home: tag.shard,
+                tag,
+            };
         }
-        match self.table.lookup(SlotKey { slot: tag.slot, generation: tag.generation }, tag.secret) {
-            Ok(Entry::Live { .. }) => Route::Local(SlotKey { slot: tag.slot, generation: tag.generation }),
+        match self.table.lookup(
+            SlotKey {
+                slot: tag.slot,
+                generation: tag.generation,
+            },
+            tag.secret,
+        ) {
+            Ok(Entry::Live { .. }) => Route::Local(SlotKey {
+                slot: tag.slot,
+                generation: tag.generation,
+            }),
             Ok(Entry::Moved { shard, .. }) => {
                 let shard = *shard;
                 self.remember_forward(now, source, shard);
                 Route::Forward { shard }
             }
-            Err(Miss::NoSuchSlot | Miss::StaleGeneration | Miss::BadSecret) => Route::Drop(DropReason::StaleSession),
+            Err(Miss::NoSuchSlot | Miss::StaleGeneration | Miss::BadSecret) => {
+                Route::Drop(DropReason::StaleSession)
+            }
         }
     }
 
@@ -288,7 +337,8 @@ impl ShardCore {
     }
 
     fn remember_forward(&mut self, now: Instant, source: SocketAddr, shard: u16) {
-        if self.forward_addrs.len() < MAX_FORWARD_ADDRS || self.forward_addrs.contains_key(&source) {
+        if self.forward_addrs.len() < MAX_FORWARD_ADDRS || self.forward_addrs.contains_key(&source)
+        {
             self.forward_addrs.insert(source, (shard, now));
         }
     }
@@ -299,7 +349,14 @@ impl ShardCore {
     }
 
     /// Delivers a datagram to a local session. Panics inside the session close only that session.
-    pub fn deliver(&mut self, now: Instant, key: SlotKey, source: SocketAddr, buf: &[u8], io: &mut dyn SessionIo) {
+    pub fn deliver(
+        &mut self,
+        now: Instant,
+        key: SlotKey,
+        source: SocketAddr,
+        buf: &[u8],
+        io: &mut dyn SessionIo,
+    ) {
         let public = self.settings.public;
         let is_stun = classify(buf) == DatagramKind::Stun;
         let Some(session) = self.table.get_mut(key) else {
@@ -308,7 +365,11 @@ impl ShardCore {
         };
         let mut answered = false;
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let mut watch = WatchReply { inner: io, source, answered: &mut answered };
+            let mut watch = WatchReply {
+                inner: io,
+                source,
+                answered: &mut answered,
+            };
             let r = session.handle_datagram(now, source, public, buf, &mut watch);
             (r.is_ok(), session.deadline())
         }));
@@ -350,7 +411,10 @@ impl ShardCore {
     /// A message from an inference worker.
     pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
         let k = msg.key();
-        let key = SlotKey { slot: k.slot, generation: k.generation };
+        let key = SlotKey {
+            slot: k.slot,
+            generation: k.generation,
+        };
         let Some(session) = self.table.get_mut(key) else {
             return; // the session ended; late replies are dropped
         };
@@ -366,7 +430,10 @@ impl ShardCore {
 
     /// The home side of a claim from shard `from`.
     pub fn on_claim(&mut self, tag: RouteTag, from: u16) -> ClaimOutcome {
-        let key = SlotKey { slot: tag.slot, generation: tag.generation };
+        let key = SlotKey {
+            slot: tag.slot,
+            generation: tag.generation,
+        };
         match self.table.lookup(key, tag.secret) {
             Ok(Entry::Live { .. }) => {
                 let Some(session) = self.table.mark_moved(key, from) else {
@@ -423,7 +490,10 @@ impl ShardCore {
         if tag.shard != self.id {
             return CallLocation::Shard(tag.shard);
         }
-        let key = SlotKey { slot: tag.slot, generation: tag.generation };
+        let key = SlotKey {
+            slot: tag.slot,
+            generation: tag.generation,
+        };
         match self.table.lookup(key, tag.secret) {
             Ok(Entry::Live { .. }) => CallLocation::Here(key),
             Ok(Entry::Moved { shard, .. }) => CallLocation::Shard(*shard),
@@ -433,7 +503,10 @@ impl ShardCore {
 
     /// The owner reported the end of a session that was handed over from here.
     pub fn on_released(&mut self, tag: RouteTag) {
-        let key = SlotKey { slot: tag.slot, generation: tag.generation };
+        let key = SlotKey {
+            slot: tag.slot,
+            generation: tag.generation,
+        };
         if let Ok(Entry::Moved { .. }) = self.table.lookup(key, tag.secret) {
             self.table.remove(key);
         }
@@ -446,12 +519,13 @@ impl ShardCore {
 
     /// Earliest session deadline.
     pub fn next_deadline(&mut self) -> Option<Instant> {
-        self.deadlines.next()
+        self.deadlines.peek_deadline()
     }
 
     /// Periodic upkeep: forget idle forwarding addresses.
     pub fn housekeeping(&mut self, now: Instant) {
-        self.forward_addrs.retain(|_, (_, used)| now.saturating_duration_since(*used) < FORWARD_IDLE);
+        self.forward_addrs
+            .retain(|_, (_, used)| now.saturating_duration_since(*used) < FORWARD_IDLE);
     }
 
     /// Closes every session (shutdown).

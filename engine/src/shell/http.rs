@@ -38,35 +38,50 @@ pub struct HttpContext {
 type Body = Full<Bytes>;
 
 /// Serves one accepted connection.
-pub async fn serve_connection(stream: glommio::net::TcpStream, state: SharedShard, ctx: Rc<HttpContext>) {
+pub async fn serve_connection(
+    stream: glommio::net::TcpStream,
+    state: SharedShard,
+    ctx: Rc<HttpContext>,
+) {
     let io = HyperIo(stream);
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let ctx = ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(req, state, ctx).await) }
     });
-    if let Err(e) = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, svc).await {
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, svc)
+        .await
+    {
         tracing::debug!("http connection: {e}");
     }
 }
 
 /// Builds the JSON error response.
 pub fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({ "error": { "type": kind, "code": code, "message": message } }).to_string();
+    let body = serde_json::json!({ "error": { "type": kind, "code": code, "message": message } })
+        .to_string();
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
-async fn handle(req: Request<Incoming>, state: SharedShard, ctx: Rc<HttpContext>) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    state: SharedShard,
+    ctx: Rc<HttpContext>,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     match (method, path.as_str()) {
@@ -74,7 +89,11 @@ async fn handle(req: Request<Incoming>, state: SharedShard, ctx: Rc<HttpContext>
         (Method::GET, "/healthz") => {
             let draining = state.borrow().stopping;
             if draining {
-                text(StatusCode::SERVICE_UNAVAILABLE, "application/json", r#"{"status":"draining"}"#)
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    r#"{"status":"draining"}"#,
+                )
             } else {
                 text(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
             }
@@ -88,39 +107,104 @@ async fn handle(req: Request<Incoming>, state: SharedShard, ctx: Rc<HttpContext>
             };
             match (m, action) {
                 (Method::DELETE, None) | (Method::POST, Some("hangup")) => hangup(id, state).await,
-                _ => error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", "use DELETE on the call or POST .../hangup"),
+                _ => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "invalid_request_error",
+                    "method_not_allowed",
+                    "use DELETE on the call or POST .../hangup",
+                ),
             }
         }
-        (_, "/v1/realtime/calls") => error(StatusCode::METHOD_NOT_ALLOWED, "invalid_request_error", "method_not_allowed", "use POST with an SDP offer"),
-        _ => error(StatusCode::NOT_FOUND, "invalid_request_error", "not_found", &format!("no route for {path}")),
+        (_, "/v1/realtime/calls") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "use POST with an SDP offer",
+        ),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            &format!("no route for {path}"),
+        ),
     }
 }
 
-async fn create_call(req: Request<Incoming>, state: SharedShard, ctx: &HttpContext) -> Response<Body> {
-    let ctype = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+async fn create_call(
+    req: Request<Incoming>,
+    state: SharedShard,
+    ctx: &HttpContext,
+) -> Response<Body> {
+    let ctype = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if mime != "application/sdp" {
         let msg = format!("Content-Type must be application/sdp, got {:?}", ctype);
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request_error", "unsupported_media_type", &msg);
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            &msg,
+        );
     }
-    if let Some(len) = req.headers().get(hyper::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok()) {
+    if let Some(len) = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    {
         if len > ctx.max_sdp_bytes {
             return too_large(ctx);
         }
     }
-    let body = match Limited::new(req.into_body(), ctx.max_sdp_bytes).collect().await {
+    let body = match Limited::new(req.into_body(), ctx.max_sdp_bytes)
+        .collect()
+        .await
+    {
         Ok(b) => b.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(ctx),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "bad_body", &format!("cannot read body: {e}")),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return too_large(ctx)
+        }
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "bad_body",
+                &format!("cannot read body: {e}"),
+            )
+        }
     };
     if state.borrow().stopping {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "draining", "server is shutting down");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "draining",
+            "server is shutting down",
+        );
     }
     // Admission: a global count, touched once per session (never per packet).
     if ctx.admitted.fetch_add(1, Ordering::AcqRel) >= ctx.max_sessions {
         ctx.admitted.fetch_sub(1, Ordering::AcqRel);
-        let msg = format!("session limit reached ({} sessions, --max-sessions)", ctx.max_sessions);
-        return error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "session_limit", &msg);
+        let msg = format!(
+            "session limit reached ({} sessions, --max-sessions)",
+            ctx.max_sessions
+        );
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "session_limit",
+            &msg,
+        );
     }
     let now = Instant::now();
     let result = {
@@ -145,19 +229,34 @@ async fn create_call(req: Request<Incoming>, state: SharedShard, ctx: &HttpConte
                 OfferError::NoAudio => "no_audio",
                 OfferError::Rejected(_) => "offer_rejected",
             };
-            error(StatusCode::BAD_REQUEST, "invalid_request_error", code, &e.to_string())
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                code,
+                &e.to_string(),
+            )
         }
     }
 }
 
 fn too_large(ctx: &HttpContext) -> Response<Body> {
     let msg = format!("SDP offer larger than {} bytes", ctx.max_sdp_bytes);
-    error(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "body_too_large", &msg)
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "body_too_large",
+        &msg,
+    )
 }
 
 async fn hangup(id: &str, state: SharedShard) -> Response<Body> {
     let Ok(tag) = RouteTag::parse_call_id(id) else {
-        return error(StatusCode::NOT_FOUND, "invalid_request_error", "call_not_found", &format!("no call {id:?}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "call_not_found",
+            &format!("no call {id:?}"),
+        );
     };
     let (tx, rx) = futures_channel::oneshot::channel();
     state.borrow_mut().hangup(tag, 0, tx);
@@ -169,7 +268,12 @@ async fn hangup(id: &str, state: SharedShard) -> Response<Body> {
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
-        _ => error(StatusCode::NOT_FOUND, "invalid_request_error", "call_not_found", &format!("no call {id:?}")),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "call_not_found",
+            &format!("no call {id:?}"),
+        ),
     }
 }
 
@@ -195,7 +299,11 @@ async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
         }
     }
     snaps.sort_by_key(|s| s.shard);
-    let body = render(&snaps, ctx.admitted.load(Ordering::Acquire), ctx.max_sessions);
+    let body = render(
+        &snaps,
+        ctx.admitted.load(Ordering::Acquire),
+        ctx.max_sessions,
+    );
     text(StatusCode::OK, "text/plain; version=0.0.4", body)
 }
 
@@ -203,7 +311,11 @@ async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
 struct HyperIo(glommio::net::TcpStream);
 
 impl hyper::rt::Read for HyperIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         // SAFETY: the slice is initialised (zeroed) before it is exposed as &mut [u8], and
         // `advance` is called with the number of bytes the read wrote.
         let n = unsafe {
@@ -224,7 +336,11 @@ impl hyper::rt::Read for HyperIo {
 }
 
 impl hyper::rt::Write for HyperIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -27,7 +27,11 @@ impl Datagram {
         let len = data.len().min(MAX_DATAGRAM);
         let mut buf = [0u8; MAX_DATAGRAM];
         buf[..len].copy_from_slice(&data[..len]);
-        Datagram { source, len: len as u16, buf }
+        Datagram {
+            source,
+            len: len as u16,
+            buf,
+        }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -37,17 +41,30 @@ impl Datagram {
 
 pub enum ShardMsg {
     /// "The kernel gives me this session's packets: hand it over" (with the first datagram).
-    Claim { tag: RouteTag, from: u16, datagram: Box<Datagram> },
+    Claim {
+        tag: RouteTag,
+        from: u16,
+        datagram: Box<Datagram>,
+    },
     /// The session, moved to its owner, and the datagram that claimed it.
-    Adopt { session: Box<Session>, datagram: Box<Datagram> },
+    Adopt {
+        session: Box<Session>,
+        datagram: Box<Datagram>,
+    },
     /// A datagram for a session that lives on the receiving shard.
     Forward { datagram: Box<Datagram> },
     /// Forward datagrams from `source` straight to `shard` from now on.
     Learn { source: SocketAddr, shard: u16 },
     /// An adopted session ended: free its forwarding entry at home.
     Released { tag: RouteTag },
-    Hangup { tag: RouteTag, hops: u8, reply: oneshot::Sender<bool> },
-    Snapshot { reply: oneshot::Sender<ShardSnapshot> },
+    Hangup {
+        tag: RouteTag,
+        hops: u8,
+        reply: oneshot::Sender<bool>,
+    },
+    Snapshot {
+        reply: oneshot::Sender<ShardSnapshot>,
+    },
     /// Close every session and stop.
     Shutdown,
 }
@@ -82,8 +99,15 @@ pub struct Mesh {
 
 impl Mesh {
     pub fn new(shards: usize, bells: &[Arc<Doorbell>], capacity: usize) -> Self {
-        let inboxes = (0..shards).map(|i| Inbox { ring: Ring::new(capacity), bell: bells[i].clone() }).collect();
-        Mesh { inboxes: Arc::new(inboxes) }
+        let inboxes = (0..shards)
+            .map(|i| Inbox {
+                ring: Ring::new(capacity),
+                bell: bells[i].clone(),
+            })
+            .collect();
+        Mesh {
+            inboxes: Arc::new(inboxes),
+        }
     }
 
     /// Sends to shard `to` and rings its bell; gives the message back if the inbox is full.

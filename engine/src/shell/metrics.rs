@@ -24,7 +24,11 @@ pub struct Latencies {
 impl Default for Latencies {
     fn default() -> Self {
         let h = || Histogram::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
-        Latencies { setup: h(), uplink: h(), downlink: h() }
+        Latencies {
+            setup: h(),
+            uplink: h(),
+            downlink: h(),
+        }
     }
 }
 
@@ -49,55 +53,179 @@ pub struct ShardSnapshot {
 /// Renders merged snapshots as Prometheus text exposition.
 pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> String {
     let mut o = String::with_capacity(8192);
-    let gauge = |o: &mut String, name: &str, help: &str, f: &dyn Fn(&ShardSnapshot) -> u64, kind: &str| {
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for s in snaps {
-            let _ = writeln!(o, "{name}{{shard=\"{}\"}} {}", s.shard, f(s));
-        }
-    };
-    gauge(&mut o, "tern_sessions", "Sessions living on each shard.", &|s| s.sessions as u64, "gauge");
-    gauge(&mut o, "tern_session_slots", "Table slots in use (sessions and forwarding entries).", &|s| s.slots as u64, "gauge");
-    gauge(&mut o, "tern_deadlines_armed", "Session deadlines armed in the shard timer.", &|s| s.deadlines as u64, "gauge");
-    gauge(&mut o, "tern_datagrams_in_total", "UDP datagrams received.", &|s| s.counters.datagrams_in, "counter");
-    gauge(&mut o, "tern_datagrams_out_total", "UDP datagrams sent.", &|s| s.counters.datagrams_out, "counter");
-    gauge(&mut o, "tern_datagrams_forwarded_total", "Datagrams forwarded to another shard.", &|s| s.counters.forwarded_out, "counter");
-    gauge(&mut o, "tern_datagrams_forwarded_in_total", "Datagrams received from another shard.", &|s| s.counters.forwarded_in, "counter");
-    gauge(&mut o, "tern_handoffs_in_total", "Sessions adopted from their home shard.", &|s| s.counters.handoffs_in, "counter");
-    gauge(&mut o, "tern_handoffs_out_total", "Sessions handed to their owner shard.", &|s| s.counters.handoffs_out, "counter");
-    gauge(&mut o, "tern_sessions_created_total", "Offers answered.", &|s| s.counters.sessions_created, "counter");
-    gauge(&mut o, "tern_sessions_ended_total", "Sessions ended.", &|s| s.counters.sessions_ended, "counter");
-    gauge(&mut o, "tern_session_panics_total", "Sessions closed by a panic in their processing.", &|s| s.counters.session_panics, "counter");
-    gauge(&mut o, "tern_offers_rejected_total", "Offers refused.", &|s| s.counters.offers_rejected, "counter");
-    gauge(&mut o, "tern_uplink_ring_drops_total", "Frames or events dropped on a full shard->worker ring.", &|s| s.uplink_ring_drops, "counter");
-    gauge(&mut o, "tern_downlink_ring_drops_total", "Replies refused by a full worker->shard ring.", &|s| s.downlink_ring_drops, "counter");
-    gauge(&mut o, "tern_send_errors_total", "Datagrams the kernel refused to send.", &|s| s.send_errors, "counter");
+    let gauge =
+        |o: &mut String, name: &str, help: &str, f: &dyn Fn(&ShardSnapshot) -> u64, kind: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in snaps {
+                let _ = writeln!(o, "{name}{{shard=\"{}\"}} {}", s.shard, f(s));
+            }
+        };
+    gauge(
+        &mut o,
+        "tern_sessions",
+        "Sessions living on each shard.",
+        &|s| s.sessions as u64,
+        "gauge",
+    );
+    gauge(
+        &mut o,
+        "tern_session_slots",
+        "Table slots in use (sessions and forwarding entries).",
+        &|s| s.slots as u64,
+        "gauge",
+    );
+    gauge(
+        &mut o,
+        "tern_deadlines_armed",
+        "Session deadlines armed in the shard timer.",
+        &|s| s.deadlines as u64,
+        "gauge",
+    );
+    gauge(
+        &mut o,
+        "tern_datagrams_in_total",
+        "UDP datagrams received.",
+        &|s| s.counters.datagrams_in,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_datagrams_out_total",
+        "UDP datagrams sent.",
+        &|s| s.counters.datagrams_out,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_datagrams_forwarded_total",
+        "Datagrams forwarded to another shard.",
+        &|s| s.counters.forwarded_out,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_datagrams_forwarded_in_total",
+        "Datagrams received from another shard.",
+        &|s| s.counters.forwarded_in,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_handoffs_in_total",
+        "Sessions adopted from their home shard.",
+        &|s| s.counters.handoffs_in,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_handoffs_out_total",
+        "Sessions handed to their owner shard.",
+        &|s| s.counters.handoffs_out,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_sessions_created_total",
+        "Offers answered.",
+        &|s| s.counters.sessions_created,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_sessions_ended_total",
+        "Sessions ended.",
+        &|s| s.counters.sessions_ended,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_session_panics_total",
+        "Sessions closed by a panic in their processing.",
+        &|s| s.counters.session_panics,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_offers_rejected_total",
+        "Offers refused.",
+        &|s| s.counters.offers_rejected,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_uplink_ring_drops_total",
+        "Frames or events dropped on a full shard->worker ring.",
+        &|s| s.uplink_ring_drops,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_downlink_ring_drops_total",
+        "Replies refused by a full worker->shard ring.",
+        &|s| s.downlink_ring_drops,
+        "counter",
+    );
+    gauge(
+        &mut o,
+        "tern_send_errors_total",
+        "Datagrams the kernel refused to send.",
+        &|s| s.send_errors,
+        "counter",
+    );
 
     let _ = writeln!(o, "# HELP tern_datagrams_dropped_total Datagrams dropped, by reason.\n# TYPE tern_datagrams_dropped_total counter");
     for s in snaps {
         for r in DropReason::ALL {
             let n = s.counters.dropped.get(r.label()).copied().unwrap_or(0);
-            let _ = writeln!(o, "tern_datagrams_dropped_total{{shard=\"{}\",reason=\"{}\"}} {n}", s.shard, r.label());
+            let _ = writeln!(
+                o,
+                "tern_datagrams_dropped_total{{shard=\"{}\",reason=\"{}\"}} {n}",
+                s.shard,
+                r.label()
+            );
         }
     }
     let _ = writeln!(o, "# HELP tern_sessions_admitted Sessions admitted across shards.\n# TYPE tern_sessions_admitted gauge\ntern_sessions_admitted {admitted}");
     let _ = writeln!(o, "# HELP tern_sessions_max The --max-sessions limit.\n# TYPE tern_sessions_max gauge\ntern_sessions_max {max_sessions}");
 
-    let hists: [(&str, &str, fn(&Latencies) -> &Histogram<u64>); 3] = [
-        ("tern_setup_latency_seconds", "Offer received to connected (ICE+DTLS).", |l| &l.setup),
-        ("tern_uplink_latency_seconds", "Datagram received to PCM frame in the worker ring.", |l| &l.uplink),
-        ("tern_downlink_latency_seconds", "Reply frame taken from the playout queue to datagram sent.", |l| &l.downlink),
+    type Pick = fn(&Latencies) -> &Histogram<u64>;
+    let hists: [(&str, &str, Pick); 3] = [
+        (
+            "tern_setup_latency_seconds",
+            "Offer received to connected (ICE+DTLS).",
+            |l| &l.setup,
+        ),
+        (
+            "tern_uplink_latency_seconds",
+            "Datagram received to PCM frame in the worker ring.",
+            |l| &l.uplink,
+        ),
+        (
+            "tern_downlink_latency_seconds",
+            "Reply frame taken from the playout queue to datagram sent.",
+            |l| &l.downlink,
+        ),
     ];
     for (name, help, get) in hists {
-        let mut merged = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
+        let mut merged =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
         for s in snaps {
             let _ = merged.add(get(&s.latencies));
         }
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} summary");
         for q in [0.5, 0.9, 0.99, 1.0] {
-            let v = if merged.is_empty() { 0.0 } else { merged.value_at_quantile(q) as f64 / 1e6 };
+            let v = if merged.is_empty() {
+                0.0
+            } else {
+                merged.value_at_quantile(q) as f64 / 1e6
+            };
             let _ = writeln!(o, "{name}{{quantile=\"{q}\"}} {v:.6}");
         }
-        let sum: f64 = merged.iter_recorded().map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64).sum::<f64>() / 1e6;
+        let sum: f64 = merged
+            .iter_recorded()
+            .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
+            .sum::<f64>()
+            / 1e6;
         let _ = writeln!(o, "{name}_sum {sum:.6}\n{name}_count {}", merged.len());
     }
     o

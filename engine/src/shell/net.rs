@@ -117,14 +117,24 @@ impl SendBatch {
             let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { std::mem::zeroed() };
             for i in 0..count {
                 let j = off + i;
-                iov[i] = libc::iovec { iov_base: self.bufs[j].as_mut_ptr() as *mut libc::c_void, iov_len: self.lens[j] };
+                iov[i] = libc::iovec {
+                    iov_base: self.bufs[j].as_mut_ptr() as *mut libc::c_void,
+                    iov_len: self.lens[j],
+                };
                 msgs[i].msg_hdr.msg_name = self.dests[j].as_ptr() as *mut libc::c_void;
                 msgs[i].msg_hdr.msg_namelen = self.dests[j].len();
                 msgs[i].msg_hdr.msg_iov = &mut iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
             }
             // SAFETY: msgs[..count] point into buffers owned by self that outlive the call.
-            let r = unsafe { libc::sendmmsg(self.fd, msgs.as_mut_ptr(), count as libc::c_uint, libc::MSG_DONTWAIT) };
+            let r = unsafe {
+                libc::sendmmsg(
+                    self.fd,
+                    msgs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
             if r <= 0 {
                 // Skip the datagram that failed (EAGAIN: socket buffer full; others: bad address).
                 self.send_errors += 1;

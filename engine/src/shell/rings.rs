@@ -20,7 +20,10 @@ pub struct Ring<T> {
 
 impl<T> Ring<T> {
     pub fn new(capacity: usize) -> Self {
-        Ring { q: ArrayQueue::new(capacity.max(1)), dropped: AtomicU64::new(0) }
+        Ring {
+            q: ArrayQueue::new(capacity.max(1)),
+            dropped: AtomicU64::new(0),
+        }
     }
 
     /// Pushes, or hands the item back when full (counted).

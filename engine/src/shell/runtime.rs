@@ -75,23 +75,38 @@ impl Engine {
 pub fn register_membarrier() {
     const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
     // SAFETY: a plain syscall with integer arguments.
-    let r = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0,
+        )
+    };
     if r != 0 {
-        tracing::warn!("membarrier registration failed: {}", std::io::Error::last_os_error());
+        tracing::warn!(
+            "membarrier registration failed: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
 /// Checks RLIMIT_MEMLOCK against what the executors need, raising the soft limit if permitted.
 pub fn check_memlock(executors: usize, io_memory: usize) -> anyhow::Result<()> {
     let need = executors as u64 * (io_memory as u64 + 64 * 1024);
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit with a valid pointer.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) != 0 {
             return Ok(());
         }
         if lim.rlim_cur != libc::RLIM_INFINITY && lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
                 lim = raised;
             }
@@ -148,7 +163,13 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     let mut worker_threads = Vec::new();
     let mut worker_joins = Vec::new();
     for (w, l) in links.iter().enumerate() {
-        let plan = WorkerPlan { id: w as u16, links: l.clone(), bells: bells.clone(), agent: cfg.agent.clone(), stop: stop.clone() };
+        let plan = WorkerPlan {
+            id: w as u16,
+            links: l.clone(),
+            bells: bells.clone(),
+            agent: cfg.agent.clone(),
+            stop: stop.clone(),
+        };
         let (thread, join) = worker::spawn(plan).context("spawning worker thread")?;
         worker_threads.push(thread);
         worker_joins.push(join);
@@ -160,8 +181,10 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     let mut tcp = Vec::new();
     let (mut udp_addr, mut http_bind) = (cfg.udp_bind, cfg.http);
     for _ in 0..shards {
-        let u = bind_udp(udp_addr).with_context(|| format!("binding UDP {udp_addr} (--udp-port)"))?;
-        let t = bind_tcp(http_bind).with_context(|| format!("binding HTTP {http_bind} (--http)"))?;
+        let u =
+            bind_udp(udp_addr).with_context(|| format!("binding UDP {udp_addr} (--udp-port)"))?;
+        let t =
+            bind_tcp(http_bind).with_context(|| format!("binding HTTP {http_bind} (--http)"))?;
         // Port 0 picks a free port once; the rest of the group joins that port.
         udp_addr.set_port(u.local_addr()?.port());
         http_bind.set_port(t.local_addr()?.port());
@@ -174,14 +197,26 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     } else {
         cfg.public
     };
-    let settings = Arc::new(ShardSettings { public, shards: shards as u16, ..cfg.shard.clone() });
-    let ctx = HttpContext { max_sdp_bytes: cfg.max_sdp_bytes, max_sessions: cfg.max_sessions, admitted: admitted.clone() };
+    let settings = Arc::new(ShardSettings {
+        public,
+        shards: shards as u16,
+        ..cfg.shard.clone()
+    });
+    let ctx = HttpContext {
+        max_sdp_bytes: cfg.max_sdp_bytes,
+        max_sessions: cfg.max_sessions,
+        admitted: admitted.clone(),
+    };
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let mut joins = Vec::new();
     for (i, (&cpu, (u, t))) in cfg.cores.iter().zip(udp.into_iter().zip(tcp)).enumerate() {
         let shard_links: Vec<Arc<WorkerLink>> = links.iter().map(|l| l[i].clone()).collect();
-        let workers: Vec<_> = shard_links.iter().cloned().zip(worker_threads.iter().cloned()).collect();
+        let workers: Vec<_> = shard_links
+            .iter()
+            .cloned()
+            .zip(worker_threads.iter().cloned())
+            .collect();
         let core = ShardCore::new(i as u16, settings.clone(), crypto.clone());
         let mesh = mesh.clone();
         let bell = bells[i].clone();
@@ -202,7 +237,13 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 let listener = unsafe { glommio::net::TcpListener::from_raw_fd(tfd) };
                 // Warm the executor: the first park is slow.
                 glommio::timer::sleep(Duration::from_millis(1)).await;
-                let state = Rc::new(RefCell::new(ShardState::new(core, socket.as_raw_fd(), mesh, workers, admitted)));
+                let state = Rc::new(RefCell::new(ShardState::new(
+                    core,
+                    socket.as_raw_fd(),
+                    mesh,
+                    workers,
+                    admitted,
+                )));
                 let done = Rc::new(Cell::new(false));
                 let _ = ready.send(Ok(()));
                 glommio::spawn_local(recv_loop(state.clone(), socket)).detach();
@@ -213,7 +254,12 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                     loop {
                         match listener.accept().await {
                             Ok(stream) => {
-                                glommio::spawn_local(serve_connection(stream, st.clone(), ctx.clone())).detach();
+                                glommio::spawn_local(serve_connection(
+                                    stream,
+                                    st.clone(),
+                                    ctx.clone(),
+                                ))
+                                .detach();
                             }
                             Err(e) => {
                                 tracing::warn!("accept: {e}");
@@ -237,5 +283,11 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         }
     }
     tracing::info!(shards, http = %http_addr, public = %public, "tern serving");
-    Ok(Engine { stop, shards: joins, workers: worker_joins, http: http_addr, public })
+    Ok(Engine {
+        stop,
+        shards: joins,
+        workers: worker_joins,
+        http: http_addr,
+        public,
+    })
 }

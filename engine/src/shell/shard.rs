@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use crate::agent::worker::WorkerLink;
 use crate::core::ring_msg::UplinkMsg;
 use crate::core::session::SessionIo;
-use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
 use crate::core::shard::CallLocation;
+use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
 
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
@@ -127,7 +127,11 @@ impl ShardState {
         match self.core.route(now, source, data) {
             Route::Local(key) => self.core.deliver(now, key, source, data, &mut self.io),
             Route::Claim { home, tag } => {
-                let msg = ShardMsg::Claim { tag, from: self.core.id, datagram: Box::new(Datagram::new(source, data)) };
+                let msg = ShardMsg::Claim {
+                    tag,
+                    from: self.core.id,
+                    datagram: Box::new(Datagram::new(source, data)),
+                };
                 if self.mesh.send(home, msg).is_err() {
                     self.core.count_drop(DropReason::QueueFull);
                 }
@@ -138,7 +142,9 @@ impl ShardState {
     }
 
     fn forward(&mut self, shard: u16, source: SocketAddr, data: &[u8]) {
-        let msg = ShardMsg::Forward { datagram: Box::new(Datagram::new(source, data)) };
+        let msg = ShardMsg::Forward {
+            datagram: Box::new(Datagram::new(source, data)),
+        };
         match self.mesh.send(shard, msg) {
             Ok(()) => self.core.counters.forwarded_out += 1,
             Err(_) => self.core.count_drop(DropReason::QueueFull),
@@ -148,11 +154,20 @@ impl ShardState {
     /// Handles one inbox message.
     pub fn on_shard_msg(&mut self, now: Instant, msg: ShardMsg) {
         match msg {
-            ShardMsg::Claim { tag, from, datagram } => match self.core.on_claim(tag, from) {
+            ShardMsg::Claim {
+                tag,
+                from,
+                datagram,
+            } => match self.core.on_claim(tag, from) {
                 ClaimOutcome::HandOver(session) => {
-                    if let Err(ShardMsg::Adopt { session, .. }) = self.mesh.send(from, ShardMsg::Adopt { session, datagram }) {
+                    if let Err(ShardMsg::Adopt { session, .. }) =
+                        self.mesh.send(from, ShardMsg::Adopt { session, datagram })
+                    {
                         // The owner's inbox is full: keep the session here rather than lose it.
-                        tracing::warn!(shard = self.core.id, "handoff refused (inbox full); session closed");
+                        tracing::warn!(
+                            shard = self.core.id,
+                            "handoff refused (inbox full); session closed"
+                        );
                         drop(session);
                         self.io.session_ended();
                     }
@@ -165,7 +180,10 @@ impl ShardState {
                 ClaimOutcome::Drop(r) => self.core.count_drop(r),
             },
             ShardMsg::Adopt { session, datagram } => match self.core.adopt(session) {
-                Ok(key) => self.core.deliver(now, key, datagram.source, datagram.data(), &mut self.io),
+                Ok(key) => {
+                    self.core
+                        .deliver(now, key, datagram.source, datagram.data(), &mut self.io)
+                }
                 Err(session) => {
                     tracing::warn!(shard = self.core.id, "cannot adopt session: table full");
                     drop(session);
@@ -175,7 +193,10 @@ impl ShardState {
             ShardMsg::Forward { datagram } => {
                 self.core.counters.forwarded_in += 1;
                 match self.core.route(now, datagram.source, datagram.data()) {
-                    Route::Local(key) => self.core.deliver(now, key, datagram.source, datagram.data(), &mut self.io),
+                    Route::Local(key) => {
+                        self.core
+                            .deliver(now, key, datagram.source, datagram.data(), &mut self.io)
+                    }
                     // No second hop for forwarded datagrams: loops are impossible by construction.
                     Route::Drop(r) => self.core.count_drop(r),
                     _ => self.core.count_drop(DropReason::StaleSession),
@@ -195,14 +216,26 @@ impl ShardState {
     }
 
     /// Ends a call wherever it lives; answers `reply` with whether it existed.
-    pub fn hangup(&mut self, tag: crate::core::route_tag::RouteTag, hops: u8, reply: futures_channel::oneshot::Sender<bool>) {
+    pub fn hangup(
+        &mut self,
+        tag: crate::core::route_tag::RouteTag,
+        hops: u8,
+        reply: futures_channel::oneshot::Sender<bool>,
+    ) {
         match self.core.find_call(&tag) {
             CallLocation::Here(key) => {
                 let found = self.core.hangup(key, &mut self.io);
                 let _ = reply.send(found);
             }
             CallLocation::Shard(s) if hops < 3 && s != self.core.id => {
-                if let Err(ShardMsg::Hangup { reply, .. }) = self.mesh.send(s, ShardMsg::Hangup { tag, hops: hops + 1, reply }) {
+                if let Err(ShardMsg::Hangup { reply, .. }) = self.mesh.send(
+                    s,
+                    ShardMsg::Hangup {
+                        tag,
+                        hops: hops + 1,
+                        reply,
+                    },
+                ) {
                     let _ = reply.send(false);
                 }
             }
@@ -213,7 +246,9 @@ impl ShardState {
     }
 
     pub fn snapshot(&self) -> ShardSnapshot {
-        let (up, down) = self.io.workers.iter().fold((0, 0), |(u, d), (l, _)| (u + l.uplink.dropped(), d + l.downlink.dropped()));
+        let (up, down) = self.io.workers.iter().fold((0, 0), |(u, d), (l, _)| {
+            (u + l.uplink.dropped(), d + l.downlink.dropped())
+        });
         let mut counters = self.core.counters.clone();
         counters.datagrams_out = self.io.batch.sent;
         ShardSnapshot {
@@ -240,7 +275,10 @@ impl ShardState {
         if !self.io.downlink_taken.is_empty() {
             let sent = Instant::now();
             for t in self.io.downlink_taken.drain(..) {
-                record(&mut self.io.latencies.downlink, sent.saturating_duration_since(t));
+                record(
+                    &mut self.io.latencies.downlink,
+                    sent.saturating_duration_since(t),
+                );
             }
         }
         for (i, w) in self.io.wake_worker.iter_mut().enumerate() {
@@ -296,7 +334,10 @@ pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
     loop {
         let target = {
             let mut s = state.borrow_mut();
-            let t = s.core.next_deadline().map_or(next_housekeeping, |d| d.min(next_housekeeping));
+            let t = s
+                .core
+                .next_deadline()
+                .map_or(next_housekeeping, |d| d.min(next_housekeeping));
             s.timer_target = Some(t);
             s.timer_kick = false;
             t
@@ -332,25 +373,34 @@ pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
 }
 
 /// The inbox loop: messages from other shards and replies from workers.
-pub async fn inbox_loop(state: SharedShard, bell: Arc<Doorbell>, links: Vec<Arc<WorkerLink>>, done: Rc<Cell<bool>>) {
+pub async fn inbox_loop(
+    state: SharedShard,
+    bell: Arc<Doorbell>,
+    links: Vec<Arc<WorkerLink>>,
+    done: Rc<Cell<bool>>,
+) {
     loop {
         bell.wait().await;
         let now = Instant::now();
         let mut s = state.borrow_mut();
         let id = s.core.id as usize;
         for _ in 0..4096 {
-            let Some(msg) = s.mesh.inboxes[id].ring.pop() else { break };
+            let Some(msg) = s.mesh.inboxes[id].ring.pop() else {
+                break;
+            };
             s.on_shard_msg(now, msg);
         }
         for link in &links {
             for _ in 0..4096 {
-                let Some(msg) = link.downlink.pop() else { break };
+                let Some(msg) = link.downlink.pop() else {
+                    break;
+                };
                 let ShardState { core, io, .. } = &mut *s;
                 core.handle_downlink(now, msg, io);
             }
         }
         // More may be waiting beyond the budget: come back without waiting for a ring.
-        if s.mesh.inboxes[id].ring.len() > 0 || links.iter().any(|l| !l.downlink.is_empty()) {
+        if !s.mesh.inboxes[id].ring.is_empty() || links.iter().any(|l| !l.downlink.is_empty()) {
             bell.ring();
         }
         s.finish_step(now);

@@ -3,6 +3,7 @@
 //! agent in virtual time; and a tiny HTTP/1.1 client for the real-socket tests.
 #![allow(dead_code)]
 
+pub mod engine;
 pub mod virtual_server;
 
 use std::collections::VecDeque;
@@ -29,7 +30,12 @@ pub fn load_wav(path: &str) -> (u32, Vec<i16>) {
         let len = u32::from_le_bytes([b[i + 4], b[i + 5], b[i + 6], b[i + 7]]) as usize;
         if id == b"data" {
             let d = &b[i + 8..(i + 8 + len).min(b.len())];
-            return (rate, d.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect());
+            return (
+                rate,
+                d.chunks_exact(2)
+                    .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                    .collect(),
+            );
         }
         i += 8 + len + (len & 1);
     }
@@ -66,7 +72,8 @@ impl Client {
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         let channel = api.add_channel("oai-events".into());
         let (offer, pending) = api.apply().expect("offer");
-        let enc = Encoder::new(SampleRate::Hz24000, Channels::Mono, Application::Voip).expect("encoder");
+        let enc =
+            Encoder::new(SampleRate::Hz24000, Channels::Mono, Application::Voip).expect("encoder");
         let dec = Decoder::new(SampleRate::Hz24000, Channels::Mono).expect("decoder");
         let c = Client {
             rtc,
@@ -92,12 +99,17 @@ impl Client {
     pub fn accept_answer(&mut self, sdp: &str) {
         let answer = SdpAnswer::from_sdp_string(sdp).expect("answer parses");
         let pending = self.pending.take().expect("one answer");
-        self.rtc.sdp_api().accept_answer(pending, answer).expect("answer accepted");
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
     }
 
     pub fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         let r = Receive::new(Protocol::Udp, from, self.addr, data).expect("datagram");
-        self.rtc.handle_input(Input::Receive(now, r)).expect("client input");
+        self.rtc
+            .handle_input(Input::Receive(now, r))
+            .expect("client input");
     }
 
     /// Runs timers, sends audio when due; returns datagrams to send.
@@ -127,7 +139,9 @@ impl Client {
         self.pos += 480;
         let mut buf = [0u8; 1500];
         let n = self.enc.encode(&pcm, &mut buf).expect("encode");
-        let Some(w) = self.rtc.writer(self.mid) else { return };
+        let Some(w) = self.rtc.writer(self.mid) else {
+            return;
+        };
         let pt = w.payload_params().next().expect("opus negotiated").pt();
         let t = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
         self.rtp_time += 960;
@@ -146,16 +160,30 @@ impl Client {
                     Event::Connected => self.connected_at = Some(now),
                     Event::ChannelOpen(id, _) if id == self.channel => self.channel_open = true,
                     Event::ChannelData(d) => {
-                        let v: serde_json::Value = serde_json::from_slice(&d.data).expect("server events are JSON");
+                        let v: serde_json::Value =
+                            serde_json::from_slice(&d.data).expect("server events are JSON");
                         self.events.push((now, v));
                     }
                     Event::MediaData(d) => {
                         let mut pcm = [0i16; 2880];
                         let n = audiopus::packet::Packet::try_from(&d.data[..])
                             .ok()
-                            .and_then(|p| self.dec.decode(Some(p), MutSignals::try_from(&mut pcm[..]).ok()?, false).ok())
+                            .and_then(|p| {
+                                self.dec
+                                    .decode(
+                                        Some(p),
+                                        MutSignals::try_from(&mut pcm[..]).ok()?,
+                                        false,
+                                    )
+                                    .ok()
+                            })
                             .unwrap_or(0);
-                        let rms = if n == 0 { 0.0 } else { (pcm[..n].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / n as f64).sqrt() };
+                        let rms = if n == 0 {
+                            0.0
+                        } else {
+                            (pcm[..n].iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / n as f64)
+                                .sqrt()
+                        };
                         self.received.push((now, rms));
                     }
                     _ => {}
@@ -170,11 +198,17 @@ impl Client {
     }
 
     pub fn event_types(&self) -> Vec<String> {
-        self.events.iter().filter_map(|(_, v)| v["type"].as_str().map(String::from)).collect()
+        self.events
+            .iter()
+            .filter_map(|(_, v)| v["type"].as_str().map(String::from))
+            .collect()
     }
 
     pub fn event_time(&self, kind: &str) -> Option<Instant> {
-        self.events.iter().find(|(_, v)| v["type"] == kind).map(|(t, _)| *t)
+        self.events
+            .iter()
+            .find(|(_, v)| v["type"] == kind)
+            .map(|(t, _)| *t)
     }
 
     /// Reply frames with audible energy.
@@ -184,10 +218,20 @@ impl Client {
 }
 
 /// Minimal HTTP/1.1 request over a fresh connection; returns (status, headers, body).
-pub fn http(addr: SocketAddr, method: &str, path: &str, ctype: Option<&str>, body: &[u8]) -> (u16, Vec<(String, String)>, Vec<u8>) {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     if let Some(c) = ctype {
         req.push_str(&format!("Content-Type: {c}\r\n"));
     }
@@ -196,12 +240,22 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, ctype: Option<&str>, bod
     let _ = s.write_all(body);
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
-    let split = resp.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
     let head = String::from_utf8_lossy(&resp[..split]).to_string();
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let headers = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
         .collect();
     (status, headers, resp[split + 4..].to_vec())
 }
@@ -209,7 +263,9 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, ctype: Option<&str>, bod
 /// Sums a Prometheus metric over all label sets matching `filter`.
 pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter))
+        .filter(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(filter)
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -225,7 +281,13 @@ pub struct Link {
 
 impl Link {
     pub fn new(loss: f64, delay: Duration, seed: u64) -> Self {
-        Link { loss, seed, q: VecDeque::new(), delay, dropped: 0 }
+        Link {
+            loss,
+            seed,
+            q: VecDeque::new(),
+            delay,
+            dropped: 0,
+        }
     }
 
     fn rand(&mut self) -> f64 {
@@ -238,7 +300,8 @@ impl Link {
     /// Queues a datagram (media only is lossy: STUN/DTLS/SCTP setup is not dropped, so setup is
     /// deterministic and the loss applies to the audio path).
     pub fn send(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
-        let is_rtp = data.first().is_some_and(|b| (128..192).contains(b)) && data.get(1).is_some_and(|b| !(64..96).contains(&(b & 0x7f)));
+        let is_rtp = data.first().is_some_and(|b| (128..192).contains(b))
+            && data.get(1).is_some_and(|b| !(64..96).contains(&(b & 0x7f)));
         if is_rtp && self.rand() < self.loss {
             self.dropped += 1;
             return;
@@ -249,7 +312,9 @@ impl Link {
     pub fn due(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         while self.q.front().is_some_and(|(t, ..)| *t <= now) {
-            let Some((_, f, t, d)) = self.q.pop_front() else { break };
+            let Some((_, f, t, d)) = self.q.pop_front() else {
+                break;
+            };
             out.push((f, t, d));
         }
         out

@@ -68,18 +68,34 @@ impl VirtualServer {
             session: SessionConfig::default(),
         };
         let crypto = ServerCrypto::new().expect("crypto");
-        VirtualServer { core: ShardCore::new(0, Arc::new(settings), crypto), io: CollectIo::default(), agent: EchoAgent::default(), public, unrouted: 0 }
+        VirtualServer {
+            core: ShardCore::new(0, Arc::new(settings), crypto),
+            io: CollectIo::default(),
+            agent: EchoAgent::default(),
+            public,
+            unrouted: 0,
+        }
     }
 
     /// Offers from `client`; returns the call id.
     pub fn connect(&mut self, now: Instant, client: &mut Client, offer: &str) -> String {
-        let (tag, answer) = self.core.accept_offer(now, offer.as_bytes()).expect("offer accepted");
+        let (tag, answer) = self
+            .core
+            .accept_offer(now, offer.as_bytes())
+            .expect("offer accepted");
         client.accept_answer(&answer);
         tag.call_id()
     }
 
     /// Runs client and server for `dur` of virtual time in 1 ms steps, over lossy links.
-    pub fn run(&mut self, start: Instant, dur: Duration, client: &mut Client, up: &mut Link, down: &mut Link) -> Instant {
+    pub fn run(
+        &mut self,
+        start: Instant,
+        dur: Duration,
+        client: &mut Client,
+        up: &mut Link,
+        down: &mut Link,
+    ) -> Instant {
         let mut now = start;
         let end = start + dur;
         while now < end {

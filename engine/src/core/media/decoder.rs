@@ -55,7 +55,9 @@ pub struct UplinkDecoder {
 
 impl std::fmt::Debug for UplinkDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UplinkDecoder").field("stats", &self.stats).finish()
+        f.debug_struct("UplinkDecoder")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
@@ -128,10 +130,18 @@ impl UplinkDecoder {
         self.next_ts = Some(rtp_ts + ticks.max(RTP_TICKS_PER_FRAME));
     }
 
-    fn conceal(&mut self, next_payload: &[u8], use_fec: bool, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+    fn conceal(
+        &mut self,
+        next_payload: &[u8],
+        use_fec: bool,
+        emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
+    ) {
         let frame = self.rate.frame_samples();
         let (res, origin) = match (use_fec, Packet::try_from(next_payload)) {
-            (true, Ok(p)) => (self.decode_n(Some(p), true, frame), FrameOrigin::FecRecovered),
+            (true, Ok(p)) => (
+                self.decode_n(Some(p), true, frame),
+                FrameOrigin::FecRecovered,
+            ),
             _ => (self.decode_n(None, false, frame), FrameOrigin::Concealed),
         };
         match (res, origin) {
@@ -154,7 +164,12 @@ impl UplinkDecoder {
         self.decode_n(p, fec, MAX_PACKET_SAMPLES)
     }
 
-    fn decode_n(&mut self, p: Option<Packet<'_>>, fec: bool, n: usize) -> Result<usize, DecoderError> {
+    fn decode_n(
+        &mut self,
+        p: Option<Packet<'_>>,
+        fec: bool,
+        n: usize,
+    ) -> Result<usize, DecoderError> {
         let out = MutSignals::try_from(&mut self.pcm[..n])?;
         Ok(self.dec.decode(p, out, fec)?)
     }
@@ -167,7 +182,12 @@ impl UplinkDecoder {
     }
 
     /// Cuts `n` decoded samples into 20 ms frames, carrying a remainder (10 ms packets) over.
-    fn split(&mut self, n: usize, origin: FrameOrigin, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+    fn split(
+        &mut self,
+        n: usize,
+        origin: FrameOrigin,
+        emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
+    ) {
         let frame = self.rate.frame_samples();
         let mut at = 0;
         while at < n {

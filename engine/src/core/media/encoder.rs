@@ -33,7 +33,10 @@ impl DownlinkEncoder {
         enc.set_complexity(complexity.min(10))?;
         enc.set_inband_fec(true)?;
         enc.set_packet_loss_perc(5)?;
-        Ok(DownlinkEncoder { enc, out: [0; MAX_OPUS_PACKET] })
+        Ok(DownlinkEncoder {
+            enc,
+            out: [0; MAX_OPUS_PACKET],
+        })
     }
 
     /// Encodes one frame; the packet borrows an internal buffer until the next call.

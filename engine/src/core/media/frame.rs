@@ -53,7 +53,10 @@ impl std::fmt::Debug for PcmFrame {
 impl PcmFrame {
     /// A silent frame of `len` samples (clamped to the maximum).
     pub fn silence(len: usize) -> Self {
-        PcmFrame { samples: [0; MAX_FRAME_SAMPLES], len: len.min(MAX_FRAME_SAMPLES) as u16 }
+        PcmFrame {
+            samples: [0; MAX_FRAME_SAMPLES],
+            len: len.min(MAX_FRAME_SAMPLES) as u16,
+        }
     }
 
     /// Copies up to `MAX_FRAME_SAMPLES` samples.
@@ -84,7 +87,11 @@ impl PcmFrame {
         if self.len == 0 {
             return -96.0;
         }
-        let sum: f64 = self.samples().iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+        let sum: f64 = self
+            .samples()
+            .iter()
+            .map(|&s| f64::from(s) * f64::from(s))
+            .sum();
         let rms = (sum / self.len as f64).sqrt() / 32768.0;
         if rms <= 1.6e-5 {
             -96.0

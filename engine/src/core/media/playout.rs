@@ -11,11 +11,18 @@ use super::frame::{PcmFrame, FRAME_MS, RTP_TICKS_PER_FRAME};
 
 pub const FRAME: Duration = Duration::from_millis(FRAME_MS);
 
+// Frames are inline on purpose: the queue is preallocated and never allocates per frame.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum PlayoutItem {
-    Frame { response: u32, frame: PcmFrame },
+    Frame {
+        response: u32,
+        frame: PcmFrame,
+    },
     /// The agent finished a response: everything before this has been queued.
-    End { response: u32 },
+    End {
+        response: u32,
+    },
 }
 
 /// Bounded FIFO of reply audio; on overflow the oldest frame is shed and counted.
@@ -28,12 +35,20 @@ pub struct PlayoutQueue {
 
 impl PlayoutQueue {
     pub fn new(cap: usize) -> Self {
-        PlayoutQueue { q: VecDeque::with_capacity(cap), cap: cap.max(1), dropped: 0 }
+        PlayoutQueue {
+            q: VecDeque::with_capacity(cap),
+            cap: cap.max(1),
+            dropped: 0,
+        }
     }
 
     pub fn push(&mut self, item: PlayoutItem) {
         if self.q.len() >= self.cap {
-            if let Some(i) = self.q.iter().position(|x| matches!(x, PlayoutItem::Frame { .. })) {
+            if let Some(i) = self
+                .q
+                .iter()
+                .position(|x| matches!(x, PlayoutItem::Frame { .. }))
+            {
                 self.q.remove(i);
             } else {
                 self.q.pop_front();
@@ -57,7 +72,11 @@ impl PlayoutQueue {
 
     /// Drops everything queued; returns the number of frames dropped.
     pub fn clear(&mut self) -> usize {
-        let n = self.q.iter().filter(|x| matches!(x, PlayoutItem::Frame { .. })).count();
+        let n = self
+            .q
+            .iter()
+            .filter(|x| matches!(x, PlayoutItem::Frame { .. }))
+            .count();
         self.q.clear();
         n
     }
@@ -80,7 +99,12 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(initial_rtp_time: u64) -> Self {
-        Pacer { next_tick: None, rtp_time: initial_rtp_time, last_sent: None, in_spurt: false }
+        Pacer {
+            next_tick: None,
+            rtp_time: initial_rtp_time,
+            last_sent: None,
+            in_spurt: false,
+        }
     }
 
     /// The next send deadline, if the pacer is running.
@@ -121,7 +145,10 @@ impl Pacer {
             next = now + FRAME;
         }
         self.next_tick = Some(next);
-        PacedSend { rtp_time: self.rtp_time, marker }
+        PacedSend {
+            rtp_time: self.rtp_time,
+            marker,
+        }
     }
 
     /// Nothing to send at this tick: the talkspurt ended (or underran); stop ticking.
@@ -138,12 +165,18 @@ mod tests {
     #[test]
     fn queue_sheds_oldest_frame() {
         let mut q = PlayoutQueue::new(2);
-        let f = |r| PlayoutItem::Frame { response: r, frame: PcmFrame::silence(480) };
+        let f = |r| PlayoutItem::Frame {
+            response: r,
+            frame: PcmFrame::silence(480),
+        };
         q.push(f(1));
         q.push(f(2));
         q.push(f(3));
         assert_eq!(q.dropped, 1);
-        assert!(matches!(q.pop(), Some(PlayoutItem::Frame { response: 2, .. })));
+        assert!(matches!(
+            q.pop(),
+            Some(PlayoutItem::Frame { response: 2, .. })
+        ));
         assert_eq!(q.clear(), 1);
     }
 
@@ -154,10 +187,22 @@ mod tests {
         assert_eq!(p.deadline(), None);
         p.wake(t0);
         assert!(p.is_due(t0));
-        assert_eq!(p.on_send(t0), PacedSend { rtp_time: 1000, marker: true });
+        assert_eq!(
+            p.on_send(t0),
+            PacedSend {
+                rtp_time: 1000,
+                marker: true
+            }
+        );
         // Sent a little late: the next deadline is still t0 + 40 ms (absolute).
         let s = p.on_send(t0 + Duration::from_millis(21));
-        assert_eq!(s, PacedSend { rtp_time: 1960, marker: false });
+        assert_eq!(
+            s,
+            PacedSend {
+                rtp_time: 1960,
+                marker: false
+            }
+        );
         assert_eq!(p.deadline(), Some(t0 + Duration::from_millis(40)));
         p.idle();
         // 1 s later a new talkspurt: marker set, RTP time jumped by the real gap.

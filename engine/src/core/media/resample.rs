@@ -30,12 +30,23 @@ impl Resampler {
         let h = (0..n)
             .map(|i| {
                 let x = i as f64 - mid;
-                let sinc = if x == 0.0 { 2.0 * fc } else { (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x) };
-                let w = 0.54 - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (n as f64 - 1.0)).cos();
+                let sinc = if x == 0.0 {
+                    2.0 * fc
+                } else {
+                    (2.0 * std::f64::consts::PI * fc * x).sin() / (std::f64::consts::PI * x)
+                };
+                let w =
+                    0.54 - 0.46 * (2.0 * std::f64::consts::PI * i as f64 / (n as f64 - 1.0)).cos();
                 (sinc * w * up as f64) as f32
             })
             .collect();
-        Resampler { up, down, h, hist: vec![0.0; TAPS_PER_PHASE], phase: 0 }
+        Resampler {
+            up,
+            down,
+            h,
+            hist: vec![0.0; TAPS_PER_PHASE],
+            phase: 0,
+        }
     }
 
     /// True when input and output rates are the same (the caller may skip the call).
@@ -87,7 +98,9 @@ mod tests {
     use super::*;
 
     fn tone(hz: f64, rate: f64, n: usize) -> Vec<i16> {
-        (0..n).map(|i| ((2.0 * std::f64::consts::PI * hz * i as f64 / rate).sin() * 10000.0) as i16).collect()
+        (0..n)
+            .map(|i| ((2.0 * std::f64::consts::PI * hz * i as f64 / rate).sin() * 10000.0) as i16)
+            .collect()
     }
 
     #[test]
@@ -109,16 +122,25 @@ mod tests {
         for c in x.chunks(480) {
             r.process(c, &mut out);
         }
-        let rms = |v: &[i16]| (v.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        let rms = |v: &[i16]| {
+            (v.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        };
         let pass = rms(&out[320..]);
-        assert!((pass / (10000.0 / 2f64.sqrt()) - 1.0).abs() < 0.1, "1 kHz kept: {pass}");
+        assert!(
+            (pass / (10000.0 / 2f64.sqrt()) - 1.0).abs() < 0.1,
+            "1 kHz kept: {pass}"
+        );
 
         let mut r = Resampler::new(24_000, 16_000);
         let mut out = Vec::new();
         for c in tone(11_000.0, 24_000.0, 4800).chunks(480) {
             r.process(c, &mut out);
         }
-        assert!(rms(&out[320..]) < 700.0, "11 kHz (above 8 kHz) removed: {}", rms(&out[320..]));
+        assert!(
+            rms(&out[320..]) < 700.0,
+            "11 kHz (above 8 kHz) removed: {}",
+            rms(&out[320..])
+        );
     }
 
     #[test]

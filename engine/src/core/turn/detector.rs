@@ -18,7 +18,11 @@ pub struct ServerVadSettings {
 
 impl Default for ServerVadSettings {
     fn default() -> Self {
-        ServerVadSettings { threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 }
+        ServerVadSettings {
+            threshold: 0.5,
+            prefix_padding_ms: 300,
+            silence_duration_ms: 500,
+        }
     }
 }
 
@@ -42,7 +46,10 @@ pub struct TurnDetector {
 
 impl TurnDetector {
     pub fn new(settings: ServerVadSettings) -> Self {
-        TurnDetector { settings, state: State::Idle { voiced_run: 0 } }
+        TurnDetector {
+            settings,
+            state: State::Idle { voiced_run: 0 },
+        }
     }
 
     pub fn settings(&self) -> ServerVadSettings {
@@ -73,7 +80,8 @@ impl TurnDetector {
                 let first = (index + 1 - u64::from(*voiced_run)) * FRAME_MS;
                 self.state = State::Speaking { silence_ms: 0 };
                 Some(TurnEvent::SpeechStarted {
-                    audio_start_ms: first.saturating_sub(u64::from(self.settings.prefix_padding_ms)),
+                    audio_start_ms: first
+                        .saturating_sub(u64::from(self.settings.prefix_padding_ms)),
                 })
             }
             State::Speaking { silence_ms } => {
@@ -86,7 +94,9 @@ impl TurnDetector {
                     return None;
                 }
                 self.state = State::Idle { voiced_run: 0 };
-                Some(TurnEvent::SpeechStopped { audio_end_ms: (index + 1) * FRAME_MS })
+                Some(TurnEvent::SpeechStopped {
+                    audio_end_ms: (index + 1) * FRAME_MS,
+                })
             }
         }
     }
@@ -102,19 +112,30 @@ mod tests {
     use super::*;
 
     fn run(d: &mut TurnDetector, probs: &[f32]) -> Vec<(u64, TurnEvent)> {
-        probs.iter().enumerate().filter_map(|(i, &p)| d.push(i as u64, p).map(|e| (i as u64, e))).collect()
+        probs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &p)| d.push(i as u64, p).map(|e| (i as u64, e)))
+            .collect()
     }
 
     #[test]
     fn one_turn_with_defaults() {
         let mut d = TurnDetector::new(ServerVadSettings::default());
         // 1 s silence, 1 s speech, 1 s silence.
-        let probs: Vec<f32> = (0..150).map(|i| if (50..100).contains(&i) { 0.9 } else { 0.1 }).collect();
+        let probs: Vec<f32> = (0..150)
+            .map(|i| if (50..100).contains(&i) { 0.9 } else { 0.1 })
+            .collect();
         let ev = run(&mut d, &probs);
         assert_eq!(
             ev,
             vec![
-                (52, TurnEvent::SpeechStarted { audio_start_ms: 1000 - 300 }),
+                (
+                    52,
+                    TurnEvent::SpeechStarted {
+                        audio_start_ms: 1000 - 300
+                    }
+                ),
                 // 500 ms of silence after the last voiced frame (index 99) ends at index 124.
                 (124, TurnEvent::SpeechStopped { audio_end_ms: 2500 }),
             ]
@@ -130,12 +151,18 @@ mod tests {
         probs.extend(vec![0.0; 30]);
         let ev = run(&mut d, &probs);
         assert_eq!(ev.len(), 2);
-        assert!(matches!(ev[1].1, TurnEvent::SpeechStopped { audio_end_ms: 2900 }));
+        assert!(matches!(
+            ev[1].1,
+            TurnEvent::SpeechStopped { audio_end_ms: 2900 }
+        ));
     }
 
     #[test]
     fn clicks_are_not_speech_and_threshold_applies() {
-        let mut d = TurnDetector::new(ServerVadSettings { threshold: 0.8, ..Default::default() });
+        let mut d = TurnDetector::new(ServerVadSettings {
+            threshold: 0.8,
+            ..Default::default()
+        });
         let probs = [0.9, 0.9, 0.1, 0.9, 0.1, 0.7, 0.7, 0.7, 0.7, 0.1];
         assert!(run(&mut d, &probs).is_empty());
         assert!(!d.is_speaking());

@@ -52,7 +52,9 @@ pub struct FrameVad {
 
 impl std::fmt::Debug for FrameVad {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FrameVad").field("last", &self.last).finish()
+        f.debug_struct("FrameVad")
+            .field("last", &self.last)
+            .finish()
     }
 }
 
@@ -60,7 +62,12 @@ impl FrameVad {
     pub fn new(det: Box<dyn VoiceDetector>, rate: ModelRate) -> Self {
         let resampler = Resampler::new(rate.hz(), det.sample_rate());
         let cap = det.chunk_samples() * 3;
-        FrameVad { det, resampler, buf: Vec::with_capacity(cap), last: 0.0 }
+        FrameVad {
+            det,
+            resampler,
+            buf: Vec::with_capacity(cap),
+            last: 0.0,
+        }
     }
 
     /// Speech probability for this frame.

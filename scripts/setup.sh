@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what Tern needs on a fresh Debian machine (idempotent): libopus-dev and pkg-config for
+# audiopus, espeak-ng and sox for speech fixtures. Uses sudo when not root.
+set -euo pipefail
+need=()
+for p in libopus-dev pkg-config espeak-ng sox; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
