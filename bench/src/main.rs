@@ -1,1 +1,235 @@
-fn main() {}
+//! tern-bench (first cut): starts `tern serve` as a child process on one core, connects N real
+//! WebRTC clients (str0m, on this process's thread) over loopback, has each speak a fixture turn
+//! that the echo agent plays back, and reports:
+//! - setup time (HTTP offer -> ICE+DTLS connected), client side, hdrhistogram p50/p90/p99/max;
+//! - server CPU microseconds per session-second over the steady window (from /proc/<pid>/stat);
+//! - resident memory per session (VmRSS with all sessions up minus before, divided by N).
+//!
+//! Usage: tern-bench [--sessions N] [--seconds T] [--tern PATH] [--server-core C] [--out FILE]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use tern_engine::peer::{load_wav, Client};
+
+struct Args {
+    sessions: usize,
+    seconds: u64,
+    tern: String,
+    server_core: usize,
+    out: Option<String>,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        sessions: 100,
+        seconds: 20,
+        tern: "target/release/tern".into(),
+        server_core: 0,
+        out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let v = it.next().with_context(|| format!("{k} needs a value"))?;
+        match k.as_str() {
+            "--sessions" => a.sessions = v.parse().context("--sessions: a number 1-5000")?,
+            "--seconds" => a.seconds = v.parse().context("--seconds: a number")?,
+            "--tern" => a.tern = v,
+            "--server-core" => a.server_core = v.parse().context("--server-core: a CPU number")?,
+            "--out" => a.out = Some(v),
+            _ => bail!("unknown flag {k}"),
+        }
+    }
+    if a.sessions == 0 || a.sessions > 5000 {
+        bail!("--sessions must be 1-5000");
+    }
+    Ok(a)
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP head")?;
+    let status = String::from_utf8_lossy(&resp[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("status")?;
+    Ok((status, resp[split + 4..].to_vec()))
+}
+
+fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit(')').next().context("stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(ticks * 1_000_000 / hz)
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let http_addr: SocketAddr = "127.0.0.1:18080".parse()?;
+    let server = Server(
+        Command::new(&a.tern)
+            .args([
+                "serve",
+                "--cores",
+                &a.server_core.to_string(),
+                "--http",
+                "127.0.0.1:18080",
+                "--udp-port",
+                "13478",
+            ])
+            .args(["--public-ip", "127.0.0.1", "--max-sessions", "10000"])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .with_context(|| {
+                format!("starting {} (build it with cargo build --release)", a.tern)
+            })?,
+    );
+    let pid = server.0.id();
+    // Pin the clients away from the server's core, after the child inherited the full mask.
+    let client_core =
+        (a.server_core + 1) % std::thread::available_parallelism().map_or(1, |n| n.get());
+    // SAFETY: a zeroed cpu_set_t is valid; we set one CPU for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(client_core, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+    let started = Instant::now();
+    while http(http_addr, "GET", "/healthz", b"").is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("server did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let rss_before = rss_kib(pid)?;
+    let fixture = format!(
+        "{}/../engine/tests/data/hello-24k.wav",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (_, speech) = load_wav(&fixture);
+
+    let mut clients = Vec::new();
+    let mut setup = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut pending_setup = Vec::new();
+    for _ in 0..a.sessions {
+        let sock = UdpSocket::bind("127.0.0.1:0")?;
+        sock.set_nonblocking(true)?;
+        let t = Instant::now();
+        let (mut c, offer) = Client::new(t, sock.local_addr()?, speech.clone());
+        let (status, body) = http(http_addr, "POST", "/v1/realtime/calls", offer.as_bytes())?;
+        if status != 201 {
+            bail!("offer refused: {status} {}", String::from_utf8_lossy(&body));
+        }
+        c.accept_answer(std::str::from_utf8(&body)?);
+        clients.push((c, sock));
+        pending_setup.push(Some(t));
+    }
+    let mut buf = [0u8; 2048];
+    let drive = |clients: &mut Vec<(Client, UdpSocket)>,
+                 pending: &mut Vec<Option<Instant>>,
+                 setup: &mut Histogram<u64>,
+                 buf: &mut [u8]|
+     -> anyhow::Result<()> {
+        for (i, (c, s)) in clients.iter_mut().enumerate() {
+            let now = Instant::now();
+            for (to, d) in c.poll(now) {
+                let _ = s.send_to(&d, to);
+            }
+            while let Ok((n, from)) = s.recv_from(buf) {
+                c.receive(Instant::now(), from, &buf[..n]);
+            }
+            if let (Some(t), Some(conn)) = (pending[i], c.connected_at) {
+                setup.saturating_record(conn.saturating_duration_since(t).as_micros() as u64);
+                pending[i] = None;
+            }
+        }
+        Ok(())
+    };
+    let connect_deadline = Instant::now() + Duration::from_secs(30);
+    while pending_setup.iter().any(Option::is_some) && Instant::now() < connect_deadline {
+        drive(&mut clients, &mut pending_setup, &mut setup, &mut buf)?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let connected = clients
+        .iter()
+        .filter(|(c, _)| c.connected_at.is_some())
+        .count();
+    let rss_up = rss_kib(pid)?;
+    let cpu0 = proc_cpu_us(pid)?;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(a.seconds) {
+        drive(&mut clients, &mut pending_setup, &mut setup, &mut buf)?;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let window = t0.elapsed().as_secs_f64();
+    let cpu_us = proc_cpu_us(pid)? - cpu0;
+    let replies = clients
+        .iter()
+        .filter(|(c, _)| c.audible_frames() > 20)
+        .count();
+    let per_session_second = cpu_us as f64 / (connected as f64 * window);
+    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    let report = format!(
+        "# tern-bench steady\n\n- command: `{}`\n- sessions: {} requested, {connected} connected, {replies} heard an echo\n- window: {window:.1} s\n\n\
+         | metric | value |\n|---|---|\n\
+         | setup ms p50 / p90 / p99 / max | {:.2} / {:.2} / {:.2} / {:.2} |\n\
+         | server CPU µs per session-second | {per_session_second:.1} |\n\
+         | server RSS KiB before / with sessions | {rss_before} / {rss_up} |\n\
+         | RSS per session KiB | {:.1} |\n",
+        std::env::args().collect::<Vec<_>>().join(" "),
+        a.sessions,
+        q(&setup, 0.5),
+        q(&setup, 0.9),
+        q(&setup, 0.99),
+        setup.max() as f64 / 1000.0,
+        (rss_up.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
+    );
+    println!("{report}");
+    if let Some(out) = a.out {
+        std::fs::write(&out, &report).with_context(|| format!("writing {out}"))?;
+    }
+    drop(server);
+    Ok(())
+}
