@@ -203,3 +203,38 @@ impl UplinkDecoder {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audiopus::coder::Encoder;
+    use audiopus::Application;
+
+    #[test]
+    fn gaps_are_concealed_not_skipped() {
+        let mut enc =
+            Encoder::new(SampleRate::Hz24000, Channels::Mono, Application::Voip).expect("encoder");
+        let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
+        let mut frames = Vec::new();
+        for seq in 0..10u64 {
+            let pcm: Vec<i16> = (0..480)
+                .map(|i| ((i as f32 * 0.2).sin() * 8000.0) as i16)
+                .collect();
+            let mut out = [0u8; 1500];
+            let n = enc.encode(&pcm, &mut out).expect("encode");
+            if seq == 4 || seq == 5 {
+                continue; // lost
+            }
+            dec.on_packet(seq, seq * 960, &out[..n], &mut |f, o| {
+                frames.push((f.len(), o))
+            });
+        }
+        assert_eq!(frames.len(), 10, "one frame per 20 ms, lost ones included");
+        assert!(frames.iter().all(|(n, _)| *n == 480));
+        assert_eq!(dec.stats.concealed + dec.stats.fec_recovered, 2);
+        dec.on_packet(3, 3 * 960, &[0xf8, 0xff, 0xfe], &mut |_, _| {
+            panic!("late packet must not emit")
+        });
+        assert_eq!(dec.stats.late, 1);
+    }
+}
