@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn gaps_are_concealed_not_skipped() {
-        let mut enc =
+        let enc =
             Encoder::new(SampleRate::Hz24000, Channels::Mono, Application::Voip).expect("encoder");
         let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
         let mut frames = Vec::new();
