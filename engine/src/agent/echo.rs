@@ -39,6 +39,17 @@ impl EchoAgent {
     pub fn sessions(&self) -> usize {
         self.sessions.len()
     }
+
+    /// Stops a reply in progress (barge-in or `response.cancel`) and tells the shard to flush.
+    fn stop_reply(&mut self, key: SessionKey, out: &mut dyn AgentOutput) {
+        let Some(s) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if s.reply_started.take().is_some() {
+            self.replying.retain(|k| *k != key);
+            let _ = out.send(DownlinkMsg::Clear { key });
+        }
+    }
 }
 
 impl Agent for EchoAgent {
@@ -71,14 +82,11 @@ impl Agent for EchoAgent {
                 key,
                 event: TurnEvent::SpeechStarted { audio_start_ms },
             } => {
+                // Barge-in: the user talks over the reply.
+                self.stop_reply(key, out);
                 let Some(s) = self.sessions.get_mut(&key) else {
                     return;
                 };
-                if s.reply_started.take().is_some() {
-                    // Barge-in: the user talks over the reply.
-                    self.replying.retain(|k| *k != key);
-                    let _ = out.send(DownlinkMsg::Clear { key });
-                }
                 let from = audio_start_ms / FRAME_MS;
                 s.recording_from = Some(from);
                 s.turn.clear();
@@ -110,14 +118,7 @@ impl Agent for EchoAgent {
                     self.replying.push(key);
                 }
             }
-            UplinkMsg::Cancel { key } => {
-                if let Some(s) = self.sessions.get_mut(&key) {
-                    if s.reply_started.take().is_some() {
-                        self.replying.retain(|k| *k != key);
-                        let _ = out.send(DownlinkMsg::Clear { key });
-                    }
-                }
-            }
+            UplinkMsg::Cancel { key } => self.stop_reply(key, out),
             UplinkMsg::ClientEvent { .. } => {}
         }
     }
