@@ -3,7 +3,8 @@
 //! that the echo agent plays back, and reports:
 //! - setup time (HTTP offer -> ICE+DTLS connected), client side, hdrhistogram p50/p90/p99/max;
 //! - server CPU microseconds per session-second over the steady window (from /proc/<pid>/stat);
-//! - resident memory per session (VmRSS with all sessions up minus before, divided by N).
+//! - resident memory per session (VmRSS with all sessions up minus before, divided by N);
+//! - heap per session (the server's counted allocator, `tern_heap_live_bytes` in /metrics).
 //!
 //! Usage: tern-bench [--sessions N] [--seconds T] [--tern PATH] [--server-core C] [--out FILE]
 
@@ -96,6 +97,17 @@ fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
+/// A gauge from the server's /metrics (first sample of `name`).
+fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let (_, body) = http(addr, "GET", "/metrics", b"")?;
+    let text = String::from_utf8_lossy(&body);
+    text.lines()
+        .find(|l| l.split([' ', '{']).next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .with_context(|| format!("{name} not in /metrics"))
+}
+
 struct Server(Child);
 impl Drop for Server {
     fn drop(&mut self) {
@@ -144,6 +156,7 @@ fn main() -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_millis(300));
     let rss_before = rss_kib(pid)?;
+    let heap_before = metric(http_addr, "tern_heap_live_bytes")?;
     let fixture = format!(
         "{}/../engine/tests/data/hello-24k.wav",
         env!("CARGO_MANIFEST_DIR")
@@ -197,6 +210,7 @@ fn main() -> anyhow::Result<()> {
         .filter(|(c, _)| c.connected_at.is_some())
         .count();
     let rss_up = rss_kib(pid)?;
+    let heap_up = metric(http_addr, "tern_heap_live_bytes")?;
     let cpu0 = proc_cpu_us(pid)?;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(a.seconds) {
@@ -217,7 +231,8 @@ fn main() -> anyhow::Result<()> {
          | setup ms p50 / p90 / p99 / max | {:.2} / {:.2} / {:.2} / {:.2} |\n\
          | server CPU µs per session-second | {per_session_second:.1} |\n\
          | server RSS KiB before / with sessions | {rss_before} / {rss_up} |\n\
-         | RSS per session KiB | {:.1} |\n",
+         | RSS per session KiB | {:.1} |\n\
+         | heap per session KiB (counted allocator) | {:.1} |\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         a.sessions,
         q(&setup, 0.5),
@@ -225,6 +240,7 @@ fn main() -> anyhow::Result<()> {
         q(&setup, 0.99),
         setup.max() as f64 / 1000.0,
         (rss_up.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
+        (heap_up - heap_before) / 1024.0 / connected.max(1) as f64,
     );
     println!("{report}");
     if let Some(out) = a.out {

@@ -7,5 +7,6 @@
 pub mod agent;
 pub mod config;
 pub mod core;
+pub mod heap;
 pub mod peer;
 pub mod shell;

@@ -17,7 +17,8 @@ use tern_engine::shell::net::default_route_addr;
 use tern_engine::shell::runtime::{self, EngineConfig};
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tern_engine::heap::CountingAlloc<mimalloc::MiMalloc> =
+    tern_engine::heap::CountingAlloc(mimalloc::MiMalloc);
 
 fn main() {
     // Before any thread starts (glommio's first park otherwise registers lazily and slowly).

@@ -2,7 +2,8 @@
 //!
 //! Routes follow OpenAI's Realtime WebRTC API so existing clients only change the base URL:
 //! `POST /v1/realtime/calls` (SDP offer -> 201 + answer + Location), `DELETE /v1/realtime/calls/{id}`
-//! and `POST /v1/realtime/calls/{id}/hangup`, plus `GET /healthz` and `GET /metrics`.
+//! and `POST /v1/realtime/calls/{id}/hangup`, plus `GET /healthz`, `GET /metrics` and the demo page
+//! at `GET /`.
 //! Errors are JSON `{"error":{"type","code","message"}}`.
 
 use std::io;
@@ -58,6 +59,9 @@ pub async fn serve_connection(
     }
 }
 
+/// The demo page: plain HTML and JS, embedded so the binary serves it with no files beside it.
+const DEMO_PAGE: &str = include_str!("demo.html");
+
 /// Builds the JSON error response.
 pub fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> Response<Body> {
     let body = serde_json::json!({ "error": { "type": kind, "code": code, "message": message } })
@@ -86,6 +90,9 @@ async fn handle(
     let method = req.method().clone();
     match (method, path.as_str()) {
         (Method::POST, "/v1/realtime/calls") => create_call(req, state, &ctx).await,
+        (Method::GET, "/") | (Method::GET, "/index.html") => {
+            text(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
+        }
         (Method::GET, "/healthz") => {
             let draining = state.borrow().stopping;
             if draining {

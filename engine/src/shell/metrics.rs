@@ -187,6 +187,12 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
     }
     let _ = writeln!(o, "# HELP tern_sessions_admitted Sessions admitted across shards.\n# TYPE tern_sessions_admitted gauge\ntern_sessions_admitted {admitted}");
     let _ = writeln!(o, "# HELP tern_sessions_max The --max-sessions limit.\n# TYPE tern_sessions_max gauge\ntern_sessions_max {max_sessions}");
+    let _ = writeln!(
+        o,
+        "# HELP tern_heap_live_bytes Heap bytes allocated and not freed (0 when the allocator is not counted).\n# TYPE tern_heap_live_bytes gauge\ntern_heap_live_bytes {}\n# HELP tern_heap_allocations_total Heap allocations since start.\n# TYPE tern_heap_allocations_total counter\ntern_heap_allocations_total {}",
+        crate::heap::live_bytes(),
+        crate::heap::allocations()
+    );
 
     type Pick = fn(&Latencies) -> &Histogram<u64>;
     let hists: [(&str, &str, Pick); 3] = [

@@ -9,9 +9,13 @@ use std::time::{Duration, Instant};
 
 use super::frame::{PcmFrame, FRAME_MS, RTP_TICKS_PER_FRAME};
 
+/// Frames preallocated per session; the queue doubles from here up to its cap.
+const INITIAL_FRAMES: usize = 4;
+
 pub const FRAME: Duration = Duration::from_millis(FRAME_MS);
 
-// Frames are inline on purpose: the queue is preallocated and never allocates per frame.
+// Frames are inline on purpose: the queue grows to its cap during the first long reply and then
+// never allocates again.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy)]
 pub enum PlayoutItem {
@@ -36,7 +40,8 @@ pub struct PlayoutQueue {
 impl PlayoutQueue {
     pub fn new(cap: usize) -> Self {
         PlayoutQueue {
-            q: VecDeque::with_capacity(cap),
+            // Lazily grown: an idle session should not pay for 3 s of reply audio up front.
+            q: VecDeque::with_capacity(cap.clamp(1, INITIAL_FRAMES)),
             cap: cap.max(1),
             dropped: 0,
         }

@@ -2,3 +2,6 @@
 
 pub mod detector;
 pub mod vad;
+
+#[cfg(test)]
+mod synthetic_pcm_tests;
