@@ -10,3 +10,5 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --workspace --no-fail-fast
 fi
+# Real clients: headless Chromium and Firefox ESR on the demo page, aiortc as a scripted client.
+./scripts/interop.sh

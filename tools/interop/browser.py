@@ -1,0 +1,71 @@
+"""Drives the demo page in a real browser and checks one full echo turn."""
+
+import time
+
+from conftest import report
+
+
+def wait_for(driver, predicate_js, timeout, what):
+    """Polls a JS expression over `window.tern` until it is truthy; fails with the page state."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if driver.execute_script(f"return !!({predicate_js});"):
+            return
+        time.sleep(0.1)
+    state = driver.execute_script("return JSON.stringify(window.tern)")
+    raise AssertionError(f"timed out waiting for {what}; page state: {state}")
+
+
+def run_echo_turn(driver, base_url, screenshot=None):
+    """Opens the demo page, starts a call, and waits for one turn and its echo.
+
+    Returns the figures measured by the page: connect time and turn latencies (ms)."""
+    driver.get(base_url + "/")
+    driver.find_element("id", "start").click()
+    wait_for(driver, "window.tern.state === 'connected'", 20, "connected")
+    # Measured in the page: createOffer -> connectionState "connected".
+    connect_ms = driver.execute_script("return window.tern.connectMs")
+    wait_for(driver, "window.tern.dc === 'open'", 10, "data channel open")
+    wait_for(
+        driver,
+        "window.tern.events.includes('input_audio_buffer.speech_stopped')",
+        20,
+        "speech_stopped",
+    )
+    events = driver.execute_script("return window.tern.events")
+    assert "session.created" in events, events
+    started = events.index("input_audio_buffer.speech_started")
+    stopped = events.index("input_audio_buffer.speech_stopped")
+    assert started < stopped, events
+    # The reply: playback starts, energy arrives, the page's level meter hears it.
+    wait_for(driver, "window.tern.turns.length > 0 && window.tern.turns[0].audibleMs != null",
+             15, "reply audio heard by the page")
+    if screenshot is not None:
+        time.sleep(0.6)
+        driver.save_screenshot(str(screenshot))
+    wait_for(driver, "window.tern.events.includes('output_audio_buffer.stopped')", 20,
+             "output_audio_buffer.stopped")
+    state = driver.execute_script(
+        "return {turn: window.tern.turns[0], packets: window.tern.inboundPackets,"
+        " energy: window.tern.inboundEnergy, level: window.tern.maxOutLevel,"
+        " events: window.tern.events}"
+    )
+    events = state["events"]
+    assert events.index("output_audio_buffer.started") > stopped, events
+    assert state["packets"] > 50, state
+    assert state["level"] > 0.01, state
+    return connect_ms, state
+
+
+def report_turn(client, connect_ms, state, **extra):
+    """Prints and records the figures the page measured for one client."""
+    turn = state["turn"]
+    report(
+        client,
+        connect_ms=round(connect_ms),
+        turn_latency_ms=round(turn["latencyMs"]),
+        audible_ms=round(turn["audibleMs"]),
+        after_speech_stopped_ms=round(turn["afterStoppedMs"]),
+        inbound_packets=state["packets"],
+        **extra,
+    )
