@@ -35,9 +35,28 @@ pub enum TurnDetectionKind {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// `--agent`: what the inference workers run.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentArg {
+    /// Plays each user turn back.
     Echo,
+    /// Bridges each session to an OpenAI-Realtime-compatible WebSocket server.
+    RealtimeWs(String),
+    /// Bridges each session to a pcm-ws worker (PCM frames plus JSON control).
+    PcmWs(String),
+}
+
+fn parse_agent(s: &str) -> Result<AgentArg, String> {
+    const ALLOWED: &str =
+        "allowed: echo, realtime-ws=<ws:// or wss:// URL>, pcm-ws=<ws:// or wss:// URL>";
+    let url_ok =
+        |u: &str| (u.starts_with("ws://") || u.starts_with("wss://")) && u.len() > "wss://".len();
+    match s.split_once('=') {
+        None if s == "echo" => Ok(AgentArg::Echo),
+        Some(("realtime-ws", u)) if url_ok(u) => Ok(AgentArg::RealtimeWs(u.to_string())),
+        Some(("pcm-ws", u)) if url_ok(u) => Ok(AgentArg::PcmWs(u.to_string())),
+        _ => Err(ALLOWED.into()),
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -62,8 +81,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
     /// Agent run by the workers.
-    #[arg(long, value_enum, default_value_t = AgentArg::Echo)]
+    #[arg(long, value_parser = parse_agent, default_value = "echo")]
     pub agent: AgentArg,
+    /// API key for the agent's backend, sent as `Authorization: Bearer <key>` (bridges only).
+    #[arg(long, env = "TERN_AGENT_API_KEY", hide_env_values = true)]
+    pub agent_api_key: Option<String>,
     /// Most concurrent sessions; more offers get 503.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_sessions: u64,
@@ -206,6 +228,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn agent_values() {
+        assert_eq!(parse_agent("echo"), Ok(AgentArg::Echo));
+        assert_eq!(
+            parse_agent("realtime-ws=wss://api.example.com/v1/realtime?model=m"),
+            Ok(AgentArg::RealtimeWs(
+                "wss://api.example.com/v1/realtime?model=m".into()
+            ))
+        );
+        assert_eq!(
+            parse_agent("pcm-ws=ws://127.0.0.1:9000"),
+            Ok(AgentArg::PcmWs("ws://127.0.0.1:9000".into()))
+        );
+        assert!(parse_agent("pcm-ws=").is_err());
+        assert!(parse_agent("llm").is_err());
+    }
+
+    #[test]
     fn cpu_lists() {
         assert_eq!(parse_cpu_list("0"), Ok(CpuList(vec![0])));
         assert!(parse_cpu_list("0-0,0").is_ok());
@@ -242,6 +281,10 @@ mod tests {
             e.contains("--model-rate") && e.contains("16000 or 24000"),
             "{e}"
         );
+        let e = Cli::try_parse_from(["tern", "serve", "--agent", "realtime-ws=http://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--agent") && e.contains("wss://"), "{e}");
         assert!(Cli::try_parse_from(["tern", "serve"]).is_ok());
     }
 }

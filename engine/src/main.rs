@@ -2,9 +2,12 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use tern_engine::agent::bridge::conn::BackendTarget;
+use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
     AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, TurnDetectionKind,
@@ -44,6 +47,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+fn agent_kind(args: &ServeArgs, rate: ModelRate) -> anyhow::Result<AgentKind> {
+    let target = |url: &str| {
+        Arc::new(BackendTarget {
+            url: url.to_string(),
+            api_key: args.agent_api_key.clone(),
+        })
+    };
+    Ok(match &args.agent {
+        AgentArg::Echo => AgentKind::Echo,
+        AgentArg::RealtimeWs(url) => {
+            if rate != ModelRate::Hz24000 {
+                anyhow::bail!(
+                    "--agent realtime-ws needs --model-rate 24000 (the Realtime protocol carries 24 kHz PCM16)"
+                );
+            }
+            AgentKind::Bridge(BridgeProtocol::RealtimeWs, target(url))
+        }
+        AgentArg::PcmWs(url) => AgentKind::Bridge(BridgeProtocol::PcmWs, target(url)),
+    })
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cores = args.cores.clone().unwrap_or_else(CpuList::all_online).0;
     let public_ip = args
@@ -66,9 +90,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public: SocketAddr::new(public_ip, args.udp_port),
         http: args.http,
         workers: args.workers,
-        agent: match args.agent {
-            AgentArg::Echo => AgentKind::Echo,
-        },
+        agent: agent_kind(&args, rate)?,
         max_sessions,
         max_sdp_bytes: args.max_sdp_bytes as usize,
         ring_frames: args.ring_frames as usize,

@@ -187,6 +187,29 @@ impl Client {
         }
     }
 
+    /// Starts speaking `speech` from its beginning (replacing whatever was left to say).
+    pub fn speak(&mut self, speech: Vec<i16>) {
+        self.speech = speech;
+        self.pos = 0;
+    }
+
+    /// Sends a client event (JSON) on the `oai-events` data channel; false if it is not open.
+    pub fn send_event(&mut self, json: &str) -> bool {
+        let Some(mut ch) = self.rtc.channel(self.channel) else {
+            return false;
+        };
+        ch.write(false, json.as_bytes()).is_ok()
+    }
+
+    /// Events of type `kind`, in arrival order.
+    pub fn events_of(&self, kind: &str) -> Vec<&serde_json::Value> {
+        self.events
+            .iter()
+            .filter(|(_, v)| v["type"] == kind)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     /// Whether the fixture has been sent completely plus `tail` of silence.
     pub fn done_speaking(&self, tail: Duration) -> bool {
         self.pos >= self.speech.len() + (tail.as_millis() as usize * 24)

@@ -118,7 +118,7 @@ impl Agent for EchoAgent {
                     self.replying.push(key);
                 }
             }
-            UplinkMsg::Cancel { key } => self.stop_reply(key, out),
+            UplinkMsg::Cancel { key, .. } => self.stop_reply(key, out),
             UplinkMsg::ClientEvent { .. } => {}
         }
     }

@@ -4,10 +4,15 @@
 //! messages with `now`, and answers through an [`AgentOutput`] (the downlink rings) and a next wake
 //! time. Workers are plain OS threads, never media cores.
 
+pub mod bridge;
 pub mod echo;
 pub mod worker;
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use self::bridge::conn::BackendTarget;
+use self::bridge::{BridgeAgent, BridgeProtocol};
 
 use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
 
@@ -31,12 +36,18 @@ pub trait Agent: Send {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentKind {
     Echo,
+    /// A WebSocket bridge to an inference backend.
+    Bridge(BridgeProtocol, Arc<BackendTarget>),
 }
 
 impl AgentKind {
-    pub fn build(&self) -> Box<dyn Agent> {
-        match self {
+    /// Builds the agent for worker `worker`; called on that worker's thread.
+    pub fn build(&self, worker: u16) -> std::io::Result<Box<dyn Agent>> {
+        Ok(match self {
             AgentKind::Echo => Box::new(echo::EchoAgent::default()),
-        }
+            AgentKind::Bridge(protocol, target) => {
+                Box::new(BridgeAgent::new(worker, *protocol, target.clone())?)
+            }
+        })
     }
 }

@@ -58,7 +58,13 @@ pub fn spawn(plan: WorkerPlan) -> std::io::Result<(Thread, JoinHandle<()>)> {
 }
 
 fn run(plan: WorkerPlan) {
-    let mut agent: Box<dyn Agent> = plan.agent.build();
+    let mut agent: Box<dyn Agent> = match plan.agent.build(plan.id) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(worker = plan.id, "cannot start the agent: {e}");
+            return;
+        }
+    };
     let mut pushed = vec![false; plan.links.len()];
     while !plan.stop.load(Ordering::Relaxed) {
         let now = Instant::now();

@@ -42,9 +42,14 @@ pub enum UplinkMsg {
         key: SessionKey,
         json: Box<str>,
     },
-    /// The user interrupted: drop any reply in progress.
+    /// The user interrupted (barge-in, `response.cancel`, `output_audio_buffer.clear`): the shard
+    /// has already flushed its playout queue; the agent drops the reply in progress. `response` is
+    /// the reply that was playing or queued, and `played_ms` how much of it the user heard (what
+    /// `conversation.item.truncate` needs).
     Cancel {
         key: SessionKey,
+        response: Option<u32>,
+        played_ms: u64,
     },
     End {
         key: SessionKey,
@@ -58,7 +63,7 @@ impl UplinkMsg {
             | UplinkMsg::Audio { key, .. }
             | UplinkMsg::Turn { key, .. }
             | UplinkMsg::ClientEvent { key, .. }
-            | UplinkMsg::Cancel { key }
+            | UplinkMsg::Cancel { key, .. }
             | UplinkMsg::End { key } => *key,
         }
     }

@@ -110,6 +110,10 @@ pub struct Session {
     playout: PlayoutQueue,
     pacer: Pacer,
     playing: Option<u32>,
+    /// Frames of `playing` sent so far (the played-out position for truncation).
+    played_frames: u64,
+    /// Replies up to this id were interrupted; their frames still in flight are dropped.
+    cancelled_upto: u32,
     rtc_deadline: Instant,
     closed: bool,
     pub stats: SessionStats,
@@ -161,6 +165,8 @@ impl Session {
             playout: PlayoutQueue::new(config.playout_frames),
             pacer: Pacer::new(u64::from(rand::random::<u32>())),
             playing: None,
+            played_frames: 0,
+            cancelled_upto: 0,
             rtc_deadline: offered_at,
             closed: false,
             stats: SessionStats::default(),
@@ -217,6 +223,8 @@ impl Session {
     /// A message from the agent for this session.
     pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
         match msg {
+            DownlinkMsg::Audio { response, .. } | DownlinkMsg::ResponseDone { response, .. }
+                if response <= self.cancelled_upto => {}
             DownlinkMsg::Audio {
                 response, frame, ..
             } => {
@@ -371,6 +379,10 @@ impl Session {
     fn on_turn_event(&mut self, ev: TurnEvent, io: &mut dyn SessionIo) {
         match ev {
             TurnEvent::SpeechStarted { audio_start_ms } => {
+                // Barge-in: the user talks over the reply, so playback stops within this frame.
+                if self.playing.is_some() || !self.playout.is_empty() {
+                    self.interrupt(io);
+                }
                 self.item_seq += 1;
                 self.current_item = Some(self.item_seq);
                 let e = self
@@ -433,11 +445,7 @@ impl Session {
                 let e = self.writer.event_simple("input_audio_buffer.cleared");
                 self.send_event(e);
             }
-            Ok(ClientEvent::ResponseCancel) | Ok(ClientEvent::OutputClear) => {
-                if self.agent_started {
-                    io.to_agent(self.worker, UplinkMsg::Cancel { key: self.key });
-                }
-            }
+            Ok(ClientEvent::ResponseCancel) | Ok(ClientEvent::OutputClear) => self.interrupt(io),
             Ok(ClientEvent::Other { .. }) => {
                 if self.agent_started {
                     if let Ok(s) = std::str::from_utf8(data) {
@@ -476,6 +484,7 @@ impl Session {
                 Some(PlayoutItem::Frame { response, frame }) => {
                     if self.playing != Some(response) {
                         self.playing = Some(response);
+                        self.played_frames = 0;
                         let e = self.writer.output_started(&response_id(response));
                         self.send_event(e);
                     }
@@ -483,6 +492,7 @@ impl Session {
                     self.write_frame(now, &frame, send.rtp_time, send.marker);
                     self.drive(now, io);
                     io.downlink_sent(now);
+                    self.played_frames += 1;
                     self.stats.frames_out += 1;
                     return;
                 }
@@ -515,6 +525,32 @@ impl Session {
         // Writes are packetized on the next timeout.
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(call = %self.tag, "packetize: {e}");
+        }
+    }
+
+    /// Stops the reply now: flushes the playout queue, tells the client (`output_audio_buffer.cleared`)
+    /// and the agent (`Cancel` with the played-out position).
+    fn interrupt(&mut self, io: &mut dyn SessionIo) {
+        let played_ms = if self.playing.is_some() {
+            self.played_frames * super::media::frame::FRAME_MS
+        } else {
+            0
+        };
+        let response = self.playing.take().or(self.playout.front_response());
+        self.playout.clear();
+        self.pacer.idle();
+        if let Some(r) = response {
+            self.cancelled_upto = self.cancelled_upto.max(r);
+            let ev = self.writer.output_cleared(&response_id(r));
+            self.send_event(ev);
+        }
+        if self.agent_started {
+            let msg = UplinkMsg::Cancel {
+                key: self.key,
+                response,
+                played_ms,
+            };
+            io.to_agent(self.worker, msg);
         }
     }
 

@@ -193,6 +193,7 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         crate::heap::live_bytes(),
         crate::heap::allocations()
     );
+    crate::agent::bridge::stats::render(&mut o);
 
     type Pick = fn(&Latencies) -> &Histogram<u64>;
     let hists: [(&str, &str, Pick); 3] = [

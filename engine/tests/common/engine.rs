@@ -9,6 +9,11 @@ use tern_engine::shell::runtime::{self, Engine, EngineConfig};
 
 /// An engine with `shards` shards on CPUs 0.. (wrapping over the CPUs this machine has).
 pub fn start(shards: usize, max_sessions: usize) -> Engine {
+    start_with_agent(shards, max_sessions, AgentKind::Echo)
+}
+
+/// The same, with the workers running `agent`.
+pub fn start_with_agent(shards: usize, max_sessions: usize, agent: AgentKind) -> Engine {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cores: Vec<usize> = (0..shards).map(|i| i % cpus).collect();
     let public: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -18,7 +23,7 @@ pub fn start(shards: usize, max_sessions: usize) -> Engine {
         public,
         http: "127.0.0.1:0".parse().expect("addr"),
         workers: 1,
-        agent: AgentKind::Echo,
+        agent,
         max_sessions,
         max_sdp_bytes: 16 * 1024,
         ring_frames: 1024,

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod realtime_server;
+pub mod udp_client;
 pub mod virtual_server;
 
 use std::collections::VecDeque;

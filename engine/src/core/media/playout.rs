@@ -63,6 +63,13 @@ impl PlayoutQueue {
         self.q.push_back(item);
     }
 
+    /// The response of the first queued item, if any.
+    pub fn front_response(&self) -> Option<u32> {
+        self.q.front().map(|x| match x {
+            PlayoutItem::Frame { response, .. } | PlayoutItem::End { response } => *response,
+        })
+    }
+
     pub fn pop(&mut self) -> Option<PlayoutItem> {
         self.q.pop_front()
     }

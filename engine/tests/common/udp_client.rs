@@ -1,0 +1,69 @@
+//! A str0m `Client` on a real UDP socket, connected to a real engine through HTTP.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::{http, Client};
+
+pub struct UdpClient {
+    pub client: Client,
+    sock: UdpSocket,
+    buf: Vec<u8>,
+}
+
+impl UdpClient {
+    /// POSTs the offer to `http_addr` and applies the answer.
+    pub fn connect(http_addr: SocketAddr, speech: Vec<i16>) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(2)))
+            .expect("timeout");
+        let addr = sock.local_addr().expect("addr");
+        let (mut client, offer) = Client::new(Instant::now(), addr, speech);
+        let (status, _, body) = http(
+            http_addr,
+            "POST",
+            "/v1/realtime/calls",
+            Some("application/sdp"),
+            offer.as_bytes(),
+        );
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+        client.accept_answer(std::str::from_utf8(&body).expect("answer is UTF-8"));
+        UdpClient {
+            client,
+            sock,
+            buf: vec![0; 2048],
+        }
+    }
+
+    /// Drives the client until `done` holds or `timeout` passes; returns whether it held.
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&mut Client) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for (to, d) in self.client.poll(Instant::now()) {
+                let _ = self.sock.send_to(&d, to);
+            }
+            while let Ok((n, from)) = self.sock.recv_from(&mut self.buf) {
+                self.client.receive(Instant::now(), from, &self.buf[..n]);
+                self.sock
+                    .set_read_timeout(Some(Duration::from_micros(1)))
+                    .expect("timeout");
+            }
+            self.sock
+                .set_read_timeout(Some(Duration::from_millis(2)))
+                .expect("timeout");
+            if done(&mut self.client) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Whether an event of `kind` has arrived.
+    pub fn has(&self, kind: &str) -> bool {
+        self.client.event_types().iter().any(|t| t == kind)
+    }
+}
