@@ -24,7 +24,7 @@ def free_port(kind=socket.SOCK_STREAM):
 class Tern:
     """A `tern serve` child process with the echo agent, HTTP and UDP on loopback."""
 
-    def __init__(self, binary, log_path):
+    def __init__(self, binary, log_path, extra_args=()):
         self.http_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -37,6 +37,7 @@ class Tern:
                 "--udp-bind", "127.0.0.1",
                 "--udp-port", str(self.udp_port),
                 "--public-ip", "127.0.0.1",
+                *extra_args,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -82,10 +83,13 @@ def out_dir():
     return OUT
 
 
+def tern_binary():
+    return Path(os.environ.get("TERN_BIN", ROOT / "target" / "debug" / "tern"))
+
+
 @pytest.fixture()
 def tern(out_dir, request):
-    binary = Path(os.environ.get("TERN_BIN", ROOT / "target" / "debug" / "tern"))
-    server = Tern(binary, out_dir / f"tern-{request.node.name}.log")
+    server = Tern(tern_binary(), out_dir / f"tern-{request.node.name}.log")
     yield server
     server.stop()
 

@@ -20,6 +20,7 @@ use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
 use crate::agent::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
 use crate::core::rtc_setup::ServerCrypto;
+use crate::core::session::SessionConfig;
 use crate::core::shard::{ShardCore, ShardSettings};
 
 /// Everything `run` needs, resolved from flags.
@@ -36,6 +37,35 @@ pub struct EngineConfig {
     pub ring_frames: usize,
     pub io_memory: usize,
     pub shard: ShardSettings,
+}
+
+impl EngineConfig {
+    /// A config with the `tern serve` defaults: media bound to `udp` and advertised there (so `udp`
+    /// must be an address clients can reach), one worker running `agent`.
+    pub fn new(cores: Vec<usize>, http: SocketAddr, udp: SocketAddr, agent: AgentKind) -> Self {
+        let shards = cores.len().max(1);
+        let max_sessions = 10_000;
+        EngineConfig {
+            udp_bind: udp,
+            public: udp,
+            http,
+            workers: 1,
+            agent,
+            max_sessions,
+            max_sdp_bytes: 64 * 1024,
+            ring_frames: 2048,
+            io_memory: 512 * 1024,
+            shard: ShardSettings {
+                node: 0,
+                shards: shards as u16,
+                workers: 1,
+                public: udp,
+                max_sessions_per_shard: max_sessions.div_ceil(shards) * 2 + 16,
+                session: SessionConfig::default(),
+            },
+            cores,
+        }
+    }
 }
 
 /// A running engine; `stop()` asks every shard to close its sessions and exit.

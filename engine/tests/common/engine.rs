@@ -1,10 +1,6 @@
 //! Starts a real engine (pinned shards, sockets, workers) on loopback with free ports.
 
-use std::net::SocketAddr;
-
 use tern_engine::agent::AgentKind;
-use tern_engine::core::session::SessionConfig;
-use tern_engine::core::shard::ShardSettings;
 use tern_engine::shell::runtime::{self, Engine, EngineConfig};
 
 /// An engine with `shards` shards on CPUs 0.. (wrapping over the CPUs this machine has).
@@ -16,26 +12,12 @@ pub fn start(shards: usize, max_sessions: usize) -> Engine {
 pub fn start_with_agent(shards: usize, max_sessions: usize, agent: AgentKind) -> Engine {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cores: Vec<usize> = (0..shards).map(|i| i % cpus).collect();
-    let public: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let cfg = EngineConfig {
-        cores,
-        udp_bind: "127.0.0.1:0".parse().expect("addr"),
-        public,
-        http: "127.0.0.1:0".parse().expect("addr"),
-        workers: 1,
-        agent,
-        max_sessions,
-        max_sdp_bytes: 16 * 1024,
-        ring_frames: 1024,
-        io_memory: 256 * 1024,
-        shard: ShardSettings {
-            node: 0,
-            shards: shards as u16,
-            workers: 1,
-            public,
-            max_sessions_per_shard: max_sessions * 2 + 4,
-            session: SessionConfig::default(),
-        },
-    };
+    let any = "127.0.0.1:0".parse().expect("addr");
+    let mut cfg = EngineConfig::new(cores, any, any, agent);
+    cfg.max_sessions = max_sessions;
+    cfg.max_sdp_bytes = 16 * 1024;
+    cfg.ring_frames = 1024;
+    cfg.io_memory = 256 * 1024;
+    cfg.shard.max_sessions_per_shard = max_sessions * 2 + 4;
     runtime::start(cfg).expect("engine starts")
 }
