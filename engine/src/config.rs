@@ -83,6 +83,19 @@ pub struct ServeArgs {
     /// Agent run by the workers.
     #[arg(long, value_parser = parse_agent, default_value = "echo")]
     pub agent: AgentArg,
+    /// Server API keys for `/v1/realtime/calls` and `/v1/realtime/client_secrets` (repeat the flag,
+    /// or a comma-separated list in `TERN_API_KEYS`). Unset: no auth.
+    #[arg(
+        long = "api-key",
+        env = "TERN_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+    /// Secret that signs ephemeral `ek_` tokens; give every node of a fleet the same one so a token
+    /// minted on one works on all. Unset: random per process.
+    #[arg(long, env = "TERN_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
     /// API key for the agent's backend, sent as `Authorization: Bearer <key>` (bridges only).
     #[arg(long, env = "TERN_AGENT_API_KEY", hide_env_values = true)]
     pub agent_api_key: Option<String>,

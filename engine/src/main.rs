@@ -95,6 +95,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_sdp_bytes: args.max_sdp_bytes as usize,
         ring_frames: args.ring_frames as usize,
         io_memory: args.io_memory_kib as usize * 1024,
+        api_keys: args.api_keys.clone(),
+        token_secret: args.token_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         shard: ShardSettings {
             node: args.node_id,
             shards: cores.len() as u16,

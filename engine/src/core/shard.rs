@@ -205,6 +205,18 @@ impl ShardCore {
         now: Instant,
         body: &[u8],
     ) -> Result<(RouteTag, String), OfferError> {
+        let config = self.settings.session.clone();
+        self.accept_offer_with(now, body, config)
+    }
+
+    /// Like [`accept_offer`](Self::accept_offer), with a session config of its own (from the
+    /// ephemeral token the client presented).
+    pub fn accept_offer_with(
+        &mut self,
+        now: Instant,
+        body: &[u8],
+        config: SessionConfig,
+    ) -> Result<(RouteTag, String), OfferError> {
         let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
         let secret: u64 = rand::random();
         // The tag (and so the ufrag) must name the slot the session will occupy.
@@ -222,7 +234,7 @@ impl ShardCore {
         let worker = self.next_worker % self.settings.workers.max(1);
         let built = answer_offer(&self.crypto, now, tag, self.settings.public, offer).and_then(
             |(rtc, answer)| {
-                Session::new(tag, rtc, self.settings.session.clone(), now, worker)
+                Session::new(tag, rtc, config, now, worker)
                     .map(|s| (s, answer))
                     .map_err(|e| OfferError::Rejected(e.to_string()))
             },

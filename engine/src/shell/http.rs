@@ -25,8 +25,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::mesh::ShardMsg;
 use super::metrics::render;
 use super::shard::SharedShard;
+use crate::core::auth::{self, Auth, AuthError, Credential};
+use crate::core::events::ClientEvent;
 use crate::core::route_tag::RouteTag;
 use crate::core::rtc_setup::OfferError;
+use crate::core::session::SessionConfig;
 
 /// Limits and shared counters the HTTP side needs.
 #[derive(Debug, Clone)]
@@ -34,6 +37,170 @@ pub struct HttpContext {
     pub max_sdp_bytes: usize,
     pub max_sessions: usize,
     pub admitted: Arc<AtomicUsize>,
+    pub auth: Arc<Auth>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Checks the request's credentials; the error is the 401 to send.
+#[allow(clippy::result_large_err)] // the error is the response itself, returned at once
+fn authorize<B>(req: &Request<B>, ctx: &HttpContext) -> Result<Credential, Response<Body>> {
+    let header = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    ctx.auth.check(header, unix_now()).map_err(|e| {
+        let code = match e {
+            AuthError::Missing => "missing_api_key",
+            AuthError::Invalid => "invalid_api_key",
+            AuthError::Expired => "token_expired",
+        };
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            code,
+            &e.to_string(),
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer"),
+        );
+        r
+    })
+}
+
+/// Reads a body of at most `limit` bytes; the error is the response to send.
+#[allow(clippy::result_large_err)]
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<Body>> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "body_too_large",
+            &format!("request body larger than {limit} bytes"),
+        )
+    };
+    if let Some(len) = req
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+    {
+        if len > limit {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(req.into_body(), limit).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "bad_body",
+            &format!("cannot read body: {e}"),
+        )),
+    }
+}
+
+/// `POST /v1/realtime/client_secrets`: a server key mints an ephemeral token for a browser.
+async fn client_secret(req: Request<Incoming>, ctx: &HttpContext) -> Response<Body> {
+    match authorize(&req, ctx) {
+        Err(r) => return r,
+        Ok(Credential::Ephemeral { .. }) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "forbidden",
+                "an ephemeral token cannot mint tokens; use a server API key",
+            )
+        }
+        Ok(_) => {}
+    }
+    let body = match read_body(req, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let v: serde_json::Value = if body.is_empty() {
+        serde_json::json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "invalid_json",
+                    "body must be a JSON object",
+                )
+            }
+        }
+    };
+    let ttl = match &v["expires_after"]["seconds"] {
+        serde_json::Value::Null => auth::DEFAULT_TTL,
+        t => match t.as_u64().filter(|t| auth::TTL_RANGE.contains(t)) {
+            Some(t) => t,
+            None => {
+                let msg = format!(
+                    "expires_after.seconds must be an integer from {} to {}",
+                    auth::TTL_RANGE.start(),
+                    auth::TTL_RANGE.end()
+                );
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "invalid_ttl",
+                    &msg,
+                );
+            }
+        },
+    };
+    let session = v.get("session").filter(|s| !s.is_null());
+    if let Some(s) = session {
+        if let Err(e) = session_config_for(s, &SessionConfig::default()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_session",
+                &e,
+            );
+        }
+    }
+    let (value, expires_at) = ctx.auth.mint(ttl, session, unix_now());
+    let out = serde_json::json!({
+        "value": value,
+        "expires_at": expires_at,
+        "session": session.cloned().unwrap_or(serde_json::Value::Null),
+    });
+    text(StatusCode::OK, "application/json", out.to_string())
+}
+
+/// The session config a token carries, applied on top of the server defaults (as a
+/// `session.update` would be).
+fn session_config_for(
+    session: &serde_json::Value,
+    base: &SessionConfig,
+) -> Result<SessionConfig, String> {
+    let update = serde_json::json!({ "type": "session.update", "session": session }).to_string();
+    let defaults = base.turn.unwrap_or_default();
+    match ClientEvent::parse(update.as_bytes(), defaults) {
+        Ok(ClientEvent::SessionUpdate { turn_detection }) => {
+            let mut cfg = base.clone();
+            if let Some(td) = turn_detection {
+                cfg.turn = td;
+            }
+            Ok(cfg)
+        }
+        Ok(_) => Ok(base.clone()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 type Body = Full<Bytes>;
@@ -90,6 +257,7 @@ async fn handle(
     let method = req.method().clone();
     match (method, path.as_str()) {
         (Method::POST, "/v1/realtime/calls") => create_call(req, state, &ctx).await,
+        (Method::POST, "/v1/realtime/client_secrets") => client_secret(req, &ctx).await,
         (Method::GET, "/") | (Method::GET, "/index.html") => {
             text(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
         }
@@ -113,7 +281,12 @@ async fn handle(
                 None => (rest, None),
             };
             match (m, action) {
-                (Method::DELETE, None) | (Method::POST, Some("hangup")) => hangup(id, state).await,
+                (Method::DELETE, None) | (Method::POST, Some("hangup")) => {
+                    if let Err(r) = authorize(&req, &ctx) {
+                        return r;
+                    }
+                    hangup(id, state).await
+                }
                 _ => error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "invalid_request_error",
@@ -142,6 +315,10 @@ async fn create_call(
     state: SharedShard,
     ctx: &HttpContext,
 ) -> Response<Body> {
+    let credential = match authorize(&req, ctx) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let ctype = req
         .headers()
         .get(CONTENT_TYPE)
@@ -162,34 +339,10 @@ async fn create_call(
             &msg,
         );
     }
-    if let Some(len) = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-    {
-        if len > ctx.max_sdp_bytes {
-            return too_large(ctx);
-        }
-    }
-    let body = match Limited::new(req.into_body(), ctx.max_sdp_bytes)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return too_large(ctx)
-        }
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                "bad_body",
-                &format!("cannot read body: {e}"),
-            )
-        }
+    let body = match read_body(req, ctx.max_sdp_bytes).await {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(ctx),
+        Err(r) => return r,
     };
     if state.borrow().stopping {
         return error(
@@ -216,7 +369,19 @@ async fn create_call(
     let now = Instant::now();
     let result = {
         let mut s = state.borrow_mut();
-        let r = s.core.accept_offer(now, &body);
+        let r = match &credential {
+            Credential::Ephemeral {
+                session: Some(session),
+            } => {
+                // Validated when the token was minted.
+                let base = &s.core.settings().session;
+                match session_config_for(session, base) {
+                    Ok(cfg) => s.core.accept_offer_with(now, &body, cfg),
+                    Err(e) => Err(OfferError::Rejected(e)),
+                }
+            }
+            _ => s.core.accept_offer(now, &body),
+        };
         s.finish_step(now);
         r
     };

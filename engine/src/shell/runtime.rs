@@ -19,6 +19,7 @@ use super::rings::Doorbell;
 use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
 use crate::agent::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
+use crate::core::auth::Auth;
 use crate::core::rtc_setup::ServerCrypto;
 use crate::core::session::SessionConfig;
 use crate::core::shard::{ShardCore, ShardSettings};
@@ -36,6 +37,10 @@ pub struct EngineConfig {
     pub max_sdp_bytes: usize,
     pub ring_frames: usize,
     pub io_memory: usize,
+    /// Server API keys; empty: no auth.
+    pub api_keys: Vec<String>,
+    /// Signs ephemeral tokens; random per process when unset.
+    pub token_secret: Option<Vec<u8>>,
     pub shard: ShardSettings,
 }
 
@@ -55,6 +60,8 @@ impl EngineConfig {
             max_sdp_bytes: 64 * 1024,
             ring_frames: 2048,
             io_memory: 512 * 1024,
+            api_keys: Vec::new(),
+            token_secret: None,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -232,10 +239,15 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         shards: shards as u16,
         ..cfg.shard.clone()
     });
+    let secret = cfg
+        .token_secret
+        .clone()
+        .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let ctx = HttpContext {
         max_sdp_bytes: cfg.max_sdp_bytes,
         max_sessions: cfg.max_sessions,
         admitted: admitted.clone(),
+        auth: Arc::new(Auth::new(&cfg.api_keys, &secret)),
     };
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
