@@ -83,6 +83,10 @@ pub struct ServeArgs {
     /// Agent run by the workers.
     #[arg(long, value_parser = parse_agent, default_value = "echo")]
     pub agent: AgentArg,
+    /// Seconds the first SIGTERM/SIGINT waits for live sessions to end before closing them
+    /// (new calls get 503 meanwhile). A second signal exits at once.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    pub drain_timeout: u64,
     /// Server API keys for `/v1/realtime/calls` and `/v1/realtime/client_secrets` (repeat the flag,
     /// or a comma-separated list in `TERN_API_KEYS`). Unset: no auth.
     #[arg(

@@ -1,7 +1,6 @@
 //! `tern`: the binary. Parses flags, sets up logging, starts the engine and waits for a signal.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -118,7 +117,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "tern: HTTP on http://{} , media on udp {} (advertised)",
         engine.http, engine.public
     );
-    let stop = engine.stop_flag();
+    let drain = engine.drain();
+    let drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
@@ -131,8 +131,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             if count > 1 {
                 std::process::exit(130);
             }
-            tracing::info!("stopping: closing sessions");
-            stop.store(true, Ordering::SeqCst);
+            let drain = drain.clone();
+            std::thread::spawn(move || {
+                tracing::info!(
+                    sessions = drain.sessions(),
+                    "draining: no new calls; waiting up to {drain_timeout:?} for sessions to end"
+                );
+                let cut = drain.run(drain_timeout);
+                tracing::info!(sessions_closed = cut, "stopping");
+            });
         }
     });
     engine.join();

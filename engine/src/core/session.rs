@@ -249,6 +249,17 @@ impl Session {
         self.drive(now, io);
     }
 
+    /// Tells the client the server is going away (before `close` at shutdown).
+    pub fn notify_shutdown(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        let e = self.writer.error(
+            "server_error",
+            "server_shutdown",
+            "the server is shutting down; reconnect to continue",
+        );
+        self.send_event(e);
+        self.drive(now, io);
+    }
+
     /// Ends the session (hangup): closes the peer connection and tells the agent.
     pub fn close(&mut self, io: &mut dyn SessionIo) {
         if self.closed {

@@ -541,9 +541,13 @@ impl ShardCore {
     }
 
     /// Closes every session (shutdown).
-    pub fn close_all(&mut self, io: &mut dyn SessionIo) {
+    /// Shutdown: every session gets a `server_shutdown` event, then is closed.
+    pub fn close_all(&mut self, now: Instant, io: &mut dyn SessionIo) {
         let keys: Vec<SlotKey> = self.table.live_keys().collect();
         for k in keys {
+            if let Some(session) = self.table.get_mut(k) {
+                let _ = catch_unwind(AssertUnwindSafe(|| session.notify_shutdown(now, io)));
+            }
             self.hangup(k, io);
         }
     }

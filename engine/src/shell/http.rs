@@ -38,7 +38,12 @@ pub struct HttpContext {
     pub max_sessions: usize,
     pub admitted: Arc<AtomicUsize>,
     pub auth: Arc<Auth>,
+    /// Set on the first SIGTERM: no new calls, existing ones go on.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// Seconds a client is told to wait before retrying a draining server (another node will do).
+const DRAIN_RETRY_AFTER: &str = "5";
 
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
@@ -262,7 +267,7 @@ async fn handle(
             text(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
         }
         (Method::GET, "/healthz") => {
-            let draining = state.borrow().stopping;
+            let draining = state.borrow().stopping || ctx.draining.load(Ordering::Relaxed);
             if draining {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -344,13 +349,18 @@ async fn create_call(
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(ctx),
         Err(r) => return r,
     };
-    if state.borrow().stopping {
-        return error(
+    if state.borrow().stopping || ctx.draining.load(Ordering::Relaxed) {
+        let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
             "draining",
-            "server is shutting down",
+            "server is draining for shutdown; retry on another node",
         );
+        r.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            HeaderValue::from_static(DRAIN_RETRY_AFTER),
+        );
+        return r;
     }
     // Admission: a global count, touched once per session (never per packet).
     if ctx.admitted.fetch_add(1, Ordering::AcqRel) >= ctx.max_sessions {

@@ -78,15 +78,57 @@ impl EngineConfig {
 /// A running engine; `stop()` asks every shard to close its sessions and exit.
 pub struct Engine {
     stop: Arc<AtomicBool>,
+    drain: Drain,
     shards: Vec<glommio::ExecutorJoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     pub http: SocketAddr,
     pub public: SocketAddr,
 }
 
+/// Graceful shutdown: stop taking calls, let live sessions finish, then stop.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    draining: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    admitted: Arc<AtomicUsize>,
+}
+
+impl Drain {
+    /// New calls get 503 with `Retry-After` and `/healthz` says draining; sessions go on.
+    pub fn begin(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Sessions still admitted (live or connecting).
+    pub fn sessions(&self) -> usize {
+        self.admitted.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every session ended or `timeout` passed, then stops the engine (remaining
+    /// sessions get a `server_shutdown` event and are closed). Returns the sessions cut off.
+    pub fn run(&self, timeout: Duration) -> usize {
+        self.begin();
+        let deadline = std::time::Instant::now() + timeout;
+        while self.sessions() > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let left = self.sessions();
+        self.stop.store(true, Ordering::SeqCst);
+        left
+    }
+}
+
 impl Engine {
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
+    }
+
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
     }
 
     pub fn stop(&self) {
@@ -181,6 +223,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     let shards = cfg.cores.len();
     let stop = Arc::new(AtomicBool::new(false));
     let admitted = Arc::new(AtomicUsize::new(0));
+    let draining = Arc::new(AtomicBool::new(false));
     let bells: Vec<Arc<Doorbell>> = (0..shards).map(|_| Arc::new(Doorbell::default())).collect();
     let mesh = Mesh::new(shards, &bells, 4096);
 
@@ -248,6 +291,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         max_sessions: cfg.max_sessions,
         admitted: admitted.clone(),
         auth: Arc::new(Auth::new(&cfg.api_keys, &secret)),
+        draining: draining.clone(),
     };
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
@@ -326,6 +370,11 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     }
     tracing::info!(shards, http = %http_addr, public = %public, "tern serving");
     Ok(Engine {
+        drain: Drain {
+            draining,
+            stop: stop.clone(),
+            admitted,
+        },
         stop,
         shards: joins,
         workers: worker_joins,

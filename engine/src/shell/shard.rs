@@ -210,7 +210,7 @@ impl ShardState {
             }
             ShardMsg::Shutdown => {
                 self.stopping = true;
-                self.core.close_all(&mut self.io);
+                self.core.close_all(now, &mut self.io);
             }
         }
     }
@@ -363,7 +363,7 @@ pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
             if stop.load(Ordering::Relaxed) && !s.stopping {
                 s.stopping = true;
                 let ShardState { core, io, .. } = &mut *s;
-                core.close_all(io);
+                core.close_all(now, io);
                 s.finish_step(now);
                 return;
             }
