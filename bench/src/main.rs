@@ -131,6 +131,7 @@ fn main() -> anyhow::Result<()> {
                 "13478",
             ])
             .args(["--public-ip", "127.0.0.1", "--max-sessions", "10000"])
+            .args(["--max-offers-per-ip", "0"])
             .env("RUST_LOG", "warn")
             .spawn()
             .with_context(|| {

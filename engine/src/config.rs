@@ -83,6 +83,25 @@ pub struct ServeArgs {
     /// Agent run by the workers.
     #[arg(long, value_parser = parse_agent, default_value = "echo")]
     pub agent: AgentArg,
+    /// Signaling requests (offers, tokens, hangups) per second per client address, bursts of twice
+    /// that; more get 429. 0 turns the limit off (behind a proxy every client shares its address).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub max_offers_per_ip: u32,
+    /// Close a session after this many seconds without any datagram from its peer.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub idle_timeout_s: u64,
+    /// Close a session after this many seconds without an ICE consent check (RFC 7675 uses 30).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
+    pub consent_timeout_s: u64,
+    /// Largest data-channel event accepted from a client, bytes; larger get an error event.
+    #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
+    pub max_event_bytes: u64,
+    /// Data-channel events per second per session (bursts of twice that); more are refused.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_events_per_sec: u32,
+    /// Most sessions one shard holds (answered plus adopted). Default: 2 x --max-sessions / shards + 16.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_sessions_per_shard: Option<u64>,
     /// Seconds the first SIGTERM/SIGINT waits for live sessions to end before closing them
     /// (new calls get 503 meanwhile). A second signal exits at once.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]

@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -13,6 +14,7 @@ use tern_engine::config::{
 };
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::session::SessionConfig;
+use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
 use tern_engine::core::turn::detector::ServerVadSettings;
 use tern_engine::shell::net::default_route_addr;
@@ -83,7 +85,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         TurnDetectionKind::None => None,
     };
     let max_sessions = args.max_sessions as usize;
-    let per_shard = max_sessions.div_ceil(cores.len()) * 2 + 16;
+    let per_shard = args
+        .max_sessions_per_shard
+        .map_or(max_sessions.div_ceil(cores.len()) * 2 + 16, |n| n as usize);
     let cfg = EngineConfig {
         udp_bind: SocketAddr::new(args.udp_bind, args.udp_port),
         public: SocketAddr::new(public_ip, args.udp_port),
@@ -96,6 +100,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         io_memory: args.io_memory_kib as usize * 1024,
         api_keys: args.api_keys.clone(),
         token_secret: args.token_secret.as_ref().map(|s| s.as_bytes().to_vec()),
+        offers_per_ip: args.max_offers_per_ip,
         shard: ShardSettings {
             node: args.node_id,
             shards: cores.len() as u16,
@@ -107,6 +112,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 model_rate: rate,
                 turn,
                 encoder_complexity: args.opus_complexity,
+                limits: SessionLimits {
+                    idle_timeout: Duration::from_secs(args.idle_timeout_s),
+                    consent_timeout: Duration::from_secs(args.consent_timeout_s),
+                    max_event_bytes: args.max_event_bytes as usize,
+                    events_per_sec: args.max_events_per_sec,
+                },
                 ..Default::default()
             },
         },
@@ -118,7 +129,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         engine.http, engine.public
     );
     let drain = engine.drain();
-    let drain_timeout = std::time::Duration::from_secs(args.drain_timeout);
+    let drain_timeout = Duration::from_secs(args.drain_timeout);
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,

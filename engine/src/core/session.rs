@@ -15,6 +15,7 @@ use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
+use super::classify::{classify, DatagramKind};
 use super::events::{ClientEvent, EventWriter};
 use super::media::decoder::UplinkDecoder;
 use super::media::encoder::DownlinkEncoder;
@@ -22,6 +23,7 @@ use super::media::frame::{ModelRate, PcmFrame};
 use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
+use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::turn::vad::{EarshotVad, FrameVad};
 
@@ -40,6 +42,7 @@ pub struct SessionConfig {
     pub turn: Option<ServerVadSettings>,
     pub encoder_complexity: u8,
     pub playout_frames: usize,
+    pub limits: SessionLimits,
 }
 
 impl Default for SessionConfig {
@@ -49,6 +52,7 @@ impl Default for SessionConfig {
             turn: Some(ServerVadSettings::default()),
             encoder_complexity: 5,
             playout_frames: 150,
+            limits: SessionLimits::default(),
         }
     }
 }
@@ -66,6 +70,8 @@ pub trait SessionIo {
     fn downlink_sent(&mut self, taken_at: Instant);
     /// A session ended (its admission slot can be released).
     fn session_ended(&mut self) {}
+    /// A client event was refused (counted by reason).
+    fn event_rejected(&mut self, _reason: EventRejected) {}
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -75,6 +81,7 @@ pub struct SessionStats {
     pub uplink_dropped: u64,
     pub playout_dropped: u64,
     pub turns: u64,
+    pub events_rate_limited: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +123,9 @@ pub struct Session {
     cancelled_upto: u32,
     rtc_deadline: Instant,
     closed: bool,
+    liveness: Liveness,
+    event_gate: EventGate,
+    end_reason: Option<EndReason>,
     pub stats: SessionStats,
 }
 
@@ -169,6 +179,9 @@ impl Session {
             cancelled_upto: 0,
             rtc_deadline: offered_at,
             closed: false,
+            liveness: Liveness::new(offered_at),
+            event_gate: EventGate::new(offered_at, &config.limits),
+            end_reason: None,
             stats: SessionStats::default(),
             config,
         })
@@ -185,10 +198,20 @@ impl Session {
 
     /// The earliest time this session needs `handle_timeout`.
     pub fn deadline(&self) -> Instant {
-        match self.pacer.deadline() {
+        let d = match self.pacer.deadline() {
             Some(p) if p < self.rtc_deadline => p,
             _ => self.rtc_deadline,
-        }
+        };
+        d.min(self.liveness.deadline(&self.config.limits))
+    }
+
+    /// Why the session ended (once it has).
+    pub fn end_reason(&self) -> EndReason {
+        self.end_reason.unwrap_or(if self.closed {
+            EndReason::Hangup
+        } else {
+            EndReason::PeerGone
+        })
     }
 
     /// Feeds one datagram addressed to `destination` (our advertised address).
@@ -204,6 +227,10 @@ impl Session {
             Ok(r) => r,
             Err(e) => return Err(str0m::RtcError::Net(e)),
         };
+        // The shard routes STUN here only with this session's ufrag, which carries a 64-bit
+        // secret, so a check counts as consent.
+        let is_stun = matches!(classify(payload), DatagramKind::Stun);
+        self.liveness.on_datagram(now, is_stun);
         self.rtc.handle_input(Input::Receive(now, r))?;
         self.drive(now, io);
         Ok(())
@@ -211,6 +238,12 @@ impl Session {
 
     /// Handles whatever is due at `now`: str0m timers and the downlink pacer.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        if let Some(reason) = self.liveness.expired(now, &self.config.limits) {
+            tracing::debug!(call = %self.tag, reason = reason.label(), "session expired");
+            self.end_reason = Some(reason);
+            self.close(io);
+            return;
+        }
         if self.rtc_deadline <= now {
             if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!(call = %self.tag, "timeout input: {e}");
@@ -355,7 +388,9 @@ impl Session {
                 self.pending_events.push_front(ev);
                 self.flush_events();
             }
-            Event::ChannelData(d) if Some(d.id) == self.events => self.on_client_event(&d.data, io),
+            Event::ChannelData(d) if Some(d.id) == self.events => {
+                self.on_client_event(now, &d.data, io)
+            }
             Event::ChannelClose(id) if Some(id) == self.events => self.events = None,
             _ => {}
         }
@@ -422,7 +457,38 @@ impl Session {
         }
     }
 
-    fn on_client_event(&mut self, data: &[u8], io: &mut dyn SessionIo) {
+    fn on_client_event(&mut self, now: Instant, data: &[u8], io: &mut dyn SessionIo) {
+        if let Err(r) = self.event_gate.admit(now, data.len(), &self.config.limits) {
+            io.event_rejected(r);
+            let msg = match r {
+                EventRejected::TooLarge => format!(
+                    "event of {} bytes is over the {} byte limit",
+                    data.len(),
+                    self.config.limits.max_event_bytes
+                ),
+                EventRejected::RateLimited => format!(
+                    "more than {} events per second",
+                    self.config.limits.events_per_sec
+                ),
+            };
+            let code = match r {
+                EventRejected::TooLarge => "event_too_large",
+                EventRejected::RateLimited => "rate_limit_exceeded",
+            };
+            // Rate-limit errors are themselves limited: the first and every 50th.
+            let tell = match r {
+                EventRejected::TooLarge => true,
+                EventRejected::RateLimited => {
+                    self.stats.events_rate_limited += 1;
+                    self.stats.events_rate_limited % 50 == 1
+                }
+            };
+            if tell {
+                let e = self.writer.error("invalid_request_error", code, &msg);
+                self.send_event(e);
+            }
+            return;
+        }
         let base = self.turn.settings();
         match ClientEvent::parse(data, base) {
             Ok(ClientEvent::SessionUpdate { turn_detection }) => {

@@ -126,6 +126,8 @@ pub struct ShardCounters {
     pub sessions_ended: u64,
     pub session_panics: u64,
     pub offers_rejected: u64,
+    /// Sessions ended, by reason (hangup, idle, consent_expired, peer_gone, panic).
+    pub ended_by: HashMap<&'static str, u64>,
 }
 
 /// Engine-wide settings every shard shares.
@@ -555,14 +557,24 @@ impl ShardCore {
     fn on_panic(&mut self, key: SlotKey, io: &mut dyn SessionIo) {
         self.counters.session_panics += 1;
         tracing::error!(shard = self.id, slot = key.slot, "session panicked; closed");
-        self.end_session(key, io);
+        self.end_session_as(key, true, io);
     }
 
     fn end_session(&mut self, key: SlotKey, io: &mut dyn SessionIo) {
+        self.end_session_as(key, false, io);
+    }
+
+    fn end_session_as(&mut self, key: SlotKey, panicked: bool, io: &mut dyn SessionIo) {
         self.deadlines.cancel(key);
         if let Some(Entry::Live { value, .. }) = self.table.remove(key) {
             let mut session = value;
             let tag = session.tag;
+            let reason = if panicked {
+                "panic"
+            } else {
+                session.end_reason().label()
+            };
+            *self.counters.ended_by.entry(reason).or_insert(0) += 1;
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 session.close(io);
                 drop(session);
@@ -610,5 +622,8 @@ impl SessionIo for WatchReply<'_> {
     }
     fn session_ended(&mut self) {
         self.inner.session_ended();
+    }
+    fn event_rejected(&mut self, reason: super::session_limits::EventRejected) {
+        self.inner.event_rejected(reason);
     }
 }

@@ -27,6 +27,7 @@ use super::metrics::render;
 use super::shard::SharedShard;
 use crate::core::auth::{self, Auth, AuthError, Credential};
 use crate::core::events::ClientEvent;
+use crate::core::rate_limit::IpRateLimiter;
 use crate::core::route_tag::RouteTag;
 use crate::core::rtc_setup::OfferError;
 use crate::core::session::SessionConfig;
@@ -38,6 +39,8 @@ pub struct HttpContext {
     pub max_sessions: usize,
     pub admitted: Arc<AtomicUsize>,
     pub auth: Arc<Auth>,
+    /// Per-address signaling rate (shared by the shards; never touched on the packet path).
+    pub signaling_limit: Arc<std::sync::Mutex<IpRateLimiter>>,
     /// Set on the first SIGTERM: no new calls, existing ones go on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -216,11 +219,12 @@ pub async fn serve_connection(
     state: SharedShard,
     ctx: Rc<HttpContext>,
 ) {
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     let io = HyperIo(stream);
     let svc = hyper::service::service_fn(move |req| {
         let state = state.clone();
         let ctx = ctx.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, state, ctx).await) }
+        async move { Ok::<_, std::convert::Infallible>(handle(req, peer, state, ctx).await) }
     });
     if let Err(e) = hyper::server::conn::http1::Builder::new()
         .keep_alive(true)
@@ -255,11 +259,30 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
 
 async fn handle(
     req: Request<Incoming>,
+    peer: Option<std::net::IpAddr>,
     state: SharedShard,
     ctx: Rc<HttpContext>,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
+    // Signaling that costs work (offers, tokens, hangups) is rate-limited per client address.
+    if method == Method::POST || method == Method::DELETE {
+        let allowed = match (peer, ctx.signaling_limit.lock()) {
+            (Some(ip), Ok(mut l)) => l.check(ip, Instant::now()),
+            _ => true,
+        };
+        if !allowed {
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "invalid_request_error",
+                "rate_limit_exceeded",
+                "too many signaling requests from this address (--max-offers-per-ip)",
+            );
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
+    }
     match (method, path.as_str()) {
         (Method::POST, "/v1/realtime/calls") => create_call(req, state, &ctx).await,
         (Method::POST, "/v1/realtime/client_secrets") => client_secret(req, &ctx).await,

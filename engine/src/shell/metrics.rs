@@ -3,6 +3,7 @@
 //! Each shard owns its histograms (hdrhistogram, microseconds); `/metrics` asks every shard for a
 //! snapshot through its inbox and merges them, so nothing on the packet path is shared.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -48,6 +49,25 @@ pub struct ShardSnapshot {
     pub uplink_ring_drops: u64,
     pub downlink_ring_drops: u64,
     pub send_errors: u64,
+    pub events_rejected: HashMap<&'static str, u64>,
+}
+
+/// A counter with a `reason` label per shard.
+fn labelled(
+    o: &mut String,
+    snaps: &[ShardSnapshot],
+    name: &str,
+    help: &str,
+    map: impl Fn(&ShardSnapshot) -> &HashMap<&'static str, u64>,
+) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+    for s in snaps {
+        let mut rows: Vec<_> = map(s).iter().collect();
+        rows.sort();
+        for (reason, n) in rows {
+            let _ = writeln!(o, "{name}{{shard=\"{}\",reason=\"{reason}\"}} {n}", s.shard);
+        }
+    }
 }
 
 /// Renders merged snapshots as Prometheus text exposition.
@@ -192,6 +212,20 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "# HELP tern_heap_live_bytes Heap bytes allocated and not freed (0 when the allocator is not counted).\n# TYPE tern_heap_live_bytes gauge\ntern_heap_live_bytes {}\n# HELP tern_heap_allocations_total Heap allocations since start.\n# TYPE tern_heap_allocations_total counter\ntern_heap_allocations_total {}",
         crate::heap::live_bytes(),
         crate::heap::allocations()
+    );
+    labelled(
+        &mut o,
+        snaps,
+        "tern_sessions_ended_by_total",
+        "Sessions ended, by reason.",
+        |s| &s.counters.ended_by,
+    );
+    labelled(
+        &mut o,
+        snaps,
+        "tern_client_events_rejected_total",
+        "Data-channel events refused, by reason.",
+        |s| &s.events_rejected,
     );
     crate::agent::bridge::stats::render(&mut o);
 

@@ -20,6 +20,7 @@ use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
 use crate::agent::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
 use crate::core::auth::Auth;
+use crate::core::rate_limit::IpRateLimiter;
 use crate::core::rtc_setup::ServerCrypto;
 use crate::core::session::SessionConfig;
 use crate::core::shard::{ShardCore, ShardSettings};
@@ -41,6 +42,8 @@ pub struct EngineConfig {
     pub api_keys: Vec<String>,
     /// Signs ephemeral tokens; random per process when unset.
     pub token_secret: Option<Vec<u8>>,
+    /// Signaling requests per second per client address (bursts of twice that); 0: no limit.
+    pub offers_per_ip: u32,
     pub shard: ShardSettings,
 }
 
@@ -62,6 +65,7 @@ impl EngineConfig {
             io_memory: 512 * 1024,
             api_keys: Vec::new(),
             token_secret: None,
+            offers_per_ip: 20,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -292,6 +296,11 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         admitted: admitted.clone(),
         auth: Arc::new(Auth::new(&cfg.api_keys, &secret)),
         draining: draining.clone(),
+        signaling_limit: Arc::new(std::sync::Mutex::new(IpRateLimiter::new(
+            cfg.offers_per_ip,
+            cfg.offers_per_ip.saturating_mul(2),
+            100_000,
+        ))),
     };
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();

@@ -8,6 +8,7 @@
 //! `finish_step`: flush the send batch, wake workers that got messages, re-arm the timer.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::agent::worker::WorkerLink;
 use crate::core::ring_msg::UplinkMsg;
 use crate::core::session::SessionIo;
+use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
 use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
 
@@ -41,6 +43,7 @@ pub struct ShardIo {
     wake_worker: Vec<bool>,
     downlink_taken: Vec<Instant>,
     admitted: Arc<AtomicUsize>,
+    events_rejected: HashMap<&'static str, u64>,
 }
 
 impl SessionIo for ShardIo {
@@ -79,6 +82,10 @@ impl SessionIo for ShardIo {
     fn session_ended(&mut self) {
         self.admitted.fetch_sub(1, Ordering::AcqRel);
     }
+
+    fn event_rejected(&mut self, reason: EventRejected) {
+        *self.events_rejected.entry(reason.label()).or_insert(0) += 1;
+    }
 }
 
 /// State shared by the tasks of one shard.
@@ -111,6 +118,7 @@ impl ShardState {
                 workers,
                 wake_worker: vec![false; n],
                 downlink_taken: Vec::with_capacity(4096),
+                events_rejected: HashMap::new(),
                 admitted,
             },
             mesh,
@@ -261,6 +269,7 @@ impl ShardState {
             uplink_ring_drops: up,
             downlink_ring_drops: down,
             send_errors: self.io.batch.send_errors,
+            events_rejected: self.io.events_rejected.clone(),
         }
     }
 

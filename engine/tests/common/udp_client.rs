@@ -7,6 +7,10 @@ use super::{http, Client};
 
 pub struct UdpClient {
     pub client: Client,
+    /// Drop the client's outgoing STUN (to let ICE consent expire while media flows).
+    pub drop_stun: bool,
+    /// Send nothing at all (a peer that vanished).
+    pub mute: bool,
     sock: UdpSocket,
     buf: Vec<u8>,
 }
@@ -30,6 +34,8 @@ impl UdpClient {
         client.accept_answer(std::str::from_utf8(&body).expect("answer is UTF-8"));
         UdpClient {
             client,
+            drop_stun: false,
+            mute: false,
             sock,
             buf: vec![0; 2048],
         }
@@ -44,7 +50,11 @@ impl UdpClient {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             for (to, d) in self.client.poll(Instant::now()) {
-                let _ = self.sock.send_to(&d, to);
+                let stun = d.first().is_some_and(|b| *b < 2);
+                let held = self.mute || (self.drop_stun && stun);
+                if !held {
+                    let _ = self.sock.send_to(&d, to);
+                }
             }
             while let Ok((n, from)) = self.sock.recv_from(&mut self.buf) {
                 self.client.receive(Instant::now(), from, &self.buf[..n]);

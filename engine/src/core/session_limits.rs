@@ -1,0 +1,185 @@
+//! Per-session limits that protect the server from a misbehaving or vanished peer: liveness
+//! (idle timeout and ICE consent expiry) and a gate on data-channel events (size and rate).
+
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SessionLimits {
+    /// No datagram at all for this long (including before the first one): the session is closed.
+    pub idle_timeout: Duration,
+    /// No STUN consent check for this long: consent expired (RFC 7675), the session is closed.
+    pub consent_timeout: Duration,
+    /// Largest data-channel event accepted, bytes.
+    pub max_event_bytes: usize,
+    /// Sustained data-channel events per second (bursts of twice this are allowed).
+    pub events_per_sec: u32,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            idle_timeout: Duration::from_secs(30),
+            consent_timeout: Duration::from_secs(30),
+            max_event_bytes: 16 * 1024,
+            events_per_sec: 50,
+        }
+    }
+}
+
+/// Why a session ended, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Hangup,
+    Idle,
+    ConsentExpired,
+    PeerGone,
+}
+
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Hangup => "hangup",
+            EndReason::Idle => "idle",
+            EndReason::ConsentExpired => "consent_expired",
+            EndReason::PeerGone => "peer_gone",
+        }
+    }
+}
+
+/// Tracks when the peer was last heard from.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    last_datagram: Instant,
+    last_consent: Instant,
+}
+
+impl Liveness {
+    pub fn new(now: Instant) -> Self {
+        Liveness {
+            last_datagram: now,
+            last_consent: now,
+        }
+    }
+
+    pub fn on_datagram(&mut self, now: Instant, is_stun: bool) {
+        self.last_datagram = now;
+        if is_stun {
+            self.last_consent = now;
+        }
+    }
+
+    /// Whether the session must end at `now`, and why.
+    pub fn expired(&self, now: Instant, limits: &SessionLimits) -> Option<EndReason> {
+        if now.saturating_duration_since(self.last_datagram) >= limits.idle_timeout {
+            Some(EndReason::Idle)
+        } else if now.saturating_duration_since(self.last_consent) >= limits.consent_timeout {
+            Some(EndReason::ConsentExpired)
+        } else {
+            None
+        }
+    }
+
+    /// When `expired` could next become true.
+    pub fn deadline(&self, limits: &SessionLimits) -> Instant {
+        (self.last_datagram + limits.idle_timeout).min(self.last_consent + limits.consent_timeout)
+    }
+}
+
+/// Why a client event was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventRejected {
+    TooLarge,
+    RateLimited,
+}
+
+impl EventRejected {
+    pub fn label(self) -> &'static str {
+        match self {
+            EventRejected::TooLarge => "too_large",
+            EventRejected::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// A token bucket for data-channel events.
+#[derive(Debug, Clone)]
+pub struct EventGate {
+    tokens: f64,
+    last: Instant,
+}
+
+impl EventGate {
+    pub fn new(now: Instant, limits: &SessionLimits) -> Self {
+        EventGate {
+            tokens: f64::from(limits.events_per_sec) * 2.0,
+            last: now,
+        }
+    }
+
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        len: usize,
+        limits: &SessionLimits,
+    ) -> Result<(), EventRejected> {
+        if len > limits.max_event_bytes {
+            return Err(EventRejected::TooLarge);
+        }
+        let rate = f64::from(limits.events_per_sec);
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + dt * rate).min(rate * 2.0);
+        if self.tokens < 1.0 {
+            return Err(EventRejected::RateLimited);
+        }
+        self.tokens -= 1.0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_and_consent() {
+        let l = SessionLimits {
+            idle_timeout: Duration::from_secs(10),
+            consent_timeout: Duration::from_secs(5),
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let mut live = Liveness::new(t0);
+        let s = Duration::from_secs;
+        assert_eq!(live.expired(t0 + s(4), &l), None);
+        // Media keeps flowing but no consent check: consent expires.
+        live.on_datagram(t0 + s(4), false);
+        assert_eq!(live.expired(t0 + s(5), &l), Some(EndReason::ConsentExpired));
+        live.on_datagram(t0 + s(5), true);
+        assert_eq!(live.deadline(&l), t0 + s(10));
+        // Nothing at all: idle wins.
+        assert_eq!(live.expired(t0 + s(15), &l), Some(EndReason::Idle));
+    }
+
+    #[test]
+    fn event_gate_size_and_rate() {
+        let l = SessionLimits {
+            events_per_sec: 10,
+            max_event_bytes: 100,
+            ..Default::default()
+        };
+        let t0 = Instant::now();
+        let mut g = EventGate::new(t0, &l);
+        assert_eq!(g.admit(t0, 101, &l), Err(EventRejected::TooLarge));
+        // A burst of 20 passes, the 21st is limited; a second later 10 more pass.
+        for _ in 0..20 {
+            assert_eq!(g.admit(t0, 10, &l), Ok(()));
+        }
+        assert_eq!(g.admit(t0, 10, &l), Err(EventRejected::RateLimited));
+        let t1 = t0 + Duration::from_secs(1);
+        for _ in 0..10 {
+            assert_eq!(g.admit(t1, 10, &l), Ok(()));
+        }
+        assert_eq!(g.admit(t1, 10, &l), Err(EventRejected::RateLimited));
+    }
+}
