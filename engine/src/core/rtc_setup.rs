@@ -192,11 +192,47 @@ pub fn parse_offer(body: &[u8]) -> Result<SdpOffer, OfferError> {
     if !text.trim_start().starts_with("v=") {
         return Err(OfferError::NotSdp("it must start with \"v=\"".into()));
     }
+    if !text.ends_with('\n') {
+        return Err(OfferError::NotSdp(
+            "it is truncated (the last line has no line end)".into(),
+        ));
+    }
     let offer = SdpOffer::from_sdp_string(text).map_err(|e| OfferError::NotSdp(e.to_string()))?;
     if !text.lines().any(|l| l.trim_start().starts_with("m=audio")) {
         return Err(OfferError::NoAudio);
     }
+    check_offer_lines(text).map_err(OfferError::NotSdp)?;
     Ok(offer)
+}
+
+/// What str0m tolerates but a server must not answer: a DTLS role that would make Tern the
+/// client, malformed m-lines, and audio without Opus.
+fn check_offer_lines(text: &str) -> Result<(), String> {
+    let mut opus = false;
+    for line in text.lines().map(str::trim) {
+        if let Some(role) = line.strip_prefix("a=setup:") {
+            if role != "actpass" && role != "active" {
+                return Err(format!(
+                    "a=setup:{role} is not allowed in an offer (use actpass or active)"
+                ));
+            }
+        } else if let Some(rest) = line.strip_prefix("m=") {
+            let mut f = rest.split_whitespace();
+            let (_kind, port) = (f.next(), f.next());
+            if port
+                .and_then(|p| p.split('/').next()?.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(format!("m-line {line:?} has no valid port"));
+            }
+        } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
+            opus |= map.to_ascii_lowercase().contains(" opus/48000");
+        }
+    }
+    if !opus {
+        return Err("the audio m-line offers no Opus (opus/48000/2)".into());
+    }
+    Ok(())
 }
 
 /// Builds a server `Rtc` for `tag`, answers `offer`; returns the Rtc and the answer SDP.

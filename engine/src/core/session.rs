@@ -15,7 +15,6 @@ use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
-use super::classify::{classify, DatagramKind};
 use super::events::{ClientEvent, EventWriter};
 use super::media::decoder::UplinkDecoder;
 use super::media::encoder::DownlinkEncoder;
@@ -43,6 +42,10 @@ pub struct SessionConfig {
     pub encoder_complexity: u8,
     pub playout_frames: usize,
     pub limits: SessionLimits,
+    /// Test builds only (never set from the CLI): the data-channel event
+    /// `{"type":"tern.test.panic"}` panics inside the session, to prove panic isolation.
+    #[doc(hidden)]
+    pub fault_injection: bool,
 }
 
 impl Default for SessionConfig {
@@ -53,6 +56,7 @@ impl Default for SessionConfig {
             encoder_complexity: 5,
             playout_frames: 150,
             limits: SessionLimits::default(),
+            fault_injection: false,
         }
     }
 }
@@ -205,6 +209,11 @@ impl Session {
         d.min(self.liveness.deadline(&self.config.limits))
     }
 
+    /// The peer passed an authenticated STUN check (ICE consent, RFC 7675).
+    pub fn on_consent(&mut self, now: Instant) {
+        self.liveness.on_consent(now);
+    }
+
     /// Why the session ended (once it has).
     pub fn end_reason(&self) -> EndReason {
         self.end_reason.unwrap_or(if self.closed {
@@ -227,10 +236,7 @@ impl Session {
             Ok(r) => r,
             Err(e) => return Err(str0m::RtcError::Net(e)),
         };
-        // The shard routes STUN here only with this session's ufrag, which carries a 64-bit
-        // secret, so a check counts as consent.
-        let is_stun = matches!(classify(payload), DatagramKind::Stun);
-        self.liveness.on_datagram(now, is_stun);
+        self.liveness.on_datagram(now);
         self.rtc.handle_input(Input::Receive(now, r))?;
         self.drive(now, io);
         Ok(())
@@ -458,6 +464,9 @@ impl Session {
     }
 
     fn on_client_event(&mut self, now: Instant, data: &[u8], io: &mut dyn SessionIo) {
+        if self.config.fault_injection && data == br#"{"type":"tern.test.panic"}"# {
+            panic!("injected fault in session {}", self.tag);
+        }
         if let Err(r) = self.event_gate.admit(now, data.len(), &self.config.limits) {
             io.event_rejected(r);
             let msg = match r {

@@ -61,11 +61,14 @@ impl Liveness {
         }
     }
 
-    pub fn on_datagram(&mut self, now: Instant, is_stun: bool) {
+    pub fn on_datagram(&mut self, now: Instant) {
         self.last_datagram = now;
-        if is_stun {
-            self.last_consent = now;
-        }
+    }
+
+    /// An authenticated consent check arrived.
+    pub fn on_consent(&mut self, now: Instant) {
+        self.last_datagram = now;
+        self.last_consent = now;
     }
 
     /// Whether the session must end at `now`, and why.
@@ -153,9 +156,9 @@ mod tests {
         let s = Duration::from_secs;
         assert_eq!(live.expired(t0 + s(4), &l), None);
         // Media keeps flowing but no consent check: consent expires.
-        live.on_datagram(t0 + s(4), false);
+        live.on_datagram(t0 + s(4));
         assert_eq!(live.expired(t0 + s(5), &l), Some(EndReason::ConsentExpired));
-        live.on_datagram(t0 + s(5), true);
+        live.on_consent(t0 + s(5));
         assert_eq!(live.deadline(&l), t0 + s(10));
         // Nothing at all: idle wins.
         assert_eq!(live.expired(t0 + s(15), &l), Some(EndReason::Idle));

@@ -397,6 +397,10 @@ impl ShardCore {
                 if is_stun && answered {
                     self.table.bind_addr(source, key);
                     self.forward_addrs.remove(&source);
+                    // Only an authenticated check counts as ICE consent (RFC 7675).
+                    if let Some(session) = self.table.get_mut(key) {
+                        session.on_consent(now);
+                    }
                 }
                 self.deadlines.schedule(key, deadline);
             }
