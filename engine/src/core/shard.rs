@@ -52,12 +52,14 @@ pub enum DropReason {
     UnknownSource,
     /// The session rejected the datagram (str0m error).
     Rejected,
+    /// A STUN check with a live session's ufrag that failed authentication (not answered).
+    Unauthenticated,
     /// A queue towards another shard was full.
     QueueFull,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::Garbage,
         DropReason::BadStun,
         DropReason::NoUsername,
@@ -66,6 +68,7 @@ impl DropReason {
         DropReason::StaleSession,
         DropReason::UnknownSource,
         DropReason::Rejected,
+        DropReason::Unauthenticated,
         DropReason::QueueFull,
     ];
 
@@ -79,6 +82,7 @@ impl DropReason {
             DropReason::StaleSession => "stale_session",
             DropReason::UnknownSource => "unknown_source",
             DropReason::Rejected => "rejected",
+            DropReason::Unauthenticated => "unauthenticated",
             DropReason::QueueFull => "queue_full",
         }
     }
@@ -391,6 +395,8 @@ impl ShardCore {
             Ok((ok, deadline)) => {
                 if !ok {
                     self.count_drop(DropReason::Rejected);
+                } else if is_stun && !answered && buf.starts_with(&[0x00, 0x01]) {
+                    self.count_drop(DropReason::Unauthenticated);
                 }
                 // A STUN request that the session answered was authenticated (ICE checks the
                 // message integrity before replying): bind the address for non-STUN routing.

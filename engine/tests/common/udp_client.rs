@@ -11,6 +11,10 @@ pub struct UdpClient {
     pub drop_stun: bool,
     /// Send nothing at all (a peer that vanished).
     pub mute: bool,
+    /// The SDP answer.
+    pub answer: String,
+    /// The last SRTP datagram sent (for replay tests).
+    pub last_media: Option<(SocketAddr, Vec<u8>)>,
     sock: UdpSocket,
     buf: Vec<u8>,
 }
@@ -31,9 +35,12 @@ impl UdpClient {
             offer.as_bytes(),
         );
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-        client.accept_answer(std::str::from_utf8(&body).expect("answer is UTF-8"));
+        let answer = String::from_utf8(body).expect("answer is UTF-8");
+        client.accept_answer(&answer);
         UdpClient {
             client,
+            answer,
+            last_media: None,
             drop_stun: false,
             mute: false,
             sock,
@@ -55,6 +62,9 @@ impl UdpClient {
                 if !held {
                     let _ = self.sock.send_to(&d, to);
                 }
+                if d.first().is_some_and(|b| (128..192).contains(b)) {
+                    self.last_media = Some((to, d));
+                }
             }
             while let Ok((n, from)) = self.sock.recv_from(&mut self.buf) {
                 self.client.receive(Instant::now(), from, &self.buf[..n]);
@@ -70,6 +80,25 @@ impl UdpClient {
             }
         }
         false
+    }
+
+    /// Sends `payload` to `to` from this client's own address.
+    pub fn send_raw(&self, to: SocketAddr, payload: &[u8]) {
+        let _ = self.sock.send_to(payload, to);
+    }
+
+    /// A second handle on the client's socket (for a flood thread sending from its address).
+    pub fn socket_clone(&self) -> UdpSocket {
+        self.sock.try_clone().expect("clone socket")
+    }
+
+    /// The server's ICE ufrag, from the answer.
+    pub fn server_ufrag(&self) -> String {
+        self.answer
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("a=ice-ufrag:"))
+            .expect("ufrag in answer")
+            .to_string()
     }
 
     /// Whether an event of `kind` has arrived.
