@@ -95,7 +95,7 @@ fn garbage_flood_is_counted_and_sessions_lose_nothing() {
     drop(base);
 
     // Two sessions stream while the flood runs.
-    let mut clients = vec![connect(), connect()];
+    let mut clients = [connect(), connect()];
     let server: SocketAddr = clients[0]
         .last_media
         .clone()
@@ -140,7 +140,7 @@ fn garbage_flood_is_counted_and_sessions_lose_nothing() {
             };
             let _ = sock.send_to(&pkt, server);
             i += 1;
-            if i % 256 == 0 {
+            if i.is_multiple_of(256) {
                 std::thread::yield_now();
             }
         }
