@@ -1,0 +1,166 @@
+//! Entry points for the fuzz targets in `engine/fuzz` (cargo-fuzz) and for the corpus replay in
+//! the test suite. Each takes arbitrary bytes and must never panic; state that is expensive to
+//! build (certificates, a shard) is built once per thread.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::auth::Auth;
+use crate::core::events::ClientEvent;
+use crate::core::media::decoder::UplinkDecoder;
+use crate::core::media::frame::ModelRate;
+use crate::core::ring_msg::UplinkMsg;
+use crate::core::route_tag::{server_ufrag, RouteTag};
+use crate::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
+use crate::core::session::{SessionConfig, SessionIo};
+use crate::core::shard::{Route, ShardCore, ShardSettings};
+use crate::core::turn::detector::ServerVadSettings;
+
+/// Discards everything a session emits.
+struct NullIo;
+
+impl SessionIo for NullIo {
+    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+    fn to_agent(&mut self, _: u16, _: UplinkMsg) -> bool {
+        true
+    }
+    fn connected(&mut self, _: Duration) {}
+    fn downlink_sent(&mut self, _: Instant) {}
+}
+
+fn settings() -> Arc<ShardSettings> {
+    Arc::new(ShardSettings {
+        node: 0,
+        shards: 2,
+        workers: 1,
+        public: SocketAddr::from(([10, 0, 0, 1], 3478)),
+        max_sessions_per_shard: 64,
+        session: SessionConfig::default(),
+    })
+}
+
+thread_local! {
+    static CRYPTO: ServerCrypto = ServerCrypto::new().expect("crypto");
+    /// A shard with one live session (answered from a real offer), so routed input reaches str0m.
+    static SHARD: RefCell<(ShardCore, SocketAddr)> = RefCell::new({
+        let mut core = ShardCore::new(0, settings(), CRYPTO.with(Clone::clone));
+        let offer = crate::peer::Client::new(Instant::now(), "10.0.0.2:5000".parse().expect("addr"), Vec::new()).1;
+        let _ = core.accept_offer(Instant::now(), offer.as_bytes());
+        (core, "10.0.0.2:5000".parse().expect("addr"))
+    });
+}
+
+/// The datagram classifier and router, then delivery to the session it routes to. The first
+/// byte picks the source address (the session's or a stranger's).
+pub fn datagram(data: &[u8]) {
+    let Some((&pick, payload)) = data.split_first() else {
+        return;
+    };
+    SHARD.with(|s| {
+        let (core, known) = &mut *s.borrow_mut();
+        let source = if pick & 1 == 0 {
+            *known
+        } else {
+            SocketAddr::from(([192, 0, 2, pick], 4000 + u16::from(pick)))
+        };
+        let now = Instant::now();
+        if let Route::Local(k) = core.route(now, source, payload) {
+            core.deliver(now, k, source, payload, &mut NullIo);
+        }
+        core.handle_timeouts(now, &mut NullIo);
+    });
+}
+
+/// STUN parsing and ufrag decoding (route tags, call ids).
+pub fn stun_ufrag(data: &[u8]) {
+    if let Ok(msg) = str0m::ice::StunMessage::parse(data) {
+        if let Some((local, _)) = msg.split_username() {
+            let _ = RouteTag::parse(server_ufrag(local));
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = RouteTag::parse(server_ufrag(s));
+        if let Ok(t) = RouteTag::parse_call_id(s) {
+            assert_eq!(RouteTag::parse_call_id(&t.call_id()), Ok(t));
+        }
+    }
+}
+
+/// The offer path: validation, then str0m's answer.
+pub fn offer(data: &[u8]) {
+    if let Ok(offer) = parse_offer(data) {
+        CRYPTO.with(|c| {
+            let tag = RouteTag {
+                node: 0,
+                shard: 0,
+                slot: 1,
+                generation: 1,
+                secret: 7,
+            };
+            let _ = answer_offer(c, Instant::now(), tag, settings().public, offer);
+        });
+    }
+}
+
+/// The uplink decoder (gap concealment, FEC, DTX, late packets): the input is a sequence of
+/// packets, each `[seq delta, ts delta, len, payload...]`.
+pub fn uplink(data: &[u8]) {
+    let Ok(mut dec) = UplinkDecoder::new(ModelRate::Hz24000) else {
+        return;
+    };
+    let (mut seq, mut ts) = (1000u64, 0u64);
+    let mut rest = data;
+    while rest.len() >= 3 {
+        let (d_seq, d_ts, len) = (rest[0], rest[1], rest[2] as usize);
+        rest = &rest[3..];
+        let payload = &rest[..len.min(rest.len())];
+        rest = &rest[payload.len()..];
+        // Deltas may go backwards a little (late and duplicate packets).
+        seq = (seq + u64::from(d_seq)).saturating_sub(4);
+        ts = ts + u64::from(d_ts) * 960 / 16;
+        dec.on_packet(seq, ts, payload, &mut |_, _| {});
+    }
+}
+
+/// Data-channel event parsing (`session.update` and the rest).
+pub fn client_event(data: &[u8]) {
+    let _ = ClientEvent::parse(data, ServerVadSettings::default());
+}
+
+/// What the HTTP handlers do with untrusted request parts: the Authorization header, call ids in
+/// paths, token session configs. Input: `header \n path \n json`.
+pub fn http_request(data: &[u8]) {
+    thread_local! {
+        static AUTH: Auth = Auth::new(&["sk-fuzz".into()], b"fuzz-secret");
+    }
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\n');
+    let (header, path, json) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    AUTH.with(|a| {
+        let _ = a.check(Some(header), 1_000_000);
+        let (t, _) = a.mint(60, None, 1_000_000);
+        assert!(a.check(Some(&format!("Bearer {t}")), 1_000_000).is_ok());
+    });
+    if let Some(id) = path.strip_prefix("/v1/realtime/calls/") {
+        let _ = RouteTag::parse_call_id(id.split('/').next().unwrap_or(""));
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
+        let _ = crate::shell::http::session_config_for(&v, &SessionConfig::default());
+    }
+}
+
+/// Every target, by name (for the corpus replay).
+pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+    ("datagram", datagram),
+    ("stun_ufrag", stun_ufrag),
+    ("offer", offer),
+    ("uplink", uplink),
+    ("client_event", client_event),
+    ("http_request", http_request),
+];
