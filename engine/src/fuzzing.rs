@@ -119,7 +119,7 @@ pub fn uplink(data: &[u8]) {
         rest = &rest[payload.len()..];
         // Deltas may go backwards a little (late and duplicate packets).
         seq = (seq + u64::from(d_seq)).saturating_sub(4);
-        ts = ts + u64::from(d_ts) * 960 / 16;
+        ts += u64::from(d_ts) * 960 / 16;
         dec.on_packet(seq, ts, payload, &mut |_, _| {});
     }
 }
@@ -155,8 +155,11 @@ pub fn http_request(data: &[u8]) {
     }
 }
 
+/// A fuzz target: arbitrary bytes in, no panic.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (for the corpus replay).
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("datagram", datagram),
     ("stun_ufrag", stun_ufrag),
     ("offer", offer),
