@@ -6,27 +6,39 @@
 //! - resident memory per session (VmRSS with all sessions up minus before, divided by N);
 //! - heap per session (the server's counted allocator, `tern_heap_live_bytes` in /metrics).
 //!
-//! Usage: tern-bench [--sessions N] [--seconds T] [--tern PATH] [--server-core C] [--out FILE]
+//! `--mode soak` instead churns sessions for a long run and samples memory (see `soak.rs`).
+//!
+//! Usage: tern-bench [--mode steady|soak] [--sessions N] [--seconds T] [--lifetime-s L]
+//!        [--sample-s S] [--tern PATH] [--server-core C] [--out FILE]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Child, Command};
+mod soak;
+mod util;
+
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use tern_engine::peer::{load_wav, Client};
 
-struct Args {
-    sessions: usize,
-    seconds: u64,
-    tern: String,
-    server_core: usize,
-    out: Option<String>,
+use util::{client_core, http, metric, pin_to, proc_cpu_us, rss_kib, start_server, HTTP};
+
+pub struct Args {
+    pub mode: String,
+    pub lifetime_s: u64,
+    pub sample_s: u64,
+    pub sessions: usize,
+    pub seconds: u64,
+    pub tern: String,
+    pub server_core: usize,
+    pub out: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
+        mode: "steady".into(),
+        lifetime_s: 60,
+        sample_s: 30,
         sessions: 100,
         seconds: 20,
         tern: "target/release/tern".into(),
@@ -42,6 +54,10 @@ fn args() -> anyhow::Result<Args> {
             "--tern" => a.tern = v,
             "--server-core" => a.server_core = v.parse().context("--server-core: a CPU number")?,
             "--out" => a.out = Some(v),
+            "--mode" if v == "steady" || v == "soak" => a.mode = v,
+            "--mode" => bail!("--mode must be steady or soak"),
+            "--lifetime-s" => a.lifetime_s = v.parse().context("--lifetime-s: seconds")?,
+            "--sample-s" => a.sample_s = v.parse().context("--sample-s: seconds")?,
             _ => bail!("unknown flag {k}"),
         }
     }
@@ -51,111 +67,20 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no HTTP head")?;
-    let status = String::from_utf8_lossy(&resp[..split])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("status")?;
-    Ok((status, resp[split + 4..].to_vec()))
-}
-
-fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit(')').next().context("stat")?;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(ticks * 1_000_000 / hz)
-}
-
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = s
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS value")?
-        .parse()?)
-}
-
-/// A gauge from the server's /metrics (first sample of `name`).
-fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
-    let (_, body) = http(addr, "GET", "/metrics", b"")?;
-    let text = String::from_utf8_lossy(&body);
-    text.lines()
-        .find(|l| l.split([' ', '{']).next() == Some(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .with_context(|| format!("{name} not in /metrics"))
-}
-
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let a = args()?;
-    let http_addr: SocketAddr = "127.0.0.1:18080".parse()?;
-    let server = Server(
-        Command::new(&a.tern)
-            .args([
-                "serve",
-                "--cores",
-                &a.server_core.to_string(),
-                "--http",
-                "127.0.0.1:18080",
-                "--udp-port",
-                "13478",
-            ])
-            .args(["--public-ip", "127.0.0.1", "--max-sessions", "10000"])
-            .args(["--max-offers-per-ip", "0"])
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .with_context(|| {
-                format!("starting {} (build it with cargo build --release)", a.tern)
-            })?,
-    );
+    match a.mode.as_str() {
+        "soak" => soak::run(a),
+        _ => steady(a),
+    }
+}
+
+fn steady(a: Args) -> anyhow::Result<()> {
+    let http_addr: SocketAddr = HTTP.parse()?;
+    let server = start_server(&a.tern, a.server_core)?;
     let pid = server.0.id();
-    // Pin the clients away from the server's core, after the child inherited the full mask.
-    let client_core =
-        (a.server_core + 1) % std::thread::available_parallelism().map_or(1, |n| n.get());
-    // SAFETY: a zeroed cpu_set_t is valid; we set one CPU for this thread.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(client_core, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
-    let started = Instant::now();
-    while http(http_addr, "GET", "/healthz", b"").is_err() {
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("server did not come up");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    // The clients run away from the server's core.
+    pin_to(client_core(a.server_core));
     let rss_before = rss_kib(pid)?;
     let heap_before = metric(http_addr, "tern_heap_live_bytes")?;
     let fixture = format!(

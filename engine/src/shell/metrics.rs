@@ -50,6 +50,8 @@ pub struct ShardSnapshot {
     pub downlink_ring_drops: u64,
     pub send_errors: u64,
     pub events_rejected: HashMap<&'static str, u64>,
+    /// Messages waiting in this shard's rings to and from the workers.
+    pub ring_queued: usize,
 }
 
 /// A counter with a `reason` label per shard.
@@ -92,6 +94,13 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "tern_session_slots",
         "Table slots in use (sessions and forwarding entries).",
         &|s| s.slots as u64,
+        "gauge",
+    );
+    gauge(
+        &mut o,
+        "tern_ring_queued",
+        "Messages waiting in the shard's rings to and from workers.",
+        &|s| s.ring_queued as u64,
         "gauge",
     );
     gauge(

@@ -257,6 +257,12 @@ impl ShardState {
         let (up, down) = self.io.workers.iter().fold((0, 0), |(u, d), (l, _)| {
             (u + l.uplink.dropped(), d + l.downlink.dropped())
         });
+        let queued = self
+            .io
+            .workers
+            .iter()
+            .map(|(l, _)| l.uplink.len() + l.downlink.len())
+            .sum();
         let mut counters = self.core.counters.clone();
         counters.datagrams_out = self.io.batch.sent;
         ShardSnapshot {
@@ -270,6 +276,7 @@ impl ShardState {
             downlink_ring_drops: down,
             send_errors: self.io.batch.send_errors,
             events_rejected: self.io.events_rejected.clone(),
+            ring_queued: queued,
         }
     }
 

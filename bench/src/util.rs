@@ -1,0 +1,130 @@
+//! Helpers shared by the bench modes: HTTP to the server, its /metrics and /proc figures, and
+//! the server child process.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let split = resp
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no HTTP head")?;
+    let status = String::from_utf8_lossy(&resp[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("status")?;
+    Ok((status, resp[split + 4..].to_vec()))
+}
+
+pub fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit(')').next().context("stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(ticks * 1_000_000 / hz)
+}
+
+pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = s
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("VmRSS value")?
+        .parse()?)
+}
+
+/// A metric from the server's /metrics, summed over its samples (shards, labels).
+pub fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    let (_, body) = http(addr, "GET", "/metrics", b"")?;
+    let text = String::from_utf8_lossy(&body);
+    let mut found = false;
+    let mut sum = 0.0;
+    for l in text
+        .lines()
+        .filter(|l| l.split([' ', '{']).next() == Some(name))
+    {
+        if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            sum += v;
+            found = true;
+        }
+    }
+    if !found {
+        bail!("{name} not in /metrics");
+    }
+    Ok(sum)
+}
+
+pub struct Server(pub Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The HTTP address the bench's server listens on.
+pub const HTTP: &str = "127.0.0.1:18080";
+
+/// Starts `tern serve` on `core` with the bench's ports and waits until it answers.
+pub fn start_server(tern: &str, core: usize) -> anyhow::Result<Server> {
+    let server = Server(
+        Command::new(tern)
+            .args(["serve", "--cores", &core.to_string(), "--http", HTTP])
+            .args(["--udp-port", "13478", "--public-ip", "127.0.0.1"])
+            .args(["--max-sessions", "10000", "--max-offers-per-ip", "0"])
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .with_context(|| format!("starting {tern} (build it with cargo build --release)"))?,
+    );
+    let addr: SocketAddr = HTTP.parse()?;
+    let started = Instant::now();
+    while http(addr, "GET", "/healthz", b"").is_err() {
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("server did not come up");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(server)
+}
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is valid; we set one CPU for this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// The CPU after `server_core`, for the load generator.
+pub fn client_core(server_core: usize) -> usize {
+    (server_core + 1) % std::thread::available_parallelism().map_or(1, |n| n.get())
+}
