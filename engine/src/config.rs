@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// that; more get 429. 0 turns the limit off (behind a proxy every client shares its address).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub max_offers_per_ip: u32,
+    /// Voiced speech (ms) needed over a playing reply before it is interrupted; shorter bursts
+    /// (coughs, backchannels, echo) are rejected and counted. 0 interrupts at once.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=5000))]
+    pub barge_in_min_ms: u32,
     /// Close a session after this many seconds without any datagram from its peer.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub idle_timeout_s: u64,

@@ -112,6 +112,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 model_rate: rate,
                 turn,
                 encoder_complexity: args.opus_complexity,
+                barge_in_min_ms: args.barge_in_min_ms,
                 limits: SessionLimits {
                     idle_timeout: Duration::from_secs(args.idle_timeout_s),
                     consent_timeout: Duration::from_secs(args.consent_timeout_s),

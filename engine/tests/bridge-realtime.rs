@@ -16,14 +16,19 @@ use common::{http, load_wav, metric};
 use tern_engine::agent::bridge::conn::BackendTarget;
 use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
-use tern_engine::shell::runtime::Engine;
+use tern_engine::shell::runtime::{Engine, EngineConfig};
 
 fn engine_for(url: String) -> Engine {
+    engine_with(url, |_| {})
+}
+
+fn engine_with(url: String, tweak: impl FnOnce(&mut EngineConfig)) -> Engine {
     let target = Arc::new(BackendTarget {
         url,
         api_key: Some("sk-test".into()),
     });
-    common::engine::start_with_agent(1, 4, AgentKind::Bridge(BridgeProtocol::RealtimeWs, target))
+    let agent = AgentKind::Bridge(BridgeProtocol::RealtimeWs, target);
+    common::engine::start_with(1, 4, agent, tweak)
 }
 
 fn metrics(engine: &Engine) -> String {
@@ -242,4 +247,27 @@ fn fast_backend_is_paced_to_real_time() {
     );
     let m = metrics(&engine);
     assert_eq!(metric(&m, "tern_bridge_downlink_dropped_total", ""), 0.0);
+}
+
+#[test]
+fn a_short_burst_over_the_reply_does_not_interrupt_it() {
+    let server = RealtimeServer::start(Mode::Normal, 8000);
+    let engine = engine_with(server.url(), |c| c.shard.session.barge_in_min_ms = 600);
+    let mut c = UdpClient::connect(engine.http, speech());
+    assert!(c.run_until(Duration::from_secs(20), |cl| cl.audible_frames() >= 40));
+    // 300 ms of speech from the middle of the fixture: a backchannel, not a barge-in.
+    let s = speech();
+    c.client.speak(s[24_000..31_200].to_vec());
+    c.run_until(Duration::from_millis(2000), |_| false);
+    let m = metrics(&engine);
+    assert_eq!(metric(&m, "tern_barge_ins_total", "rejected"), 1.0, "{m}");
+    assert_eq!(metric(&m, "tern_barge_ins_total", "interrupted"), 0.0);
+    assert!(
+        !c.has("output_audio_buffer.cleared"),
+        "{:?}",
+        c.client.event_types()
+    );
+    assert!(server.seen.of_type("response.cancel").is_empty());
+    // The agent never saw the burst as a turn.
+    assert_eq!(server.seen.of_type("input_audio_buffer.commit").len(), 1);
 }

@@ -23,6 +23,7 @@ use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
+use super::turn::barge_in::{BargeInGuard, Gate, Release};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::turn::vad::{EarshotVad, FrameVad};
 
@@ -42,6 +43,8 @@ pub struct SessionConfig {
     pub encoder_complexity: u8,
     pub playout_frames: usize,
     pub limits: SessionLimits,
+    /// Voiced speech needed over a playing reply before it is interrupted (0: at once).
+    pub barge_in_min_ms: u32,
     /// Test builds only (never set from the CLI): the data-channel event
     /// `{"type":"tern.test.panic"}` panics inside the session, to prove panic isolation.
     #[doc(hidden)]
@@ -56,6 +59,7 @@ impl Default for SessionConfig {
             encoder_complexity: 5,
             playout_frames: 150,
             limits: SessionLimits::default(),
+            barge_in_min_ms: 200,
             fault_injection: false,
         }
     }
@@ -76,6 +80,8 @@ pub trait SessionIo {
     fn session_ended(&mut self) {}
     /// A client event was refused (counted by reason).
     fn event_rejected(&mut self, _reason: EventRejected) {}
+    /// Speech over a reply: it interrupted (`true`) or was rejected as too short (`false`).
+    fn barge_in(&mut self, _accepted: bool) {}
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -128,6 +134,7 @@ pub struct Session {
     rtc_deadline: Instant,
     closed: bool,
     liveness: Liveness,
+    barge_in: BargeInGuard,
     event_gate: EventGate,
     end_reason: Option<EndReason>,
     pub stats: SessionStats,
@@ -184,6 +191,7 @@ impl Session {
             rtc_deadline: offered_at,
             closed: false,
             liveness: Liveness::new(offered_at),
+            barge_in: BargeInGuard::new(config.barge_in_min_ms),
             event_gate: EventGate::new(offered_at, &config.limits),
             end_reason: None,
             stats: SessionStats::default(),
@@ -423,18 +431,39 @@ impl Session {
                 self.stats.uplink_dropped += 1;
             }
         }
+        let talking = self.playing.is_some() || !self.playout.is_empty();
+        let voiced = p >= self.turn.settings().threshold;
+        match self.barge_in.on_frame(voiced, talking) {
+            Some(Release::BargeIn(start)) => {
+                io.barge_in(true);
+                self.interrupt(io);
+                self.on_turn_event(start, io);
+            }
+            Some(Release::Plain(start)) => self.on_turn_event(start, io),
+            None => {}
+        }
         if let Some(ev) = event {
-            self.on_turn_event(ev, io);
+            match self.barge_in.on_turn(ev, talking) {
+                Gate::Pass(ev) => {
+                    // Without a guard (--barge-in-min-ms 0) speech interrupts at once.
+                    if talking && matches!(ev, TurnEvent::SpeechStarted { .. }) {
+                        io.barge_in(true);
+                        self.interrupt(io);
+                    }
+                    self.on_turn_event(ev, io);
+                }
+                Gate::Hold => {}
+                Gate::Rejected => {
+                    io.barge_in(false);
+                    self.turn.reset();
+                }
+            }
         }
     }
 
     fn on_turn_event(&mut self, ev: TurnEvent, io: &mut dyn SessionIo) {
         match ev {
             TurnEvent::SpeechStarted { audio_start_ms } => {
-                // Barge-in: the user talks over the reply, so playback stops within this frame.
-                if self.playing.is_some() || !self.playout.is_empty() {
-                    self.interrupt(io);
-                }
                 self.item_seq += 1;
                 self.current_item = Some(self.item_seq);
                 let e = self

@@ -636,4 +636,7 @@ impl SessionIo for WatchReply<'_> {
     fn event_rejected(&mut self, reason: super::session_limits::EventRejected) {
         self.inner.event_rejected(reason);
     }
+    fn barge_in(&mut self, accepted: bool) {
+        self.inner.barge_in(accepted);
+    }
 }

@@ -50,11 +50,13 @@ pub struct ShardSnapshot {
     pub downlink_ring_drops: u64,
     pub send_errors: u64,
     pub events_rejected: HashMap<&'static str, u64>,
+    /// Speech over a playing reply, by outcome (interrupted, rejected).
+    pub barge_ins: HashMap<&'static str, u64>,
     /// Messages waiting in this shard's rings to and from the workers.
     pub ring_queued: usize,
 }
 
-/// A counter with a `reason` label per shard.
+/// A counter with a `reason` label per shard (the label names why, or the outcome).
 fn labelled(
     o: &mut String,
     snaps: &[ShardSnapshot],
@@ -235,6 +237,13 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "tern_client_events_rejected_total",
         "Data-channel events refused, by reason.",
         |s| &s.events_rejected,
+    );
+    labelled(
+        &mut o,
+        snaps,
+        "tern_barge_ins_total",
+        "Speech over a playing reply: interrupted it, or rejected as too short (--barge-in-min-ms).",
+        |s| &s.barge_ins,
     );
     crate::agent::bridge::stats::render(&mut o);
 

@@ -44,6 +44,7 @@ pub struct ShardIo {
     downlink_taken: Vec<Instant>,
     admitted: Arc<AtomicUsize>,
     events_rejected: HashMap<&'static str, u64>,
+    barge_ins: HashMap<&'static str, u64>,
 }
 
 impl SessionIo for ShardIo {
@@ -86,6 +87,11 @@ impl SessionIo for ShardIo {
     fn event_rejected(&mut self, reason: EventRejected) {
         *self.events_rejected.entry(reason.label()).or_insert(0) += 1;
     }
+
+    fn barge_in(&mut self, accepted: bool) {
+        let outcome = if accepted { "interrupted" } else { "rejected" };
+        *self.barge_ins.entry(outcome).or_insert(0) += 1;
+    }
 }
 
 /// State shared by the tasks of one shard.
@@ -119,6 +125,7 @@ impl ShardState {
                 wake_worker: vec![false; n],
                 downlink_taken: Vec::with_capacity(4096),
                 events_rejected: HashMap::new(),
+                barge_ins: HashMap::new(),
                 admitted,
             },
             mesh,
@@ -276,6 +283,7 @@ impl ShardState {
             downlink_ring_drops: down,
             send_errors: self.io.batch.send_errors,
             events_rejected: self.io.events_rejected.clone(),
+            barge_ins: self.io.barge_ins.clone(),
             ring_queued: queued,
         }
     }

@@ -1,5 +1,6 @@
 //! Voice activity and end-of-turn detection.
 
+pub mod barge_in;
 pub mod detector;
 pub mod vad;
 
