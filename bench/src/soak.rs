@@ -10,11 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tern_engine::peer::{load_wav, Client};
 
-use crate::util::{client_core, http, metric, pin_to, rss_kib, start_server, HTTP};
+use crate::util::{
+    client_core, http, http_with_location, metric, pin_to, proc_cpu_us, rss_kib, start_server, HTTP,
+};
 use crate::Args;
 
 struct Live {
     client: Client,
+    /// The call's URL (for the hangup).
+    location: String,
     sock: UdpSocket,
     born: Instant,
     spoke_again: bool,
@@ -29,6 +33,8 @@ struct Sample {
     deadlines: f64,
     ring: f64,
     created: f64,
+    /// Server CPU time since start, µs (for the utilization of each interval).
+    cpu_us: u64,
 }
 
 fn sample(addr: SocketAddr, pid: u32, t0: Instant) -> anyhow::Result<Sample> {
@@ -41,6 +47,7 @@ fn sample(addr: SocketAddr, pid: u32, t0: Instant) -> anyhow::Result<Sample> {
         deadlines: metric(addr, "tern_deadlines_armed")?,
         ring: metric(addr, "tern_ring_queued")?,
         created: metric(addr, "tern_sessions_created_total").unwrap_or(0.0),
+        cpu_us: proc_cpu_us(pid)?,
     })
 }
 
@@ -48,13 +55,15 @@ fn open(addr: SocketAddr, speech: &[i16], born: Instant) -> anyhow::Result<Live>
     let sock = UdpSocket::bind("127.0.0.1:0")?;
     sock.set_nonblocking(true)?;
     let (mut client, offer) = Client::new(Instant::now(), sock.local_addr()?, speech.to_vec());
-    let (status, body) = http(addr, "POST", "/v1/realtime/calls", offer.as_bytes())?;
+    let (status, location, body) =
+        http_with_location(addr, "POST", "/v1/realtime/calls", offer.as_bytes())?;
     if status != 201 {
         bail!("offer refused: {status} {}", String::from_utf8_lossy(&body));
     }
     client.accept_answer(std::str::from_utf8(&body)?);
     Ok(Live {
         client,
+        location: location.context("201 without Location")?,
         sock,
         born,
         spoke_again: false,
@@ -62,14 +71,15 @@ fn open(addr: SocketAddr, speech: &[i16], born: Instant) -> anyhow::Result<Live>
 }
 
 fn hang_up(addr: SocketAddr, l: &Live) {
-    let id = l
-        .client
-        .events_of("session.created")
-        .first()
-        .and_then(|v| v["session"]["id"].as_str().map(String::from));
-    if let Some(id) = id {
-        let _ = http(addr, "DELETE", &format!("/v1/realtime/calls/{id}"), b"");
-    }
+    let _ = http(addr, "DELETE", &l.location, b"");
+}
+
+/// Server CPU use between two samples, percent of one core.
+fn cpu_pct(prev: Option<&Sample>, s: &Sample) -> f64 {
+    prev.map_or(0.0, |p| {
+        let dt = (s.t_s - p.t_s).max(1e-3);
+        s.cpu_us.saturating_sub(p.cpu_us) as f64 / 1e6 / dt * 100.0
+    })
 }
 
 /// Least-squares slope of `y` over `x`, per hour.
@@ -138,8 +148,15 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             next_sample += Duration::from_secs(a.sample_s.max(1));
             let s = sample(addr, pid, t0)?;
             eprintln!(
-                "t={:.0}s sessions={} rss={} KiB heap={:.0} KiB slots={} deadlines={} ring={}",
-                s.t_s, s.sessions, s.rss_kib, s.heap_kib, s.slots, s.deadlines, s.ring
+                "t={:.0}s sessions={} rss={} KiB heap={:.0} KiB slots={} deadlines={} ring={} cpu={:.0}%",
+                s.t_s,
+                s.sessions,
+                s.rss_kib,
+                s.heap_kib,
+                s.slots,
+                s.deadlines,
+                s.ring,
+                cpu_pct(samples.last(), &s)
             );
             samples.push(s);
         }
@@ -168,7 +185,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let clean =
         last.sessions == 0.0 && last.slots == 0.0 && last.deadlines == 0.0 && last.ring == 0.0;
     let mut r = format!(
-        "# tern-bench soak\n\n- command: `{}`\n- {} concurrent sessions for {} s, each living {} s (talks at start and half-way, hears the echo, hangs up); {ended} sessions ended in all, {echoed} of the churned ones heard their echo; {} sessions created by the server\n- memory trend after the first lifetime: RSS {rss_slope:+.0} KiB/hour, counted heap {heap_slope:+.0} KiB/hour\n- after every session hung up: sessions {}, table slots {}, armed deadlines {}, ring messages {}, heap {:.0} KiB (start {:.0} KiB), RSS {} KiB (start {} KiB) -> {}\n\n| t (s) | sessions | RSS KiB | heap KiB | slots | deadlines | ring msgs |\n|---|---|---|---|---|---|---|\n",
+        "# tern-bench soak\n\n- command: `{}`\n- {} concurrent sessions for {} s, each living {} s (talks at start and half-way, hears the echo, hangs up); {ended} sessions ended in all, {echoed} of the churned ones heard their echo; {} sessions created by the server\n- memory trend after the first lifetime: RSS {rss_slope:+.0} KiB/hour, counted heap {heap_slope:+.0} KiB/hour\n- after every session hung up: sessions {}, table slots {}, armed deadlines {}, ring messages {}, heap {:.0} KiB (start {:.0} KiB), RSS {} KiB (start {} KiB) -> {}\n- server CPU over the run: {:.0}% of its core on average\n\n| t (s) | sessions | RSS KiB | heap KiB | slots | deadlines | ring msgs | server CPU % |\n|---|---|---|---|---|---|---|---|\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         a.sessions,
         a.seconds,
@@ -183,10 +200,17 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         last.rss_kib,
         samples[0].rss_kib,
         if clean { "nothing left behind" } else { "LEFTOVERS" },
+        cpu_pct(samples.first(), samples.last().unwrap_or(&last)),
     );
-    for s in samples.iter().chain(std::iter::once(&last)) {
+    let all: Vec<&Sample> = samples.iter().chain(std::iter::once(&last)).collect();
+    for (i, s) in all.iter().enumerate() {
+        let cpu = if i == 0 {
+            0.0
+        } else {
+            cpu_pct(Some(all[i - 1]), s)
+        };
         r.push_str(&format!(
-            "| {:.0} | {} | {} | {:.0} | {} | {} | {} |\n",
+            "| {:.0} | {} | {} | {:.0} | {} | {} | {} | {cpu:.0} |\n",
             s.t_s, s.sessions, s.rss_kib, s.heap_kib, s.slots, s.deadlines, s.ring
         ));
     }

@@ -14,6 +14,16 @@ pub fn http(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Vec<u8>)> {
+    http_with_location(addr, method, path, body).map(|(s, _, b)| (s, b))
+}
+
+/// The same, also returning the `Location` header (the call's URL after an offer).
+pub fn http_with_location(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let req = format!(
@@ -28,12 +38,18 @@ pub fn http(
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .context("no HTTP head")?;
-    let status = String::from_utf8_lossy(&resp[..split])
+    let head = String::from_utf8_lossy(&resp[..split]);
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("status")?;
-    Ok((status, resp[split + 4..].to_vec()))
+    let location = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("location")
+            .then(|| v.trim().to_string())
+    });
+    Ok((status, location, resp[split + 4..].to_vec()))
 }
 
 pub fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
