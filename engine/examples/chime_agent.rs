@@ -63,7 +63,7 @@ impl Agent for ChimeAgent {
             UplinkMsg::End { key } => {
                 self.sessions.remove(&key);
             }
-            UplinkMsg::Turn { key, event } => {
+            UplinkMsg::Turn { key, event, .. } => {
                 let Some(s) = self.sessions.get_mut(&key) else {
                     return;
                 };
@@ -187,7 +187,11 @@ mod tests {
             },
             &mut out,
         );
-        let turn = |event| UplinkMsg::Turn { key, event };
+        let turn = |event| UplinkMsg::Turn {
+            key,
+            event,
+            respond: true,
+        };
         a.on_message(
             t0,
             turn(TurnEvent::SpeechStarted {

@@ -81,6 +81,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             threshold: args.vad_threshold,
             prefix_padding_ms: args.prefix_padding_ms,
             silence_duration_ms: args.silence_duration_ms,
+            ..Default::default()
         }),
         TurnDetectionKind::None => None,
     };

@@ -81,9 +81,10 @@ impl Agent for EchoAgent {
             UplinkMsg::Turn {
                 key,
                 event: TurnEvent::SpeechStarted { audio_start_ms },
+                ..
             } => {
-                // Barge-in: the user talks over the reply.
-                self.stop_reply(key, out);
+                // A new turn starts recording; the reply in progress goes on (the shard decides
+                // barge-in and sends Cancel).
                 let Some(s) = self.sessions.get_mut(&key) else {
                     return;
                 };
@@ -100,6 +101,7 @@ impl Agent for EchoAgent {
             UplinkMsg::Turn {
                 key,
                 event: TurnEvent::SpeechStopped { audio_end_ms },
+                respond,
             } => {
                 let Some(s) = self.sessions.get_mut(&key) else {
                     return;
@@ -107,6 +109,10 @@ impl Agent for EchoAgent {
                 let Some(from) = s.recording_from.take() else {
                     return;
                 };
+                if !respond {
+                    s.turn.clear(); // create_response is off: the turn is heard, not answered
+                    return;
+                }
                 let frames = (audio_end_ms / FRAME_MS).saturating_sub(from) as usize;
                 s.turn.truncate(frames);
                 std::mem::swap(&mut s.turn, &mut s.reply);
@@ -228,6 +234,7 @@ mod tests {
                         event: TurnEvent::SpeechStarted {
                             audio_start_ms: 400,
                         },
+                        respond: true,
                     },
                     &mut out,
                 );
@@ -238,6 +245,7 @@ mod tests {
             UplinkMsg::Turn {
                 key,
                 event: TurnEvent::SpeechStopped { audio_end_ms: 1600 },
+                respond: true,
             },
             &mut out,
         );

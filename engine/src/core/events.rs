@@ -60,6 +60,18 @@ impl EventWriter {
         )
     }
 
+    pub fn timeout_triggered(
+        &mut self,
+        audio_start_ms: u64,
+        audio_end_ms: u64,
+        item_id: &str,
+    ) -> String {
+        self.event(
+            "input_audio_buffer.timeout_triggered",
+            json!({ "audio_start_ms": audio_start_ms, "audio_end_ms": audio_end_ms, "item_id": item_id }),
+        )
+    }
+
     pub fn committed(&mut self, item_id: &str, previous: Option<&str>) -> String {
         self.event(
             "input_audio_buffer.committed",
@@ -108,6 +120,9 @@ fn session_json(id: &str, turn: Option<ServerVadSettings>, rate: u32) -> Value {
             "threshold": t.threshold,
             "prefix_padding_ms": t.prefix_padding_ms,
             "silence_duration_ms": t.silence_duration_ms,
+            "idle_timeout_ms": t.idle_timeout_ms,
+            "create_response": t.create_response,
+            "interrupt_response": t.interrupt_response,
         })
     });
     json!({
@@ -219,6 +234,28 @@ fn parse_turn_detection(
     if let Some(v) = ms("silence_duration_ms", 10_000)? {
         s.silence_duration_ms = v.max(20);
     }
+    match t.get("idle_timeout_ms") {
+        None => {}
+        Some(Value::Null) => s.idle_timeout_ms = None,
+        Some(x) => {
+            let v = x.as_u64().filter(|v| (5_000..=30_000).contains(v));
+            s.idle_timeout_ms = Some(v.ok_or(EventError::Invalid {
+                field: "idle_timeout_ms",
+                reason: "must be null or an integer in 5000..=30000".into(),
+            })? as u32);
+        }
+    }
+    for (name, slot) in [
+        ("create_response", &mut s.create_response),
+        ("interrupt_response", &mut s.interrupt_response),
+    ] {
+        if let Some(x) = t.get(name) {
+            *slot = x.as_bool().ok_or(EventError::Invalid {
+                field: name,
+                reason: "must be true or false".into(),
+            })?;
+        }
+    }
     Ok(s)
 }
 
@@ -266,6 +303,26 @@ mod tests {
                 turn_detection: Some(None)
             }
         );
+    }
+
+    #[test]
+    fn server_vad_response_settings() {
+        let base = ServerVadSettings::default();
+        let ev = br#"{"type":"session.update","session":{"turn_detection":{"type":"server_vad","idle_timeout_ms":6000,"create_response":false,"interrupt_response":false}}}"#;
+        let Ok(ClientEvent::SessionUpdate {
+            turn_detection: Some(Some(s)),
+        }) = ClientEvent::parse(ev, base)
+        else {
+            panic!("parsed");
+        };
+        assert_eq!(s.idle_timeout_ms, Some(6000));
+        assert!(!s.create_response && !s.interrupt_response);
+        let bad =
+            br#"{"type":"session.update","session":{"turn_detection":{"idle_timeout_ms":100}}}"#;
+        assert!(ClientEvent::parse(bad, base).is_err());
+        let bad =
+            br#"{"type":"session.update","session":{"turn_detection":{"create_response":"yes"}}}"#;
+        assert!(ClientEvent::parse(bad, base).is_err());
     }
 
     #[test]

@@ -33,9 +33,12 @@ pub enum UplinkMsg {
         frame: PcmFrame,
         received_at: Instant,
     },
+    /// A turn event. On a stop, `respond` says whether the agent should reply
+    /// (`create_response`; an idle timeout also ends an empty turn with `respond`).
     Turn {
         key: SessionKey,
         event: TurnEvent,
+        respond: bool,
     },
     /// A data-channel event the engine does not handle itself.
     ClientEvent {

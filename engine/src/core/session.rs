@@ -135,6 +135,8 @@ pub struct Session {
     closed: bool,
     liveness: Liveness,
     barge_in: BargeInGuard,
+    /// Audio position (ms) where the user's silence after the last reply began.
+    idle_since: Option<u64>,
     event_gate: EventGate,
     end_reason: Option<EndReason>,
     pub stats: SessionStats,
@@ -192,6 +194,7 @@ impl Session {
             closed: false,
             liveness: Liveness::new(offered_at),
             barge_in: BargeInGuard::new(config.barge_in_min_ms),
+            idle_since: None,
             event_gate: EventGate::new(offered_at, &config.limits),
             end_reason: None,
             stats: SessionStats::default(),
@@ -348,6 +351,7 @@ impl Session {
                     rate_hz: self.config.model_rate.hz(),
                 };
                 self.agent_started = io.to_agent(self.worker, msg);
+                self.open_manual_buffer(io);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.close(io);
@@ -431,8 +435,11 @@ impl Session {
                 self.stats.uplink_dropped += 1;
             }
         }
-        let talking = self.playing.is_some() || !self.playout.is_empty();
-        let voiced = p >= self.turn.settings().threshold;
+        // Barge-in applies only while a reply plays and the session allows interrupting it.
+        let settings = self.turn.settings();
+        let talking =
+            settings.interrupt_response && (self.playing.is_some() || !self.playout.is_empty());
+        let voiced = p >= settings.threshold;
         match self.barge_in.on_frame(voiced, talking) {
             Some(Release::BargeIn(start)) => {
                 io.barge_in(true);
@@ -459,11 +466,13 @@ impl Session {
                 }
             }
         }
+        self.check_idle_timeout(io);
     }
 
     fn on_turn_event(&mut self, ev: TurnEvent, io: &mut dyn SessionIo) {
         match ev {
             TurnEvent::SpeechStarted { audio_start_ms } => {
+                self.idle_since = None;
                 self.item_seq += 1;
                 self.current_item = Some(self.item_seq);
                 let e = self
@@ -482,14 +491,67 @@ impl Session {
             }
         }
         if self.agent_started {
-            io.to_agent(
-                self.worker,
-                UplinkMsg::Turn {
-                    key: self.key,
-                    event: ev,
+            let respond = self.turn.settings().create_response;
+            self.send_turn(ev, respond, io);
+        }
+    }
+
+    /// With turn detection off the client commits turns itself, so the input buffer is always
+    /// open: the agent is told a turn starts now (at start, after each commit or clear).
+    fn open_manual_buffer(&mut self, io: &mut dyn SessionIo) {
+        if !self.turn_enabled {
+            let now_ms = self.frame_index * super::media::frame::FRAME_MS;
+            self.send_turn(
+                TurnEvent::SpeechStarted {
+                    audio_start_ms: now_ms,
                 },
+                false,
+                io,
             );
         }
+    }
+
+    fn send_turn(&mut self, event: TurnEvent, respond: bool, io: &mut dyn SessionIo) {
+        if self.agent_started {
+            let msg = UplinkMsg::Turn {
+                key: self.key,
+                event,
+                respond,
+            };
+            io.to_agent(self.worker, msg);
+        }
+    }
+
+    /// `idle_timeout_ms` after a reply finished without the user speaking: an empty turn ends,
+    /// the client hears `input_audio_buffer.timeout_triggered`, and the agent is asked to reply.
+    fn check_idle_timeout(&mut self, io: &mut dyn SessionIo) {
+        let (Some(since), Some(limit)) = (self.idle_since, self.turn.settings().idle_timeout_ms)
+        else {
+            return;
+        };
+        if !self.turn_enabled || self.turn.is_speaking() || self.barge_in.is_holding() {
+            self.idle_since = None;
+            return;
+        }
+        let now_ms = self.frame_index * super::media::frame::FRAME_MS;
+        if now_ms.saturating_sub(since) < u64::from(limit) {
+            return;
+        }
+        self.idle_since = None;
+        self.item_seq += 1;
+        let item = item_id(self.item_seq);
+        let e = self.writer.timeout_triggered(since, now_ms, &item);
+        self.send_event(e);
+        let prev = (self.item_seq > 1).then(|| item_id(self.item_seq - 1));
+        let e = self.writer.committed(&item, prev.as_deref());
+        self.send_event(e);
+        self.send_turn(
+            TurnEvent::SpeechStopped {
+                audio_end_ms: now_ms,
+            },
+            true,
+            io,
+        );
     }
 
     fn on_client_event(&mut self, now: Instant, data: &[u8], io: &mut dyn SessionIo) {
@@ -531,11 +593,15 @@ impl Session {
         match ClientEvent::parse(data, base) {
             Ok(ClientEvent::SessionUpdate { turn_detection }) => {
                 if let Some(td) = turn_detection {
+                    let was = self.turn_enabled;
                     self.turn_enabled = td.is_some();
                     if let Some(s) = td {
                         self.turn.set_settings(s);
                     }
                     self.turn.reset();
+                    if was && !self.turn_enabled {
+                        self.open_manual_buffer(io);
+                    }
                 }
                 let turn = self.turn_enabled.then(|| self.turn.settings());
                 let e = self.writer.session_updated(
@@ -553,12 +619,15 @@ impl Session {
                 }
                 self.turn.reset();
                 self.on_turn_event(TurnEvent::SpeechStopped { audio_end_ms: end }, io);
+                self.open_manual_buffer(io);
             }
             Ok(ClientEvent::Clear) => {
                 self.turn.reset();
                 self.current_item = None;
                 let e = self.writer.event_simple("input_audio_buffer.cleared");
                 self.send_event(e);
+                // The agent drops what it collected: its turn starts again here.
+                self.open_manual_buffer(io);
             }
             Ok(ClientEvent::ResponseCancel) | Ok(ClientEvent::OutputClear) => self.interrupt(io),
             Ok(ClientEvent::Other { .. }) => {
@@ -594,6 +663,7 @@ impl Session {
                         self.playing = None;
                         let e = self.writer.output_stopped(&response_id(response));
                         self.send_event(e);
+                        self.idle_since = Some(self.frame_index * super::media::frame::FRAME_MS);
                     }
                 }
                 Some(PlayoutItem::Frame { response, frame }) => {

@@ -294,7 +294,7 @@ impl Agent for BridgeAgent {
         let scratch = &mut self.scratch;
         match msg {
             UplinkMsg::Audio { frame, .. } => s.protocol.on_audio(&frame, scratch),
-            UplinkMsg::Turn { event, .. } => s.protocol.on_turn(event, scratch),
+            UplinkMsg::Turn { event, respond, .. } => s.protocol.on_turn(event, respond, scratch),
             UplinkMsg::ClientEvent { json, .. } => s.protocol.on_client_event(&json, scratch),
             UplinkMsg::Cancel { played_ms, .. } => {
                 s.interrupt();

@@ -3,7 +3,8 @@
 //! Tern -> worker: binary messages are 20 ms frames of the user's audio (PCM16 little-endian,
 //! mono, at `sample_rate`); text messages are JSON: `{"type":"start","call_id","sample_rate",
 //! "frame_ms"}` once per connection, `{"type":"speech_started","audio_start_ms"}`,
-//! `{"type":"speech_stopped","audio_end_ms"}` (the turn ended: reply now),
+//! `{"type":"speech_stopped","audio_end_ms","respond"}` (the turn ended: reply now unless
+//! `respond` is false),
 //! `{"type":"interrupt","played_ms"}` (the user barged in after hearing `played_ms` of the reply),
 //! `{"type":"client_event","event":{...}}` (data-channel events from the client).
 //!
@@ -40,13 +41,13 @@ impl Protocol for PcmWsProtocol {
         out.push(WsMsg::Binary(bytes));
     }
 
-    fn on_turn(&mut self, event: TurnEvent, out: &mut Vec<WsMsg>) {
+    fn on_turn(&mut self, event: TurnEvent, respond: bool, out: &mut Vec<WsMsg>) {
         let v = match event {
             TurnEvent::SpeechStarted { audio_start_ms } => {
                 json!({"type": "speech_started", "audio_start_ms": audio_start_ms})
             }
             TurnEvent::SpeechStopped { audio_end_ms } => {
-                json!({"type": "speech_stopped", "audio_end_ms": audio_end_ms})
+                json!({"type": "speech_stopped", "audio_end_ms": audio_end_ms, "respond": respond})
             }
         };
         out.push(WsMsg::Text(v.to_string()));
@@ -118,7 +119,11 @@ mod tests {
         let mut out = Vec::new();
         p.on_connect("rtc_9", 16_000, &mut out);
         p.on_audio(&PcmFrame::silence(320), &mut out);
-        p.on_turn(TurnEvent::SpeechStopped { audio_end_ms: 1200 }, &mut out);
+        p.on_turn(
+            TurnEvent::SpeechStopped { audio_end_ms: 1200 },
+            true,
+            &mut out,
+        );
         assert!(matches!(&out[0], WsMsg::Text(t) if t.contains("\"sample_rate\":16000")));
         assert!(matches!(&out[1], WsMsg::Binary(b) if b.len() == 640));
         assert!(matches!(&out[2], WsMsg::Text(t) if t.contains("speech_stopped")));

@@ -36,8 +36,8 @@ pub trait Protocol: Send {
     fn on_connect(&mut self, call_id: &str, rate_hz: u32, out: &mut Vec<WsMsg>);
     /// One 20 ms frame of the user's audio.
     fn on_audio(&mut self, frame: &PcmFrame, out: &mut Vec<WsMsg>);
-    /// Tern's turn detector fired.
-    fn on_turn(&mut self, event: TurnEvent, out: &mut Vec<WsMsg>);
+    /// Tern's turn detector fired; on a stop, `respond` says whether a reply is wanted.
+    fn on_turn(&mut self, event: TurnEvent, respond: bool, out: &mut Vec<WsMsg>);
     /// The user interrupted the reply after hearing `played_ms` of it.
     fn on_interrupt(&mut self, played_ms: u64, out: &mut Vec<WsMsg>);
     /// A data-channel event Tern does not handle itself.

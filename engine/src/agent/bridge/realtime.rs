@@ -68,11 +68,13 @@ impl Protocol for RealtimeProtocol {
         )));
     }
 
-    fn on_turn(&mut self, event: TurnEvent, out: &mut Vec<WsMsg>) {
+    fn on_turn(&mut self, event: TurnEvent, respond: bool, out: &mut Vec<WsMsg>) {
         if let TurnEvent::SpeechStopped { .. } = event {
             Self::send(out, json!({ "type": "input_audio_buffer.commit" }));
-            Self::send(out, json!({ "type": "response.create" }));
-            self.responding = true;
+            if respond {
+                Self::send(out, json!({ "type": "response.create" }));
+                self.responding = true;
+            }
         }
     }
 
@@ -190,7 +192,11 @@ mod tests {
         assert_eq!(&bytes[..2], &[0x02, 0x01]);
 
         out.clear();
-        p.on_turn(TurnEvent::SpeechStopped { audio_end_ms: 900 }, &mut out);
+        p.on_turn(
+            TurnEvent::SpeechStopped { audio_end_ms: 900 },
+            true,
+            &mut out,
+        );
         let kinds: Vec<_> = texts(&out).iter().map(|v| v["type"].clone()).collect();
         assert_eq!(kinds, ["input_audio_buffer.commit", "response.create"]);
 

@@ -14,6 +14,13 @@ pub struct ServerVadSettings {
     pub threshold: f32,
     pub prefix_padding_ms: u32,
     pub silence_duration_ms: u32,
+    /// After a reply has played, this long without speech commits an empty turn and emits
+    /// `input_audio_buffer.timeout_triggered` (so the agent can prompt the user). `None`: off.
+    pub idle_timeout_ms: Option<u32>,
+    /// Ask the agent to reply when a turn ends.
+    pub create_response: bool,
+    /// Speech over a playing reply interrupts it (barge-in).
+    pub interrupt_response: bool,
 }
 
 impl Default for ServerVadSettings {
@@ -22,6 +29,9 @@ impl Default for ServerVadSettings {
             threshold: 0.5,
             prefix_padding_ms: 300,
             silence_duration_ms: 500,
+            idle_timeout_ms: None,
+            create_response: true,
+            interrupt_response: true,
         }
     }
 }
