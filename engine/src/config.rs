@@ -28,6 +28,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// `--steering`: how the kernel spreads datagrams over the shards' sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SteeringArg {
+    /// Hash of the 4-tuple (kernel default).
+    Hash,
+    /// The socket of the CPU that received the packet (classic-BPF reuseport program).
+    Cpu,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TurnDetectionKind {
     #[value(name = "server_vad")]
@@ -87,6 +96,10 @@ pub struct ServeArgs {
     /// that; more get 429. 0 turns the limit off (behind a proxy every client shares its address).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub max_offers_per_ip: u32,
+    /// How datagrams reach shards: `hash` (kernel default) or `cpu` (the shard of the CPU that
+    /// received the packet; pair with NIC RSS or RPS so each flow's interrupts land on one core).
+    #[arg(long, value_enum, default_value_t = SteeringArg::Hash)]
+    pub steering: SteeringArg,
     /// Voiced speech (ms) needed over a playing reply before it is interrupted; shorter bursts
     /// (coughs, backchannels, echo) are rejected and counted. 0 interrupts at once.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=5000))]

@@ -10,14 +10,14 @@ use tern_engine::agent::bridge::conn::BackendTarget;
 use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
-    AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, TurnDetectionKind,
+    AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, SteeringArg, TurnDetectionKind,
 };
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
 use tern_engine::core::turn::detector::ServerVadSettings;
-use tern_engine::shell::net::default_route_addr;
+use tern_engine::shell::net::{default_route_addr, Steering};
 use tern_engine::shell::runtime::{self, EngineConfig};
 
 #[global_allocator]
@@ -102,6 +102,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         api_keys: args.api_keys.clone(),
         token_secret: args.token_secret.as_ref().map(|s| s.as_bytes().to_vec()),
         offers_per_ip: args.max_offers_per_ip,
+        steering: match args.steering {
+            SteeringArg::Hash => Steering::Hash,
+            SteeringArg::Cpu => Steering::Cpu,
+        },
         shard: ShardSettings {
             node: args.node_id,
             shards: cores.len() as u16,

@@ -156,3 +156,68 @@ pub fn default_route_addr() -> Option<std::net::IpAddr> {
     let ip = s.local_addr().ok()?.ip();
     (!ip.is_unspecified()).then_some(ip)
 }
+
+/// How the kernel picks a shard's socket for an incoming datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Steering {
+    /// The kernel's default: a hash of the 4-tuple.
+    #[default]
+    Hash,
+    /// The socket of the CPU that received the packet (a classic-BPF reuseport program), so a
+    /// flow whose interrupts land on a shard's CPU is read there without crossing cores.
+    Cpu,
+}
+
+/// The reuseport program for `--steering cpu`: `cpus[i]` is the CPU of the i-th socket in the
+/// group (bind order). A CPU with no socket returns an out-of-range index, which makes the kernel
+/// fall back to its hash.
+pub fn cpu_steering_program(cpus: &[usize]) -> Vec<libc::sock_filter> {
+    const SKF_AD_OFF: u32 = (-0x1000i32) as u32;
+    const SKF_AD_CPU: u32 = 36;
+    let stmt = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let ld_abs_w = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    let jeq_k = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let mut prog = vec![stmt(ld_abs_w, SKF_AD_OFF.wrapping_add(SKF_AD_CPU))];
+    for (index, &cpu) in cpus.iter().enumerate() {
+        // if A == cpu { return index } (else skip the return)
+        prog.push(libc::sock_filter {
+            code: jeq_k,
+            jt: 0,
+            jf: 1,
+            k: cpu as u32,
+        });
+        prog.push(stmt(ret_k, index as u32));
+    }
+    prog.push(stmt(ret_k, cpus.len() as u32));
+    prog
+}
+
+/// Attaches the CPU steering program to a socket of the group (it applies to the whole group).
+pub fn attach_cpu_steering(sock: &impl AsRawFd, cpus: &[usize]) -> io::Result<()> {
+    let mut prog = cpu_steering_program(cpus);
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: fd is a valid socket; fprog points to `prog`, which outlives the call.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            &fprog as *const libc::sock_fprog as *const libc::c_void,
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -14,7 +14,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use super::http::{serve_connection, HttpContext};
 use super::mesh::Mesh;
-use super::net::{bind_tcp, bind_udp};
+use super::net::{attach_cpu_steering, bind_tcp, bind_udp, Steering};
 use super::rings::Doorbell;
 use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
 use crate::agent::worker::{self, WorkerLink, WorkerPlan};
@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub token_secret: Option<Vec<u8>>,
     /// Signaling requests per second per client address (bursts of twice that); 0: no limit.
     pub offers_per_ip: u32,
+    /// How datagrams are spread over the shards' sockets.
+    pub steering: Steering,
     pub shard: ShardSettings,
 }
 
@@ -66,6 +68,7 @@ impl EngineConfig {
             api_keys: Vec::new(),
             token_secret: None,
             offers_per_ip: 20,
+            steering: Steering::Hash,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -274,6 +277,10 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         http_bind.set_port(t.local_addr()?.port());
         udp.push(u);
         tcp.push(t);
+    }
+    if cfg.steering == Steering::Cpu {
+        attach_cpu_steering(&udp[0], &cfg.cores)
+            .context("attaching the --steering cpu program (SO_ATTACH_REUSEPORT_CBPF)")?;
     }
     let http_addr = tcp[0].local_addr()?;
     let public = if cfg.public.port() == 0 {
