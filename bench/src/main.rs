@@ -6,11 +6,13 @@
 //! - resident memory per session (VmRSS with all sessions up minus before, divided by N);
 //! - heap per session (the server's counted allocator, `tern_heap_live_bytes` in /metrics).
 //!
-//! `--mode soak` instead churns sessions for a long run and samples memory (see `soak.rs`).
+//! `--mode soak` churns sessions for a long run and samples memory (`soak.rs`); `--mode idle`
+//! measures what a muted session costs and extrapolates to a million (`idle.rs`).
 //!
-//! Usage: tern-bench [--mode steady|soak] [--sessions N] [--seconds T] [--lifetime-s L]
+//! Usage: tern-bench [--mode steady|soak|idle] [--sessions N] [--seconds T] [--lifetime-s L]
 //!        [--sample-s S] [--tern PATH] [--server-core C] [--out FILE]
 
+mod idle;
 mod soak;
 mod util;
 
@@ -49,20 +51,20 @@ fn args() -> anyhow::Result<Args> {
     while let Some(k) = it.next() {
         let v = it.next().with_context(|| format!("{k} needs a value"))?;
         match k.as_str() {
-            "--sessions" => a.sessions = v.parse().context("--sessions: a number 1-5000")?,
+            "--sessions" => a.sessions = v.parse().context("--sessions: a number 1-20000")?,
             "--seconds" => a.seconds = v.parse().context("--seconds: a number")?,
             "--tern" => a.tern = v,
             "--server-core" => a.server_core = v.parse().context("--server-core: a CPU number")?,
             "--out" => a.out = Some(v),
-            "--mode" if v == "steady" || v == "soak" => a.mode = v,
-            "--mode" => bail!("--mode must be steady or soak"),
+            "--mode" if ["steady", "soak", "idle"].contains(&v.as_str()) => a.mode = v,
+            "--mode" => bail!("--mode must be steady, soak or idle"),
             "--lifetime-s" => a.lifetime_s = v.parse().context("--lifetime-s: seconds")?,
             "--sample-s" => a.sample_s = v.parse().context("--sample-s: seconds")?,
             _ => bail!("unknown flag {k}"),
         }
     }
-    if a.sessions == 0 || a.sessions > 5000 {
-        bail!("--sessions must be 1-5000");
+    if a.sessions == 0 || a.sessions > 20_000 {
+        bail!("--sessions must be 1-20000");
     }
     Ok(a)
 }
@@ -71,6 +73,7 @@ fn main() -> anyhow::Result<()> {
     let a = args()?;
     match a.mode.as_str() {
         "soak" => soak::run(a),
+        "idle" => idle::run(a),
         _ => steady(a),
     }
 }

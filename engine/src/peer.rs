@@ -56,6 +56,8 @@ pub struct Client {
     /// (arrival, RMS level) of each reply frame.
     pub received: Vec<(Instant, f64)>,
     pub next_timeout: Instant,
+    /// Muted: no audio at all (a muted microphone with DTX), only ICE consent and SCTP.
+    pub muted: bool,
 }
 
 impl Client {
@@ -87,6 +89,7 @@ impl Client {
             events: Vec::new(),
             received: Vec::new(),
             next_timeout: now,
+            muted: false,
         };
         (c, offer.to_sdp_string())
     }
@@ -114,7 +117,7 @@ impl Client {
         }
         let mut out = Vec::new();
         self.drain(now, &mut out);
-        if self.connected_at.is_some() && self.channel_open {
+        if self.connected_at.is_some() && self.channel_open && !self.muted {
             let start = *self.next_send.get_or_insert(now);
             if now >= start {
                 self.send_frame(now);
