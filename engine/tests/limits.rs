@@ -144,3 +144,37 @@ fn consent_expires_without_stun_checks() {
     );
     assert_eq!(metric(&m, "tern_sessions", ""), 0.0);
 }
+
+#[test]
+fn a_full_shard_answers_503() {
+    let e = engine(|c| c.shard.max_sessions_per_shard = 2);
+    let offer = || {
+        common::Client::new(
+            std::time::Instant::now(),
+            "127.0.0.1:9".parse().unwrap(),
+            Vec::new(),
+        )
+        .1
+    };
+    let post = |o: String| {
+        http(
+            e.http,
+            "POST",
+            "/v1/realtime/calls",
+            Some("application/sdp"),
+            o.as_bytes(),
+        )
+    };
+    assert_eq!(post(offer()).0, 201);
+    assert_eq!(post(offer()).0, 201);
+    let (s, headers, body) = post(offer());
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("shard_session_limit"));
+    assert!(headers.iter().any(|(k, _)| k == "retry-after"));
+    let m = metrics(&e);
+    assert_eq!(
+        metric(&m, "tern_sessions_admitted", ""),
+        2.0,
+        "the refused offer released its admission"
+    );
+}

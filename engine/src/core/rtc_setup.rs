@@ -184,6 +184,8 @@ pub enum OfferError {
     NoAudio,
     #[error("offer was rejected: {0}")]
     Rejected(String),
+    #[error("this shard holds its maximum of sessions (--max-sessions-per-shard)")]
+    ShardFull,
 }
 
 /// Validates an offer's text before str0m sees it.

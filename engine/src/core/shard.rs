@@ -226,10 +226,7 @@ impl ShardCore {
         let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
         let secret: u64 = rand::random();
         // The tag (and so the ufrag) must name the slot the session will occupy.
-        let key = self
-            .table
-            .next_key()
-            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        let key = self.table.next_key().map_err(|_| OfferError::ShardFull)?;
         let tag = RouteTag {
             node: self.settings.node,
             shard: self.id,

@@ -427,12 +427,24 @@ async fn create_call(
             }
             r
         }
+        Err(OfferError::ShardFull) => {
+            ctx.admitted.fetch_sub(1, Ordering::AcqRel);
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "shard_session_limit",
+                &OfferError::ShardFull.to_string(),
+            );
+            r.headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
         Err(e) => {
             ctx.admitted.fetch_sub(1, Ordering::AcqRel);
             let code = match e {
                 OfferError::NotUtf8 | OfferError::NotSdp(_) => "invalid_offer",
                 OfferError::NoAudio => "no_audio",
-                OfferError::Rejected(_) => "offer_rejected",
+                OfferError::Rejected(_) | OfferError::ShardFull => "offer_rejected",
             };
             error(
                 StatusCode::BAD_REQUEST,
