@@ -23,7 +23,9 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use tern_engine::peer::{load_wav, Client};
 
-use util::{client_core, http, metric, pin_to, proc_cpu_us, rss_kib, start_server, HTTP};
+use util::{
+    client_core, http, metric, metric_where, pin_to, proc_cpu_us, rss_kib, start_server, HTTP,
+};
 
 pub struct Args {
     pub mode: String,
@@ -153,6 +155,34 @@ fn steady(a: Args) -> anyhow::Result<()> {
         .filter(|(c, _)| c.audible_frames() > 20)
         .count();
     let per_session_second = cpu_us as f64 / (connected as f64 * window);
+    // Engine-added latency and pacing, from the server's own hdrhistograms (milliseconds).
+    let server_ms = |name: &str, q: &str| {
+        metric_where(http_addr, name, &format!("quantile=\"{q}\"")).map_or(f64::NAN, |v| v * 1e3)
+    };
+    let stages: Vec<String> = [
+        (
+            "uplink (datagram -> worker ring)",
+            "tern_uplink_latency_seconds",
+        ),
+        (
+            "downlink (ring -> datagram sent)",
+            "tern_downlink_latency_seconds",
+        ),
+        (
+            "pacing lateness (tick -> sent)",
+            "tern_pacing_lateness_seconds",
+        ),
+    ]
+    .iter()
+    .map(|(label, name)| {
+        format!(
+            "| server {label} ms p50 / p99 / max | {:.3} / {:.3} / {:.3} |\n",
+            server_ms(name, "0.5"),
+            server_ms(name, "0.99"),
+            server_ms(name, "1")
+        )
+    })
+    .collect();
     let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
     let report = format!(
         "# tern-bench steady\n\n- command: `{}`\n- sessions: {} requested, {connected} connected, {replies} heard an echo\n- window: {window:.1} s\n\n\
@@ -161,7 +191,7 @@ fn steady(a: Args) -> anyhow::Result<()> {
          | server CPU µs per session-second | {per_session_second:.1} |\n\
          | server RSS KiB before / with sessions | {rss_before} / {rss_up} |\n\
          | RSS per session KiB | {:.1} |\n\
-         | heap per session KiB (counted allocator) | {:.1} |\n",
+         | heap per session KiB (counted allocator) | {:.1} |\n{}",
         std::env::args().collect::<Vec<_>>().join(" "),
         a.sessions,
         q(&setup, 0.5),
@@ -170,6 +200,7 @@ fn steady(a: Args) -> anyhow::Result<()> {
         setup.max() as f64 / 1000.0,
         (rss_up.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
         (heap_up - heap_before) / 1024.0 / connected.max(1) as f64,
+        stages.concat(),
     );
     println!("{report}");
     if let Some(out) = a.out {

@@ -77,13 +77,18 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 
 /// A metric from the server's /metrics, summed over its samples (shards, labels).
 pub fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
+    metric_where(addr, name, "")
+}
+
+/// The same, over the samples whose line contains `filter` (a label such as `quantile="0.99"`).
+pub fn metric_where(addr: SocketAddr, name: &str, filter: &str) -> anyhow::Result<f64> {
     let (_, body) = http(addr, "GET", "/metrics", b"")?;
     let text = String::from_utf8_lossy(&body);
     let mut found = false;
     let mut sum = 0.0;
     for l in text
         .lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name))
+        .filter(|l| l.split([' ', '{']).next() == Some(name) && l.contains(filter))
     {
         if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
             sum += v;

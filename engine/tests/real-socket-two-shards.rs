@@ -110,10 +110,16 @@ fn turn_over_http_and_udp_on_two_shards() {
         "downlink latency measured"
     );
     assert_eq!(metric(&m, "tern_setup_latency_seconds_count", ""), 1.0);
+    // Every reply frame after a talkspurt's first is paced against a tick and measured.
+    assert!(
+        metric(&m, "tern_pacing_lateness_seconds_count", "") > 50.0,
+        "pacing lateness measured"
+    );
     println!(
-        "handoffs in: {}, setup p50 {} s",
+        "handoffs in: {}, setup p50 {} s, pacing lateness p99 {} s",
         metric(&m, "tern_handoffs_in_total", ""),
-        metric(&m, "tern_setup_latency_seconds", "quantile=\"0.5\"")
+        metric(&m, "tern_setup_latency_seconds", "quantile=\"0.5\""),
+        metric(&m, "tern_pacing_lateness_seconds", "quantile=\"0.99\"")
     );
 
     // Hang up: 204, then 404 for the same id.

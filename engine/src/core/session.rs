@@ -82,6 +82,8 @@ pub trait SessionIo {
     fn event_rejected(&mut self, _reason: EventRejected) {}
     /// Speech over a reply: it interrupted (`true`) or was rejected as too short (`false`).
     fn barge_in(&mut self, _accepted: bool) {}
+    /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
+    fn paced(&mut self, _late_by: Duration) {}
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -674,6 +676,9 @@ impl Session {
                         self.send_event(e);
                     }
                     let send = self.pacer.on_send(now);
+                    if let Some(late) = send.late_by {
+                        io.paced(late);
+                    }
                     self.write_frame(now, &frame, send.rtp_time, send.marker);
                     self.drive(now, io);
                     io.downlink_sent(now);

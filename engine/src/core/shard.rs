@@ -636,4 +636,7 @@ impl SessionIo for WatchReply<'_> {
     fn barge_in(&mut self, accepted: bool) {
         self.inner.barge_in(accepted);
     }
+    fn paced(&mut self, late_by: Duration) {
+        self.inner.paced(late_by);
+    }
 }

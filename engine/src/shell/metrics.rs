@@ -20,6 +20,8 @@ pub struct Latencies {
     pub uplink: Histogram<u64>,
     /// Reply frame taken from the playout queue -> datagram handed to the kernel.
     pub downlink: Histogram<u64>,
+    /// How late each paced reply frame left after its 20 ms tick (downlink jitter).
+    pub pacing: Histogram<u64>,
 }
 
 impl Default for Latencies {
@@ -29,6 +31,7 @@ impl Default for Latencies {
             setup: h(),
             uplink: h(),
             downlink: h(),
+            pacing: h(),
         }
     }
 }
@@ -248,7 +251,7 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
     crate::agent::bridge::stats::render(&mut o);
 
     type Pick = fn(&Latencies) -> &Histogram<u64>;
-    let hists: [(&str, &str, Pick); 3] = [
+    let hists: [(&str, &str, Pick); 4] = [
         (
             "tern_setup_latency_seconds",
             "Offer received to connected (ICE+DTLS).",
@@ -263,6 +266,11 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
             "tern_downlink_latency_seconds",
             "Reply frame taken from the playout queue to datagram sent.",
             |l| &l.downlink,
+        ),
+        (
+            "tern_pacing_lateness_seconds",
+            "How late each reply frame left after its 20 ms pacing tick.",
+            |l| &l.pacing,
         ),
     ];
     for (name, help, get) in hists {

@@ -88,6 +88,10 @@ impl SessionIo for ShardIo {
         *self.events_rejected.entry(reason.label()).or_insert(0) += 1;
     }
 
+    fn paced(&mut self, late_by: Duration) {
+        record(&mut self.latencies.pacing, late_by);
+    }
+
     fn barge_in(&mut self, accepted: bool) {
         let outcome = if accepted { "interrupted" } else { "rejected" };
         *self.barge_ins.entry(outcome).or_insert(0) += 1;

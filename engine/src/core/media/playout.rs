@@ -99,6 +99,9 @@ impl PlayoutQueue {
 pub struct PacedSend {
     pub rtp_time: u64,
     pub marker: bool,
+    /// How long after its 20 ms tick this frame went out (None for a talkspurt's first frame,
+    /// which has no tick).
+    pub late_by: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -150,6 +153,7 @@ impl Pacer {
         }
         self.in_spurt = true;
         self.last_sent = Some(now);
+        let late_by = self.next_tick.map(|t| now.saturating_duration_since(t));
         let base = self.next_tick.unwrap_or(now);
         let mut next = base + FRAME;
         if next + FRAME * 2 < now {
@@ -160,6 +164,7 @@ impl Pacer {
         PacedSend {
             rtp_time: self.rtp_time,
             marker,
+            late_by,
         }
     }
 
