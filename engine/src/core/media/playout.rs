@@ -208,7 +208,8 @@ mod tests {
             p.on_send(t0),
             PacedSend {
                 rtp_time: 1000,
-                marker: true
+                marker: true,
+                late_by: None
             }
         );
         // Sent a little late: the next deadline is still t0 + 40 ms (absolute).
@@ -217,7 +218,8 @@ mod tests {
             s,
             PacedSend {
                 rtp_time: 1960,
-                marker: false
+                marker: false,
+                late_by: Some(Duration::from_millis(1))
             }
         );
         assert_eq!(p.deadline(), Some(t0 + Duration::from_millis(40)));
