@@ -99,8 +99,8 @@ impl PlayoutQueue {
 pub struct PacedSend {
     pub rtp_time: u64,
     pub marker: bool,
-    /// How long after its 20 ms tick this frame went out (None for a talkspurt's first frame,
-    /// which has no tick).
+    /// How long after its tick (the wake-up, then every 20 ms) this frame went out; None when
+    /// it was sent without one.
     pub late_by: Option<Duration>,
 }
 
@@ -209,7 +209,7 @@ mod tests {
             PacedSend {
                 rtp_time: 1000,
                 marker: true,
-                late_by: None
+                late_by: Some(Duration::ZERO)
             }
         );
         // Sent a little late: the next deadline is still t0 + 40 ms (absolute).
