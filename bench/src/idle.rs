@@ -20,6 +20,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let heap0 = metric(addr, "tern_heap_live_bytes")?;
     let rss0 = rss_kib(pid)?;
     let mut clients = Vec::with_capacity(a.sessions);
+    let mut offered_at = Vec::with_capacity(a.sessions);
     let mut buf = [0u8; 2048];
     let drive = |clients: &mut Vec<(Client, UdpSocket)>, buf: &mut [u8]| {
         for (c, s) in clients.iter_mut() {
@@ -46,6 +47,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         }
         c.accept_answer(std::str::from_utf8(&body)?);
         clients.push((c, sock));
+        offered_at.push(Instant::now());
         if i % 50 == 49 {
             drive(&mut clients, &mut buf);
         }
@@ -56,6 +58,13 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(1));
     }
     let setup_s = t_setup.elapsed().as_secs_f64();
+    let mut setup = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    for ((c, _), t) in clients.iter().zip(&offered_at) {
+        if let Some(done) = c.connected_at {
+            setup.saturating_record(done.saturating_duration_since(*t).as_micros() as u64);
+        }
+    }
+    let ms = |q: f64| setup.value_at_quantile(q) as f64 / 1000.0;
     let connected = clients
         .iter()
         .filter(|(c, _)| c.connected_at.is_some())
@@ -86,7 +95,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let cpu_per = cpu_us as f64 / (n * window);
     let gib = |b: f64| b / (1u64 << 30) as f64;
     let report = format!(
-        "# tern-bench idle\n\n- command: `{}`\n- {connected} of {} sessions connected in {setup_s:.1} s ({:.0} setups/s, offers sent back to back from one client thread); {alive} still alive after the {window:.0} s window\n\n\
+        "# tern-bench idle\n\n- command: `{}`\n- {connected} of {} sessions connected in {setup_s:.1} s ({:.0} setups/s, offers sent back to back from one client thread); {alive} still alive after the {window:.0} s window\n- setup (answer received -> connected, client side, while the storm went on) p50 / p90 / p99 / max: {:.1} / {:.1} / {:.1} / {:.1} ms\n\n\
          | metric | per idle session | one million idle sessions |\n|---|---|---|\n\
          | heap (counted allocator) | {:.1} KiB | {:.1} GiB |\n\
          | RSS | {:.1} KiB | {:.1} GiB |\n\
@@ -94,6 +103,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         std::env::args().collect::<Vec<_>>().join(" "),
         a.sessions,
         connected as f64 / setup_s,
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        setup.max() as f64 / 1000.0,
         heap_per / 1024.0,
         gib(heap_per * 1e6),
         rss_per / 1024.0,
