@@ -7,18 +7,18 @@ cd "$(dirname "$0")/.."
 cargo build --release -p tern-engine -p tern-bench
 day="$(date +%F)"
 run() {
-  local name="$1"; shift
+  local mode="$1" name="$2"; shift 2
   mkdir -p "perf-reports/$day-$name"
   ./target/release/tern-bench "$@" --server-core 0 --out "perf-reports/$day-$name/report.md"
   {
     echo
-    echo "Machine: $(nproc) cores, $(uname -sr); commit $(git rev-parse --short HEAD); reproduce with \`scripts/bench.sh $name\`."
+    echo "Machine: $(nproc) cores, $(uname -sr); commit $(git rev-parse --short HEAD); reproduce with \`scripts/bench.sh $mode\`."
   } >>"perf-reports/$day-$name/report.md"
 }
 case "${1:-all}" in
-  steady) run steady-100 --mode steady --sessions 100 --seconds 20 ;;
-  soak) run soak-1h --mode soak --sessions 170 --seconds 3600 --lifetime-s 40 --sample-s 60 ;;
-  idle) run idle-1000 --mode idle --sessions 1000 --seconds 30 ;;
+  steady) run steady steady-100 --mode steady --sessions 100 --seconds 20 ;;
+  soak) run soak soak-1h --mode soak --sessions 170 --seconds 3600 --lifetime-s 40 --sample-s 60 ;;
+  idle) run idle idle-1000 --mode idle --sessions 1000 --seconds 30 ;;
   all)
     "$0" steady
     "$0" idle
