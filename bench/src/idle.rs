@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tern_engine::peer::Client;
 
-use crate::util::{client_core, http, metric, pin_to, proc_cpu_us, rss_kib, start_server, HTTP};
+use crate::util::{client_core, http, pin_to, proc_cpu_us, rss_kib, start_server, Metrics, HTTP};
 use crate::Args;
 
 pub fn run(a: Args) -> anyhow::Result<()> {
@@ -17,7 +17,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let server = start_server(&a.tern, a.server_core)?;
     let pid = server.0.id();
     pin_to(client_core(a.server_core));
-    let heap0 = metric(addr, "tern_heap_live_bytes")?;
+    let heap0 = Metrics::fetch(addr)?.get("tern_heap_live_bytes")?;
     let rss0 = rss_kib(pid)?;
     let mut clients = Vec::with_capacity(a.sessions);
     let mut offered_at = Vec::with_capacity(a.sessions);
@@ -78,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         drive(&mut clients, &mut buf);
         std::thread::sleep(Duration::from_millis(5));
     }
-    let heap1 = metric(addr, "tern_heap_live_bytes")?;
+    let heap1 = Metrics::fetch(addr)?.get("tern_heap_live_bytes")?;
     let rss1 = rss_kib(pid)?;
     let cpu0 = proc_cpu_us(pid)?;
     let t0 = Instant::now();
@@ -88,7 +88,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let window = t0.elapsed().as_secs_f64();
     let cpu_us = proc_cpu_us(pid)?.saturating_sub(cpu0);
-    let alive = metric(addr, "tern_sessions")?;
+    let alive = Metrics::fetch(addr)?.get("tern_sessions")?;
     let n = connected as f64;
     let heap_per = (heap1 - heap0) / n;
     let rss_per = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / n;

@@ -23,9 +23,7 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use tern_engine::peer::{load_wav, Client};
 
-use util::{
-    client_core, http, metric, metric_where, pin_to, proc_cpu_us, rss_kib, start_server, HTTP,
-};
+use util::{client_core, http, pin_to, proc_cpu_us, rss_kib, start_server, Metrics, HTTP};
 
 pub struct Args {
     pub mode: String,
@@ -87,7 +85,7 @@ fn steady(a: Args) -> anyhow::Result<()> {
     // The clients run away from the server's core.
     pin_to(client_core(a.server_core));
     let rss_before = rss_kib(pid)?;
-    let heap_before = metric(http_addr, "tern_heap_live_bytes")?;
+    let heap_before = Metrics::fetch(http_addr)?.get("tern_heap_live_bytes")?;
     let fixture = format!(
         "{}/../engine/tests/data/hello-24k.wav",
         env!("CARGO_MANIFEST_DIR")
@@ -141,7 +139,7 @@ fn steady(a: Args) -> anyhow::Result<()> {
         .filter(|(c, _)| c.connected_at.is_some())
         .count();
     let rss_up = rss_kib(pid)?;
-    let heap_up = metric(http_addr, "tern_heap_live_bytes")?;
+    let heap_up = Metrics::fetch(http_addr)?.get("tern_heap_live_bytes")?;
     let cpu0 = proc_cpu_us(pid)?;
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(a.seconds) {
@@ -156,8 +154,11 @@ fn steady(a: Args) -> anyhow::Result<()> {
         .count();
     let per_session_second = cpu_us as f64 / (connected as f64 * window);
     // Engine-added latency and pacing, from the server's own hdrhistograms (milliseconds).
+    let scrape = Metrics::fetch(http_addr)?;
     let server_ms = |name: &str, q: &str| {
-        metric_where(http_addr, name, &format!("quantile=\"{q}\"")).map_or(f64::NAN, |v| v * 1e3)
+        scrape
+            .get_where(name, &format!("quantile=\"{q}\""))
+            .map_or(f64::NAN, |v| v * 1e3)
     };
     let stages: Vec<String> = [
         (

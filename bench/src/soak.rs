@@ -11,7 +11,8 @@ use anyhow::{bail, Context};
 use tern_engine::peer::{load_wav, Client};
 
 use crate::util::{
-    client_core, http, http_with_location, metric, pin_to, proc_cpu_us, rss_kib, start_server, HTTP,
+    client_core, http, http_with_location, pin_to, proc_cpu_us, rss_kib, start_server, Metrics,
+    HTTP,
 };
 use crate::Args;
 
@@ -38,15 +39,16 @@ struct Sample {
 }
 
 fn sample(addr: SocketAddr, pid: u32, t0: Instant) -> anyhow::Result<Sample> {
+    let m = Metrics::fetch(addr)?;
     Ok(Sample {
         t_s: t0.elapsed().as_secs_f64(),
-        sessions: metric(addr, "tern_sessions")?,
+        sessions: m.get("tern_sessions")?,
         rss_kib: rss_kib(pid)?,
-        heap_kib: metric(addr, "tern_heap_live_bytes")? / 1024.0,
-        slots: metric(addr, "tern_session_slots")?,
-        deadlines: metric(addr, "tern_deadlines_armed")?,
-        ring: metric(addr, "tern_ring_queued")?,
-        created: metric(addr, "tern_sessions_created_total").unwrap_or(0.0),
+        heap_kib: m.get("tern_heap_live_bytes")? / 1024.0,
+        slots: m.get("tern_session_slots")?,
+        deadlines: m.get("tern_deadlines_armed")?,
+        ring: m.get("tern_ring_queued")?,
+        created: m.get("tern_sessions_created_total").unwrap_or(0.0),
         cpu_us: proc_cpu_us(pid)?,
     })
 }

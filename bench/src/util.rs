@@ -75,30 +75,39 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .parse()?)
 }
 
-/// A metric from the server's /metrics, summed over its samples (shards, labels).
-pub fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<f64> {
-    metric_where(addr, name, "")
-}
+/// One scrape of the server's /metrics; read any number of metrics from it.
+pub struct Metrics(String);
 
-/// The same, over the samples whose line contains `filter` (a label such as `quantile="0.99"`).
-pub fn metric_where(addr: SocketAddr, name: &str, filter: &str) -> anyhow::Result<f64> {
-    let (_, body) = http(addr, "GET", "/metrics", b"")?;
-    let text = String::from_utf8_lossy(&body);
-    let mut found = false;
-    let mut sum = 0.0;
-    for l in text
-        .lines()
-        .filter(|l| l.split([' ', '{']).next() == Some(name) && l.contains(filter))
-    {
-        if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
-            sum += v;
-            found = true;
+impl Metrics {
+    pub fn fetch(addr: SocketAddr) -> anyhow::Result<Self> {
+        let (_, body) = http(addr, "GET", "/metrics", b"")?;
+        Ok(Metrics(String::from_utf8_lossy(&body).into_owned()))
+    }
+
+    /// `name` summed over its samples (shards, labels).
+    pub fn get(&self, name: &str) -> anyhow::Result<f64> {
+        self.get_where(name, "")
+    }
+
+    /// The same, over the samples whose line contains `filter` (a label such as `quantile="0.99"`).
+    pub fn get_where(&self, name: &str, filter: &str) -> anyhow::Result<f64> {
+        let mut found = false;
+        let mut sum = 0.0;
+        for l in self
+            .0
+            .lines()
+            .filter(|l| l.split([' ', '{']).next() == Some(name) && l.contains(filter))
+        {
+            if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+                sum += v;
+                found = true;
+            }
         }
+        if !found {
+            bail!("{name} not in /metrics");
+        }
+        Ok(sum)
     }
-    if !found {
-        bail!("{name} not in /metrics");
-    }
-    Ok(sum)
 }
 
 pub struct Server(pub Child);

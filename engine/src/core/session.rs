@@ -222,6 +222,11 @@ impl Session {
         d.min(self.liveness.deadline(&self.config.limits))
     }
 
+    /// Milliseconds of session audio so far (the clock of `audio_start_ms` / `audio_end_ms`).
+    fn audio_ms(&self) -> u64 {
+        self.frame_index * super::media::frame::FRAME_MS
+    }
+
     /// The peer passed an authenticated STUN check (ICE consent, RFC 7675).
     pub fn on_consent(&mut self, now: Instant) {
         self.liveness.on_consent(now);
@@ -502,7 +507,7 @@ impl Session {
     /// open: the agent is told a turn starts now (at start, after each commit or clear).
     fn open_manual_buffer(&mut self, io: &mut dyn SessionIo) {
         if !self.turn_enabled {
-            let now_ms = self.frame_index * super::media::frame::FRAME_MS;
+            let now_ms = self.audio_ms();
             self.send_turn(
                 TurnEvent::SpeechStarted {
                     audio_start_ms: now_ms,
@@ -535,7 +540,7 @@ impl Session {
             self.idle_since = None;
             return;
         }
-        let now_ms = self.frame_index * super::media::frame::FRAME_MS;
+        let now_ms = self.audio_ms();
         if now_ms.saturating_sub(since) < u64::from(limit) {
             return;
         }
@@ -614,7 +619,7 @@ impl Session {
                 self.send_event(e);
             }
             Ok(ClientEvent::Commit) => {
-                let end = self.frame_index * super::media::frame::FRAME_MS;
+                let end = self.audio_ms();
                 if self.current_item.is_none() {
                     self.item_seq += 1;
                     self.current_item = Some(self.item_seq);
@@ -665,7 +670,7 @@ impl Session {
                         self.playing = None;
                         let e = self.writer.output_stopped(&response_id(response));
                         self.send_event(e);
-                        self.idle_since = Some(self.frame_index * super::media::frame::FRAME_MS);
+                        self.idle_since = Some(self.audio_ms());
                     }
                 }
                 Some(PlayoutItem::Frame { response, frame }) => {

@@ -106,10 +106,6 @@ impl Drain {
         self.draining.store(true, Ordering::SeqCst);
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
     /// Sessions still admitted (live or connecting).
     pub fn sessions(&self) -> usize {
         self.admitted.load(Ordering::SeqCst)

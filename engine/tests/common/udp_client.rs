@@ -82,11 +82,6 @@ impl UdpClient {
         false
     }
 
-    /// Sends `payload` to `to` from this client's own address.
-    pub fn send_raw(&self, to: SocketAddr, payload: &[u8]) {
-        let _ = self.sock.send_to(payload, to);
-    }
-
     /// A second handle on the client's socket (for a flood thread sending from its address).
     pub fn socket_clone(&self) -> UdpSocket {
         self.sock.try_clone().expect("clone socket")
