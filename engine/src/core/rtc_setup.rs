@@ -152,7 +152,8 @@ impl ServerCrypto {
     }
 
     /// An `RtcConfig` for a voice server: ICE-lite, Opus only, our certificate, no audio reordering
-    /// hold (loss is handled by the uplink decoder), and the given local ICE credentials.
+    /// in str0m (size 0: packets are handed over as they arrive, out-of-order ones included; our
+    /// `ReorderBuffer` and decoder handle reordering and loss), and the given local ICE credentials.
     pub fn server_config(&self, ufrag: String, pass: String) -> RtcConfig {
         Rtc::builder()
             .set_crypto_provider(self.provider.clone())
@@ -160,7 +161,7 @@ impl ServerCrypto {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
-            .set_reordering_size_audio(1)
+            .set_reordering_size_audio(0)
             .set_stats_interval(None)
             .set_local_ice_credentials(IceCreds { ufrag, pass })
     }

@@ -16,10 +16,11 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::events::{ClientEvent, EventWriter};
-use super::media::decoder::UplinkDecoder;
+use super::media::decoder::FrameOrigin;
 use super::media::encoder::DownlinkEncoder;
 use super::media::frame::{ModelRate, PcmFrame};
 use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
+use super::media::uplink::{UplinkPath, UplinkStats};
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
@@ -84,6 +85,11 @@ pub trait SessionIo {
     fn barge_in(&mut self, _accepted: bool) {}
     /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
     fn paced(&mut self, _late_by: Duration) {}
+    /// An uplink frame was decoded, concealed, FEC-recovered or filled with silence after its
+    /// packet was held `hold` by the reorder buffer.
+    fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {}
+    /// An uplink packet came after its frame was concealed (dropped).
+    fn uplink_late(&mut self) {}
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -118,7 +124,8 @@ pub struct Session {
     events: Option<ChannelId>,
     pending_events: VecDeque<String>,
     writer: EventWriter,
-    decoder: UplinkDecoder,
+    /// Reorder buffer + decoder; taken out while its frames are handled (see `feed_uplink`).
+    uplink: Option<Box<UplinkPath>>,
     vad: FrameVad,
     turn: TurnDetector,
     turn_enabled: bool,
@@ -179,7 +186,7 @@ impl Session {
             events: None,
             pending_events: VecDeque::new(),
             writer: EventWriter::default(),
-            decoder: UplinkDecoder::new(rate)?,
+            uplink: Some(Box::new(UplinkPath::new(rate)?)),
             vad: FrameVad::new(Box::new(EarshotVad::default()), rate),
             turn: TurnDetector::new(turn),
             turn_enabled: config.turn.is_some(),
@@ -219,7 +226,11 @@ impl Session {
             Some(p) if p < self.rtc_deadline => p,
             _ => self.rtc_deadline,
         };
-        d.min(self.liveness.deadline(&self.config.limits))
+        let d = d.min(self.liveness.deadline(&self.config.limits));
+        match self.uplink.as_ref().and_then(|u| u.deadline()) {
+            Some(u) => d.min(u),
+            None => d,
+        }
     }
 
     /// Milliseconds of session audio so far (the clock of `audio_start_ms` / `audio_end_ms`).
@@ -274,6 +285,7 @@ impl Session {
             }
         }
         self.drive(now, io);
+        self.feed_uplink(now, None, io);
         self.pace(now, io);
     }
 
@@ -377,30 +389,7 @@ impl Session {
                     }
                 }
                 let seq = **d.seq_range.start();
-                let ts = d.time.numer();
-                let received_at = d.network_time;
-                let mut frames: [Option<PcmFrame>; 8] = [None; 8];
-                let mut n = 0usize;
-                let mut overflow = 0u64;
-                self.decoder.on_packet(seq, ts, &d.data, &mut |f, _| {
-                    if n < frames.len() {
-                        frames[n] = Some(*f);
-                        n += 1;
-                    } else {
-                        overflow += 1;
-                    }
-                });
-                for f in frames.iter().take(n).flatten() {
-                    self.on_frame(f, received_at, io);
-                }
-                // Long gaps beyond the inline buffer only advance the clock of the turn detector.
-                for _ in 0..overflow {
-                    self.on_frame(
-                        &PcmFrame::silence(self.config.model_rate.frame_samples()),
-                        received_at,
-                        io,
-                    );
-                }
+                self.feed_uplink(now, Some((seq, d.time.numer(), &d.data)), io);
             }
             Event::ChannelOpen(id, label) if label == EVENTS_CHANNEL => {
                 self.events = Some(id);
@@ -419,6 +408,39 @@ impl Session {
             Event::ChannelClose(id) if Some(id) == self.events => self.events = None,
             _ => {}
         }
+    }
+
+    /// Runs one packet (or, with `None`, an expired gap wait) through the reorder buffer and
+    /// decoder, and each frame that comes out through the rest of the uplink.
+    fn feed_uplink(
+        &mut self,
+        now: Instant,
+        packet: Option<(u64, u64, &[u8])>,
+        io: &mut dyn SessionIo,
+    ) {
+        let Some(mut up) = self.uplink.take() else {
+            return;
+        };
+        let mut on = |f: &PcmFrame, origin: FrameOrigin, arrived: Instant| {
+            io.uplink_frame(origin, now.saturating_duration_since(arrived));
+            self.on_frame(f, arrived, io);
+        };
+        match packet {
+            Some((seq, ts, payload)) => {
+                let late = up.stats().late;
+                up.on_packet(now, seq, ts, payload, &mut on);
+                if up.stats().late > late {
+                    io.uplink_late();
+                }
+            }
+            None => up.poll(now, &mut on),
+        }
+        self.uplink = Some(up);
+    }
+
+    /// Uplink repair figures of this session (concealed, FEC-recovered, late, hold times).
+    pub fn uplink_stats(&self) -> UplinkStats {
+        self.uplink.as_ref().map(|u| u.stats()).unwrap_or_default()
     }
 
     fn on_frame(&mut self, frame: &PcmFrame, received_at: Instant, io: &mut dyn SessionIo) {

@@ -582,6 +582,12 @@ impl ShardCore {
                 session.end_reason().label()
             };
             *self.counters.ended_by.entry(reason).or_insert(0) += 1;
+            let up = session.uplink_stats();
+            tracing::debug!(
+                call = %tag, reason, decoded = up.decoded, concealed = up.concealed,
+                fec_recovered = up.fec_recovered, late = up.late, reordered = up.reordered,
+                hold_ms_buckets = ?up.hold.0, "session ended"
+            );
             let _ = catch_unwind(AssertUnwindSafe(|| {
                 session.close(io);
                 drop(session);
@@ -638,5 +644,11 @@ impl SessionIo for WatchReply<'_> {
     }
     fn paced(&mut self, late_by: Duration) {
         self.inner.paced(late_by);
+    }
+    fn uplink_frame(&mut self, origin: super::media::decoder::FrameOrigin, hold: Duration) {
+        self.inner.uplink_frame(origin, hold);
+    }
+    fn uplink_late(&mut self) {
+        self.inner.uplink_late();
     }
 }

@@ -22,6 +22,8 @@ pub struct Latencies {
     pub downlink: Histogram<u64>,
     /// How late each paced reply frame left after its 20 ms tick (downlink jitter).
     pub pacing: Histogram<u64>,
+    /// How long each uplink frame's packet waited in the reorder buffer (0 for in-order ones).
+    pub hold: Histogram<u64>,
 }
 
 impl Default for Latencies {
@@ -32,6 +34,7 @@ impl Default for Latencies {
             uplink: h(),
             downlink: h(),
             pacing: h(),
+            hold: h(),
         }
     }
 }
@@ -55,6 +58,8 @@ pub struct ShardSnapshot {
     pub events_rejected: HashMap<&'static str, u64>,
     /// Speech over a playing reply, by outcome (interrupted, rejected).
     pub barge_ins: HashMap<&'static str, u64>,
+    /// Uplink frames by origin (decoded, concealed, fec_recovered, silence) and late packets.
+    pub uplink_frames: HashMap<&'static str, u64>,
     /// Messages waiting in this shard's rings to and from the workers.
     pub ring_queued: usize,
 }
@@ -248,10 +253,17 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "Speech over a playing reply: interrupted it, or rejected as too short (--barge-in-min-ms).",
         |s| &s.barge_ins,
     );
+    labelled(
+        &mut o,
+        snaps,
+        "tern_uplink_frames_total",
+        "Uplink frames by origin (decoded, concealed by PLC, recovered from FEC, DTX silence); late: packets dropped after their frame was concealed.",
+        |s| &s.uplink_frames,
+    );
     crate::agent::bridge::stats::render(&mut o);
 
     type Pick = fn(&Latencies) -> &Histogram<u64>;
-    let hists: [(&str, &str, Pick); 4] = [
+    let hists: [(&str, &str, Pick); 5] = [
         (
             "tern_setup_latency_seconds",
             "Offer received to connected (ICE+DTLS).",
@@ -271,6 +283,11 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
             "tern_pacing_lateness_seconds",
             "How late each reply frame left after its 20 ms pacing tick.",
             |l| &l.pacing,
+        ),
+        (
+            "tern_uplink_hold_seconds",
+            "How long each uplink frame's packet waited in the reorder buffer for a gap to fill.",
+            |l| &l.hold,
         ),
     ];
     for (name, help, get) in hists {

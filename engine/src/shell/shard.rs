@@ -19,6 +19,7 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::agent::worker::WorkerLink;
+use crate::core::media::decoder::FrameOrigin;
 use crate::core::ring_msg::UplinkMsg;
 use crate::core::session::SessionIo;
 use crate::core::session_limits::EventRejected;
@@ -45,7 +46,17 @@ pub struct ShardIo {
     admitted: Arc<AtomicUsize>,
     events_rejected: HashMap<&'static str, u64>,
     barge_ins: HashMap<&'static str, u64>,
+    /// Uplink frames by origin, then late packets (see `UPLINK_LABELS`).
+    uplink_frames: [u64; 5],
 }
+
+const UPLINK_LABELS: [&str; 5] = [
+    FrameOrigin::LABELS[0],
+    FrameOrigin::LABELS[1],
+    FrameOrigin::LABELS[2],
+    FrameOrigin::LABELS[3],
+    "late",
+];
 
 impl SessionIo for ShardIo {
     fn transmit(&mut self, _source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
@@ -96,6 +107,15 @@ impl SessionIo for ShardIo {
         let outcome = if accepted { "interrupted" } else { "rejected" };
         *self.barge_ins.entry(outcome).or_insert(0) += 1;
     }
+
+    fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration) {
+        self.uplink_frames[origin.index()] += 1;
+        record(&mut self.latencies.hold, hold);
+    }
+
+    fn uplink_late(&mut self) {
+        self.uplink_frames[4] += 1;
+    }
 }
 
 /// State shared by the tasks of one shard.
@@ -130,6 +150,7 @@ impl ShardState {
                 downlink_taken: Vec::with_capacity(4096),
                 events_rejected: HashMap::new(),
                 barge_ins: HashMap::new(),
+                uplink_frames: [0; 5],
                 admitted,
             },
             mesh,
@@ -288,6 +309,11 @@ impl ShardState {
             send_errors: self.io.batch.send_errors,
             events_rejected: self.io.events_rejected.clone(),
             barge_ins: self.io.barge_ins.clone(),
+            uplink_frames: UPLINK_LABELS
+                .iter()
+                .copied()
+                .zip(self.io.uplink_frames)
+                .collect(),
             ring_queued: queued,
         }
     }

@@ -91,6 +91,8 @@ pub struct Link {
     seed: u64,
     pub q: VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
     pub delay: Duration,
+    /// Extra random delay (0..jitter) per media packet: packets overtake each other.
+    pub jitter: Duration,
     pub dropped: usize,
 }
 
@@ -101,6 +103,7 @@ impl Link {
             seed,
             q: VecDeque::new(),
             delay,
+            jitter: Duration::ZERO,
             dropped: 0,
         }
     }
@@ -121,7 +124,14 @@ impl Link {
             self.dropped += 1;
             return;
         }
-        self.q.push_back((now + self.delay, from, to, data));
+        let extra = if is_rtp {
+            self.jitter.mul_f64(self.rand())
+        } else {
+            Duration::ZERO
+        };
+        let at = now + self.delay + extra;
+        let i = self.q.partition_point(|(t, ..)| *t <= at);
+        self.q.insert(i, (at, from, to, data));
     }
 
     pub fn due(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tern_engine::agent::echo::EchoAgent;
 use tern_engine::agent::{Agent, AgentOutput};
+use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
@@ -20,6 +21,12 @@ pub struct CollectIo {
     pub to_agent: Vec<UplinkMsg>,
     pub setups: Vec<Duration>,
     pub downlink_frames: usize,
+    /// Uplink frames by origin: decoded, concealed, FEC-recovered, silence.
+    pub uplink_origins: [usize; 4],
+    pub uplink_late: usize,
+    /// Uplink frames whose packet waited in the reorder buffer, and the longest wait.
+    pub uplink_held: usize,
+    pub max_hold: Duration,
 }
 
 impl SessionIo for CollectIo {
@@ -35,6 +42,16 @@ impl SessionIo for CollectIo {
     }
     fn downlink_sent(&mut self, _taken_at: Instant) {
         self.downlink_frames += 1;
+    }
+    fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration) {
+        self.uplink_origins[origin.index()] += 1;
+        if hold > Duration::ZERO {
+            self.uplink_held += 1;
+            self.max_hold = self.max_hold.max(hold);
+        }
+    }
+    fn uplink_late(&mut self) {
+        self.uplink_late += 1;
     }
 }
 
@@ -88,6 +105,20 @@ impl VirtualServer {
     }
 
     /// Runs client and server for `dur` of virtual time in 1 ms steps, over lossy links.
+    /// Connects a client that speaks `hello-24k.wav` once and runs 12 s of virtual time over the
+    /// given links. Returns the server, the client and how many 20 ms frames were spoken.
+    pub fn echo_turn(up: &mut Link, down: &mut Link) -> (VirtualServer, Client, usize) {
+        let (_, speech) = super::load_wav("hello-24k.wav");
+        let speech_frames = speech.len() / 480;
+        let t0 = Instant::now();
+        let mut server = VirtualServer::new();
+        let addr = "10.0.0.2:50000".parse().expect("addr");
+        let (mut client, offer) = Client::new(t0, addr, speech);
+        server.connect(t0, &mut client, &offer);
+        server.run(t0, Duration::from_secs(12), &mut client, up, down);
+        (server, client, speech_frames)
+    }
+
     pub fn run(
         &mut self,
         start: Instant,

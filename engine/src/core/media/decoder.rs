@@ -28,6 +28,20 @@ pub enum FrameOrigin {
     Silence,
 }
 
+impl FrameOrigin {
+    /// Metric labels, in `index()` order.
+    pub const LABELS: [&'static str; 4] = ["decoded", "concealed", "fec_recovered", "silence"];
+
+    pub fn index(self) -> usize {
+        match self {
+            FrameOrigin::Decoded => 0,
+            FrameOrigin::Concealed => 1,
+            FrameOrigin::FecRecovered => 2,
+            FrameOrigin::Silence => 3,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DecoderStats {
     pub decoded: u64,

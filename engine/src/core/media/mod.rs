@@ -5,4 +5,6 @@ pub mod decoder;
 pub mod encoder;
 pub mod frame;
 pub mod playout;
+pub mod reorder;
 pub mod resample;
+pub mod uplink;
