@@ -41,7 +41,19 @@ pub enum SteeringArg {
 pub enum TurnDetectionKind {
     #[value(name = "server_vad")]
     ServerVad,
+    /// server_vad's start of speech, with the end chosen from prosody (see --eagerness).
+    #[value(name = "semantic_vad")]
+    SemanticVad,
     None,
+}
+
+/// `--eagerness` for semantic_vad: how soon a turn may end (longest waits 8/4/2 s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EagernessArg {
+    Low,
+    Medium,
+    High,
+    Auto,
 }
 
 /// `--agent`: what the inference workers run.
@@ -151,6 +163,10 @@ pub struct ServeArgs {
     /// Default turn detection (clients may change it with session.update).
     #[arg(long, value_enum, default_value_t = TurnDetectionKind::ServerVad)]
     pub turn_detection: TurnDetectionKind,
+    /// semantic_vad: how eagerly a turn ends (low waits up to 8 s after an unfinished-sounding
+    /// pause, medium 4 s, high 2 s; auto is medium).
+    #[arg(long, value_enum, default_value_t = EagernessArg::Auto)]
+    pub eagerness: EagernessArg,
     /// server_vad: speech probability threshold.
     #[arg(long, default_value_t = 0.5, value_parser = parse_threshold)]
     pub vad_threshold: f32,

@@ -10,13 +10,15 @@ use tern_engine::agent::bridge::conn::BackendTarget;
 use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
-    AgentArg, Cli, Command, CpuList, LogFormat, ServeArgs, SteeringArg, TurnDetectionKind,
+    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, ServeArgs, SteeringArg,
+    TurnDetectionKind,
 };
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
 use tern_engine::core::turn::detector::ServerVadSettings;
+use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::shell::net::{default_route_addr, Steering};
 use tern_engine::shell::runtime::{self, EngineConfig};
 
@@ -81,6 +83,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             threshold: args.vad_threshold,
             prefix_padding_ms: args.prefix_padding_ms,
             silence_duration_ms: args.silence_duration_ms,
+            ..Default::default()
+        }),
+        TurnDetectionKind::SemanticVad => Some(ServerVadSettings {
+            threshold: args.vad_threshold,
+            prefix_padding_ms: args.prefix_padding_ms,
+            silence_duration_ms: args.silence_duration_ms,
+            eagerness: Some(match args.eagerness {
+                EagernessArg::Low => Eagerness::Low,
+                EagernessArg::Medium => Eagerness::Medium,
+                EagernessArg::High => Eagerness::High,
+                EagernessArg::Auto => Eagerness::Auto,
+            }),
             ..Default::default()
         }),
         TurnDetectionKind::None => None,

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use super::turn::detector::ServerVadSettings;
+use super::turn::semantic::Eagerness;
 
 /// Builds server events with increasing `event_id`s.
 #[derive(Debug, Default)]
@@ -114,8 +115,14 @@ impl EventWriter {
 }
 
 fn session_json(id: &str, turn: Option<ServerVadSettings>, rate: u32) -> Value {
-    let td = turn.map(|t| {
-        json!({
+    let td = turn.map(|t| match t.eagerness {
+        Some(e) => json!({
+            "type": "semantic_vad",
+            "eagerness": e.label(),
+            "create_response": t.create_response,
+            "interrupt_response": t.interrupt_response,
+        }),
+        None => json!({
             "type": "server_vad",
             "threshold": t.threshold,
             "prefix_padding_ms": t.prefix_padding_ms,
@@ -123,7 +130,7 @@ fn session_json(id: &str, turn: Option<ServerVadSettings>, rate: u32) -> Value {
             "idle_timeout_ms": t.idle_timeout_ms,
             "create_response": t.create_response,
             "interrupt_response": t.interrupt_response,
-        })
+        }),
     });
     json!({
         "id": id,
@@ -201,12 +208,30 @@ fn parse_turn_detection(
 ) -> Result<ServerVadSettings, EventError> {
     let mut s = base;
     if let Some(kind) = t.get("type").and_then(Value::as_str) {
-        if kind != "server_vad" && kind != "semantic_vad" {
+        match kind {
+            "server_vad" => s.eagerness = None,
+            "semantic_vad" => s.eagerness = Some(s.eagerness.unwrap_or(Eagerness::Auto)),
+            _ => {
+                return Err(EventError::Invalid {
+                    field: "turn_detection.type",
+                    reason: format!("unknown type {kind:?}"),
+                })
+            }
+        }
+    }
+    if let Some(x) = t.get("eagerness") {
+        let e = x.as_str().and_then(Eagerness::parse);
+        let e = e.ok_or(EventError::Invalid {
+            field: "eagerness",
+            reason: "must be low, medium, high or auto".into(),
+        })?;
+        if s.eagerness.is_none() {
             return Err(EventError::Invalid {
-                field: "turn_detection.type",
-                reason: format!("unknown type {kind:?}"),
+                field: "eagerness",
+                reason: "applies to type semantic_vad only".into(),
             });
         }
+        s.eagerness = Some(e);
     }
     if let Some(x) = t.get("threshold") {
         let f = x.as_f64().filter(|f| (0.0..=1.0).contains(f));
@@ -322,6 +347,42 @@ mod tests {
         assert!(ClientEvent::parse(bad, base).is_err());
         let bad =
             br#"{"type":"session.update","session":{"turn_detection":{"create_response":"yes"}}}"#;
+        assert!(ClientEvent::parse(bad, base).is_err());
+    }
+
+    /// The turn settings a session.update event carries (panics if it carries none).
+    fn updated_turn(ev: &[u8], base: ServerVadSettings) -> ServerVadSettings {
+        match ClientEvent::parse(ev, base) {
+            Ok(ClientEvent::SessionUpdate {
+                turn_detection: Some(Some(s)),
+            }) => s,
+            other => panic!("not a turn update: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn semantic_vad_with_eagerness() {
+        let base = ServerVadSettings::default();
+        let ev = br#"{"type":"session.update","session":{"audio":{"input":{"turn_detection":{"type":"semantic_vad","eagerness":"high"}}}}}"#;
+        let s = updated_turn(ev, base);
+        assert_eq!(s.eagerness, Some(Eagerness::High));
+        let json: Value =
+            serde_json::from_str(&EventWriter::default().session_updated("c", Some(s), 24_000))
+                .unwrap();
+        let td = &json["session"]["audio"]["input"]["turn_detection"];
+        assert_eq!(td["type"], "semantic_vad");
+        assert_eq!(td["eagerness"], "high");
+        // Without an eagerness semantic_vad is auto; switching back drops it.
+        let auto =
+            br#"{"type":"session.update","session":{"turn_detection":{"type":"semantic_vad"}}}"#;
+        let a = updated_turn(auto, base);
+        assert_eq!(a.eagerness, Some(Eagerness::Auto));
+        let back =
+            br#"{"type":"session.update","session":{"turn_detection":{"type":"server_vad"}}}"#;
+        assert_eq!(updated_turn(back, a).eagerness, None);
+        let bad = br#"{"type":"session.update","session":{"turn_detection":{"type":"semantic_vad","eagerness":"eager"}}}"#;
+        assert!(ClientEvent::parse(bad, base).is_err());
+        let bad = br#"{"type":"session.update","session":{"turn_detection":{"type":"server_vad","eagerness":"low"}}}"#;
         assert!(ClientEvent::parse(bad, base).is_err());
     }
 

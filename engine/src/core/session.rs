@@ -449,7 +449,8 @@ impl Session {
         self.stats.frames_in += 1;
         let p = self.vad.frame_probability(frame);
         let event = if self.turn_enabled {
-            self.turn.push(index, p)
+            self.turn
+                .push_frame(index, p, frame.samples(), self.config.model_rate.hz())
         } else {
             None
         };

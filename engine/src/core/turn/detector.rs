@@ -1,10 +1,15 @@
-//! End-of-turn rule with OpenAI's `server_vad` settings: speech starts when the voice probability
+//! End-of-turn rule with OpenAI's settings. `server_vad`: speech starts when the voice probability
 //! reaches `threshold` for a short run, and the turn ends after `silence_duration_ms` below it.
+//! `semantic_vad`: the same start, but the silence that ends the turn is chosen when the pause
+//! begins, from how finished the last words sounded (`prosody`, `semantic`): short after a falling
+//! statement, up to 8/4/2 s (eagerness low/medium/high) after a pause that sounds mid-sentence.
 //! Positions are in milliseconds of session audio (frame index x 20 ms), like OpenAI's
 //! `audio_start_ms` / `audio_end_ms`: the start includes `prefix_padding_ms`, the end includes the
 //! silence window.
 
 use super::super::media::frame::FRAME_MS;
+use super::prosody::ProsodyTracker;
+use super::semantic::Eagerness;
 
 /// Voice frames in a row needed before speech counts as started (filters clicks).
 pub const MIN_SPEECH_FRAMES: u32 = 3;
@@ -21,6 +26,8 @@ pub struct ServerVadSettings {
     pub create_response: bool,
     /// Speech over a playing reply interrupts it (barge-in).
     pub interrupt_response: bool,
+    /// `Some`: `semantic_vad` with this eagerness (`silence_duration_ms` is then not used).
+    pub eagerness: Option<Eagerness>,
 }
 
 impl Default for ServerVadSettings {
@@ -32,6 +39,7 @@ impl Default for ServerVadSettings {
             idle_timeout_ms: None,
             create_response: true,
             interrupt_response: true,
+            eagerness: None,
         }
     }
 }
@@ -44,14 +52,21 @@ pub enum TurnEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
-    Idle { voiced_run: u32 },
-    Speaking { silence_ms: u32 },
+    Idle {
+        voiced_run: u32,
+    },
+    /// `wait_ms`: the silence that will end the turn, set when the current pause began.
+    Speaking {
+        silence_ms: u32,
+        wait_ms: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
 pub struct TurnDetector {
     settings: ServerVadSettings,
     state: State,
+    prosody: ProsodyTracker,
 }
 
 impl TurnDetector {
@@ -59,6 +74,7 @@ impl TurnDetector {
         TurnDetector {
             settings,
             state: State::Idle { voiced_run: 0 },
+            prosody: ProsodyTracker::default(),
         }
     }
 
@@ -75,8 +91,24 @@ impl TurnDetector {
     }
 
     /// Feeds the voice probability of frame `index` (0-based); returns a turn event, if any.
+    /// Without the frame's samples `semantic_vad` has no prosody and waits as for an unclear end.
     pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
+        self.push_frame(index, probability, &[], 16_000)
+    }
+
+    /// Feeds frame `index`: its voice probability and its samples at `rate` Hz.
+    pub fn push_frame(
+        &mut self,
+        index: u64,
+        probability: f32,
+        pcm: &[i16],
+        rate: u32,
+    ) -> Option<TurnEvent> {
         let voiced = probability >= self.settings.threshold;
+        if self.settings.eagerness.is_some() && !pcm.is_empty() {
+            self.prosody.push(pcm, rate, voiced);
+        }
+        let fixed_wait = self.settings.silence_duration_ms;
         match &mut self.state {
             State::Idle { voiced_run } => {
                 if !voiced {
@@ -88,19 +120,34 @@ impl TurnDetector {
                     return None;
                 }
                 let first = (index + 1 - u64::from(*voiced_run)) * FRAME_MS;
-                self.state = State::Speaking { silence_ms: 0 };
+                self.state = State::Speaking {
+                    silence_ms: 0,
+                    wait_ms: fixed_wait,
+                };
                 Some(TurnEvent::SpeechStarted {
                     audio_start_ms: first
                         .saturating_sub(u64::from(self.settings.prefix_padding_ms)),
                 })
             }
-            State::Speaking { silence_ms } => {
+            State::Speaking {
+                silence_ms,
+                wait_ms,
+            } => {
                 if voiced {
                     *silence_ms = 0;
                     return None;
                 }
+                if *silence_ms == 0 {
+                    (*wait_ms, *silence_ms) = match self.settings.eagerness {
+                        Some(e) => {
+                            let cues = self.prosody.cues();
+                            (e.wait_ms(&cues), e.credit_ms(&cues))
+                        }
+                        None => (fixed_wait, 0),
+                    };
+                }
                 *silence_ms += FRAME_MS as u32;
-                if *silence_ms < self.settings.silence_duration_ms {
+                if *silence_ms < *wait_ms {
                     return None;
                 }
                 self.state = State::Idle { voiced_run: 0 };

@@ -2,6 +2,8 @@
 
 pub mod barge_in;
 pub mod detector;
+pub mod prosody;
+pub mod semantic;
 pub mod vad;
 
 #[cfg(test)]

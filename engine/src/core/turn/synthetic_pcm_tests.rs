@@ -2,6 +2,7 @@
 //! formant-filtered pulse trains (vowel-like "syllables") and silence, without sockets or codecs.
 
 use super::detector::{ServerVadSettings, TurnDetector, TurnEvent};
+use super::semantic::Eagerness;
 use super::vad::{EarshotVad, FrameVad};
 use crate::core::media::frame::{ModelRate, PcmFrame};
 
@@ -39,6 +40,15 @@ impl Resonator {
 /// Vowel-like speech: a glottal pulse train with a gliding pitch through three formants, shaped
 /// into 200 ms syllables with short dips between them. Deterministic (no RNG).
 fn synthetic_speech(ms: u32, out: &mut Vec<i16>) {
+    synthetic_phrase(
+        ms,
+        |t, _| 120.0 + 25.0 * (2.0 * std::f32::consts::PI * 0.7 * t).sin(),
+        out,
+    );
+}
+
+/// The same with pitch `f0(t seconds, progress 0..1)`.
+fn synthetic_phrase(ms: u32, f0: impl Fn(f32, f32) -> f32, out: &mut Vec<i16>) {
     let n = (ms as f32 * RATE / 1000.0) as usize;
     let mut formants = [
         Resonator::new(700.0, 130.0),
@@ -49,8 +59,7 @@ fn synthetic_speech(ms: u32, out: &mut Vec<i16>) {
     let mut noise = 0x1234_5678u32;
     for i in 0..n {
         let t = i as f32 / RATE;
-        let f0 = 120.0 + 25.0 * (2.0 * std::f32::consts::PI * 0.7 * t).sin();
-        phase += f0 / RATE;
+        phase += f0(t, i as f32 / n as f32) / RATE;
         let pulse = if phase >= 1.0 {
             phase -= 1.0;
             1.0
@@ -86,9 +95,46 @@ fn detect(pcm: &[i16], settings: ServerVadSettings) -> Vec<(u64, TurnEvent)> {
         .enumerate()
         .filter_map(|(i, chunk)| {
             let p = vad.frame_probability(&PcmFrame::from_slice(chunk));
-            det.push(i as u64, p).map(|e| (i as u64, e))
+            det.push_frame(i as u64, p, chunk, RATE as u32)
+                .map(|e| (i as u64, e))
         })
         .collect()
+}
+
+/// semantic_vad (medium): how long after the phrase ends the turn is released, in ms.
+fn semantic_release_after(f0: impl Fn(f32, f32) -> f32) -> u64 {
+    let mut pcm = Vec::new();
+    silence(500, &mut pcm);
+    synthetic_speech(1000, &mut pcm);
+    synthetic_phrase(800, f0, &mut pcm);
+    silence(5000, &mut pcm);
+    let settings = ServerVadSettings {
+        eagerness: Some(Eagerness::Medium),
+        ..Default::default()
+    };
+    let ev = detect(&pcm, settings);
+    let stop = ev.iter().find_map(|(_, e)| match e {
+        TurnEvent::SpeechStopped { audio_end_ms } => Some(*audio_end_ms),
+        _ => None,
+    });
+    stop.expect("the turn ends") - 2300
+}
+
+#[test]
+fn semantic_vad_releases_a_falling_end_sooner_than_a_rising_pause() {
+    // A statement: pitch falls to the bottom of the range. A pause mid-sentence: pitch rises.
+    let fall = semantic_release_after(|_, k| 130.0 - 45.0 * k);
+    let rise = semantic_release_after(|_, k| 120.0 + 40.0 * k);
+    let (quick, longest) = Eagerness::Medium.waits_ms();
+    eprintln!("fall released after {fall} ms, rise after {rise} ms");
+    assert!(
+        fall <= u64::from(quick) + 150,
+        "falling end released {fall} ms after the voice"
+    );
+    assert!(
+        rise >= 1_000 && rise <= u64::from(longest) + 150,
+        "rising pause held {rise} ms"
+    );
 }
 
 #[test]

@@ -1,0 +1,362 @@
+//! Prosody of the user's speech, per 20 ms frame: energy and a cheap F0 (pitch) track, and from
+//! the last voiced stretch before a pause, how finished the turn sounds.
+//!
+//! People mark the end of a statement with falling pitch that ends low in their range, falling
+//! energy and a lengthened last syllable; a pause mid-sentence keeps pitch level or rising and
+//! energy up. `semantic_vad` uses this to release sooner or wait longer.
+//!
+//! F0: the frame is decimated to 4 kHz (box filter) and the normalized cross-correlation searched
+//! over lags for 60-400 Hz, with parabolic refinement and a check for octave errors. About 2 µs
+//! per voiced frame; nothing is allocated.
+
+/// Analysis rate of the pitch tracker.
+const PITCH_HZ: usize = 4000;
+/// 20 ms at 4 kHz.
+const N: usize = PITCH_HZ / 50;
+const MIN_LAG: usize = PITCH_HZ / 400;
+const MAX_LAG: usize = PITCH_HZ / 60;
+/// NCCF needed for a frame to count as pitched.
+const VOICING: f32 = 0.55;
+/// Frames of history kept (1 s).
+const HISTORY: usize = 50;
+/// The final stretch looked at when a pause starts (400 ms of voiced frames).
+const TAIL: usize = 15;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FrameProsody {
+    pub voiced: bool,
+    /// Frame energy in dBFS.
+    pub energy_db: f32,
+    /// Pitch in semitones relative to 100 Hz, when the frame is pitched.
+    pub f0_st: Option<f32>,
+}
+
+/// What the last voiced stretch sounded like.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TurnEndCues {
+    /// Pitch slope over the final stretch, semitones per second (negative: falling).
+    pub f0_slope: f32,
+    /// Final pitch relative to the speaker's usual pitch, semitones (negative: low).
+    pub f0_final: f32,
+    /// Energy slope over the final stretch, dB per second.
+    pub energy_slope: f32,
+    /// Final syllable length relative to the speaker's usual syllable, as a ratio.
+    pub lengthening: f32,
+    /// Pitched frames the cues come from.
+    pub pitched: u32,
+    /// Frames since the last pitched one: how long the voice has already been gone when the VAD
+    /// (which lags by a few frames) reports the pause.
+    pub unpitched_for: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProsodyTracker {
+    /// Previous frame at 4 kHz (the lag window reaches back into it).
+    prev: [f32; N],
+    frames: [FrameProsody; HISTORY],
+    at: usize,
+    /// Running mean of pitch over the session (semitones), the speaker's usual pitch.
+    f0_mean: Option<f32>,
+    /// Running mean of voiced-run length between energy dips, in frames (syllable-ish).
+    syllable_mean: f32,
+    run: u32,
+    last_run: u32,
+    /// Decaying peak frame energy (dBFS), the reference for "loud enough to pitch-track".
+    peak_db: f32,
+    pitched_total: u32,
+}
+
+impl Default for ProsodyTracker {
+    fn default() -> Self {
+        ProsodyTracker {
+            prev: [0.0; N],
+            frames: [FrameProsody::default(); HISTORY],
+            at: 0,
+            f0_mean: None,
+            syllable_mean: 8.0,
+            run: 0,
+            last_run: 0,
+            peak_db: -100.0,
+            pitched_total: 0,
+        }
+    }
+}
+
+impl ProsodyTracker {
+    /// Analyses one 20 ms frame at `rate` Hz; `voiced` is the VAD's verdict.
+    pub fn push(&mut self, pcm: &[i16], rate: u32, voiced: bool) -> FrameProsody {
+        let step = (rate as usize / PITCH_HZ).max(1);
+        let mut cur = [0.0f32; N];
+        let mut energy = 0.0f64;
+        for (i, c) in cur.iter_mut().enumerate() {
+            let chunk = pcm.get(i * step..(i + 1) * step).unwrap_or(&[]);
+            let sum: i32 = chunk.iter().map(|&s| i32::from(s)).sum();
+            *c = sum as f32 / step as f32 / 32768.0;
+        }
+        for &s in pcm {
+            energy += f64::from(s) * f64::from(s);
+        }
+        let energy_db = if pcm.is_empty() || energy == 0.0 {
+            -100.0
+        } else {
+            (10.0 * (energy / pcm.len() as f64 / (32768.0 * 32768.0)).log10()) as f32
+        };
+        self.peak_db = (self.peak_db - 0.05).max(energy_db);
+        // Pitch only where the frame is loud enough to be a vowel, and not a jump far from the
+        // speaker's usual pitch (fricatives and breath fool the correlation).
+        let loud = energy_db > self.peak_db - 30.0;
+        let f0_st = if voiced && loud {
+            self.pitch(&cur)
+        } else {
+            None
+        };
+        let f0_st = match (f0_st, self.f0_mean) {
+            (Some(f), Some(m)) if self.pitched_total >= 10 && (f - m).abs() > 7.0 => None,
+            (f, _) => f,
+        };
+        self.prev = cur;
+        let fp = FrameProsody {
+            voiced,
+            energy_db,
+            f0_st,
+        };
+        if let Some(f) = f0_st {
+            self.pitched_total += 1;
+            self.f0_mean = Some(match self.f0_mean {
+                Some(m) => m + (f - m) * 0.02,
+                None => f,
+            });
+        }
+        self.track_syllables(fp);
+        self.frames[self.at] = fp;
+        self.at = (self.at + 1) % HISTORY;
+        fp
+    }
+
+    /// Syllable-ish runs: energy peaks separated by dips of 3 dB or more.
+    fn track_syllables(&mut self, fp: FrameProsody) {
+        let prev = self.frames[(self.at + HISTORY - 1) % HISTORY];
+        let dip = fp.voiced && prev.voiced && fp.energy_db < prev.energy_db - 3.0;
+        if fp.voiced && !dip {
+            self.run += 1;
+        } else if self.run > 0 {
+            self.last_run = self.run;
+            if self.run >= 2 {
+                self.syllable_mean += (self.run as f32 - self.syllable_mean) * 0.1;
+            }
+            self.run = u32::from(dip);
+        }
+    }
+
+    /// The cues of the final voiced stretch (call when a pause starts): the last `TAIL` pitched
+    /// frames of the last second, wherever the VAD's hangover put the pause.
+    pub fn cues(&self) -> TurnEndCues {
+        let mut pitch = [(0.0f32, 0.0f32); TAIL];
+        let mut energy = [(0.0f32, 0.0f32); TAIL];
+        let mut n = 0;
+        for k in 1..=HISTORY {
+            let f = self.frames[(self.at + HISTORY - k) % HISTORY];
+            if let Some(p) = f.f0_st {
+                let t = -(k as f32) * 0.02;
+                pitch[n] = (t, p);
+                energy[n] = (t, f.energy_db);
+                n += 1;
+                if n == TAIL {
+                    break;
+                }
+            }
+        }
+        let (pitch, energy) = (&mut pitch[..n], &energy[..n]);
+        let f0_slope = theil_sen(pitch);
+        // pitch[] runs newest first: the final pitch is the median of the newest three.
+        let f0_last = match n {
+            0 => None,
+            1 | 2 => Some(pitch[0].1),
+            _ => {
+                let mut v = [pitch[0].1, pitch[1].1, pitch[2].1];
+                v.sort_by(f32::total_cmp);
+                Some(v[1])
+            }
+        };
+        let last = if self.run > 0 {
+            self.run
+        } else {
+            self.last_run
+        };
+        TurnEndCues {
+            f0_slope,
+            f0_final: match (f0_last, self.f0_mean) {
+                (Some(l), Some(m)) => l - m,
+                _ => 0.0,
+            },
+            energy_slope: theil_sen(energy),
+            lengthening: last as f32 / self.syllable_mean.max(1.0),
+            pitched: n as u32,
+            unpitched_for: (1..=HISTORY)
+                .find(|k| {
+                    self.frames[(self.at + HISTORY - k) % HISTORY]
+                        .f0_st
+                        .is_some()
+                })
+                .map_or(HISTORY as u32, |k| k as u32 - 1),
+        }
+    }
+
+    /// F0 of the analysis window ending with `cur`, in semitones re 100 Hz.
+    fn pitch(&self, cur: &[f32; N]) -> Option<f32> {
+        // x: the last N samples of prev followed by cur; correlate cur against x shifted by lag.
+        let at = |i: usize| -> f32 {
+            if i < N {
+                self.prev[i]
+            } else {
+                cur[i - N]
+            }
+        };
+        let e0: f32 = cur.iter().map(|v| v * v).sum();
+        if e0 < 1e-7 {
+            return None;
+        }
+        let mut nccf = [0.0f32; MAX_LAG + 2];
+        let mut best = (0usize, 0.0f32);
+        for (lag, slot) in nccf.iter_mut().enumerate().take(MAX_LAG + 1).skip(MIN_LAG) {
+            let (mut xy, mut yy) = (0.0f32, 0.0f32);
+            for (i, &x) in cur.iter().enumerate() {
+                let y = at(N + i - lag);
+                xy += x * y;
+                yy += y * y;
+            }
+            let r = if yy > 0.0 { xy / (e0 * yy).sqrt() } else { 0.0 };
+            *slot = r;
+            if r > best.1 {
+                best = (lag, r);
+            }
+        }
+        let (_, r) = best;
+        if r < VOICING {
+            return None;
+        }
+        // Multiples of the period correlate as well as the period itself: take the first local
+        // peak that comes close to the best one (guards against octave-down errors).
+        let lag = (MIN_LAG..=MAX_LAG)
+            .find(|&l| {
+                nccf[l] >= 0.9 * r
+                    && nccf[l] >= nccf[l + 1]
+                    && (l == MIN_LAG || nccf[l] >= nccf[l - 1])
+            })
+            .unwrap_or(best.0);
+        let refined = if lag > MIN_LAG && lag < MAX_LAG {
+            let (a, b, c) = (nccf[lag - 1], nccf[lag], nccf[lag + 1]);
+            let d = a - 2.0 * b + c;
+            if d < 0.0 {
+                lag as f32 + 0.5 * (a - c) / d
+            } else {
+                lag as f32
+            }
+        } else {
+            lag as f32
+        };
+        let hz = PITCH_HZ as f32 / refined;
+        Some(12.0 * (hz / 100.0).log2())
+    }
+}
+
+/// Robust slope (per second) of `(t, v)` points: the median of pairwise slopes (Theil-Sen), so a
+/// stray octave error or a plosive does not swing it. At most `TAIL` points.
+fn theil_sen(points: &[(f32, f32)]) -> f32 {
+    let mut slopes = [0.0f32; TAIL * (TAIL - 1) / 2];
+    let mut m = 0;
+    for i in 0..points.len() {
+        for j in i + 1..points.len() {
+            let dt = points[j].0 - points[i].0;
+            if dt.abs() > 1e-6 && m < slopes.len() {
+                slopes[m] = (points[j].1 - points[i].1) / dt;
+                m += 1;
+            }
+        }
+    }
+    if points.len() < 3 || m == 0 {
+        return 0.0;
+    }
+    let s = &mut slopes[..m];
+    s.sort_unstable_by(f32::total_cmp);
+    s[m / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A voiced 20 ms frame: pulse-train-like harmonics at `hz`, continuous phase.
+    fn tone(hz: f32, phase: &mut f32, rate: u32, gain: f32) -> Vec<i16> {
+        (0..rate / 50)
+            .map(|_| {
+                *phase += hz / rate as f32;
+                let p = *phase * std::f32::consts::TAU;
+                let v = p.sin() + 0.5 * (2.0 * p).sin() + 0.3 * (3.0 * p).sin();
+                (v * 6000.0 * gain) as i16
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tracks_pitch_within_a_semitone() {
+        for rate in [16_000, 24_000] {
+            for hz in [90.0f32, 140.0, 220.0, 310.0] {
+                let mut t = ProsodyTracker::default();
+                let mut ph = 0.0;
+                let mut got = None;
+                for _ in 0..5 {
+                    got = t.push(&tone(hz, &mut ph, rate, 1.0), rate, true).f0_st;
+                }
+                let want = 12.0 * (hz / 100.0).log2();
+                let got = got.expect("pitched");
+                assert!(
+                    (got - want).abs() < 1.0,
+                    "{rate} Hz: {hz} Hz -> {got} st, want {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn noise_and_silence_have_no_pitch() {
+        let mut t = ProsodyTracker::default();
+        let mut seed = 1u32;
+        let noise: Vec<i16> = (0..320)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 16) as i16
+            })
+            .collect();
+        t.push(&noise, 16_000, true);
+        assert_eq!(t.push(&noise, 16_000, true).f0_st, None);
+        assert_eq!(t.push(&[0; 320], 16_000, true).f0_st, None);
+    }
+
+    /// A phrase of 30 frames whose pitch moves from `from` to `to` Hz and energy by `gain_to`.
+    fn phrase(t: &mut ProsodyTracker, from: f32, to: f32, gain_to: f32) -> TurnEndCues {
+        let mut ph = 0.0;
+        for i in 0..30 {
+            let k = i as f32 / 29.0;
+            let hz = from + (to - from) * k;
+            let g = 1.0 + (gain_to - 1.0) * k;
+            t.push(&tone(hz, &mut ph, 16_000, g), 16_000, true);
+        }
+        t.push(&[0; 320], 16_000, false);
+        t.cues()
+    }
+
+    #[test]
+    fn falling_statement_and_rising_continuation_differ() {
+        let mut t = ProsodyTracker::default();
+        phrase(&mut t, 150.0, 150.0, 1.0); // the speaker's usual pitch
+        let fall = phrase(&mut t, 150.0, 105.0, 0.3);
+        let rise = phrase(&mut t, 150.0, 185.0, 1.0);
+        assert!(fall.f0_slope < -5.0, "{fall:?}");
+        assert!(fall.f0_final < -3.0, "{fall:?}");
+        assert!(fall.energy_slope < -10.0, "{fall:?}");
+        assert!(rise.f0_slope > 3.0, "{rise:?}");
+        assert!(rise.f0_final > 1.0, "{rise:?}");
+        assert!(rise.pitched >= 15);
+    }
+}

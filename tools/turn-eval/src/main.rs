@@ -1,0 +1,74 @@
+//! tern-turn-eval: scores Tern's turn detectors on a labeled set.
+//!
+//! Usage: tern-turn-eval --set DIR [--vad earshot[,silero]] [--out FILE.md] [--dump-cues]
+//! `--dump-cues` prints the prosodic cues at every pause onset instead, one line each (label: 1 at
+//! a true end, 0 in a mid-sentence pause; kind; f0 slope; final f0; energy slope; lengthening;
+//! pitched frames; clip; ms since the true end or ms left in the pause; unpitched frames): the data
+//! `semantic::WEIGHTS` were fitted on.
+//! Make the set first: python3 tools/turn-eval/make_set.py DIR [--size ci|full]
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+fn main() -> anyhow::Result<()> {
+    let mut set = None;
+    let mut vads = vec!["earshot".to_string()];
+    let mut out = None;
+    let mut dump_cues = false;
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        if k == "--dump-cues" {
+            dump_cues = true;
+            continue;
+        }
+        let v = it.next().with_context(|| format!("{k} needs a value"))?;
+        match k.as_str() {
+            "--set" => set = Some(PathBuf::from(v)),
+            "--vad" => vads = v.split(',').map(str::to_string).collect(),
+            "--out" => out = Some(PathBuf::from(v)),
+            _ => bail!("unknown flag {k} (--set DIR, --vad LIST, --out FILE)"),
+        }
+    }
+    let set = set.context("--set DIR is required")?;
+    let clips = tern_turn_eval::load_set(&set)?;
+    if dump_cues {
+        for c in clips.iter().filter(|c| c.is_turn()) {
+            let probs = tern_turn_eval::probabilities("earshot", c)?;
+            for (cue, fin, ms) in tern_turn_eval::cue_samples(c, &probs) {
+                println!(
+                    "{} {} {:.2} {:.2} {:.2} {:.2} {} {} {ms} {}",
+                    u8::from(fin),
+                    c.kind,
+                    cue.f0_slope,
+                    cue.f0_final,
+                    cue.energy_slope,
+                    cue.lengthening,
+                    cue.pitched,
+                    c.file,
+                    cue.unpitched_for
+                );
+            }
+        }
+        return Ok(());
+    }
+    let mut md = format!(
+        "Set: {} ({} clips, {} turns)\n\n",
+        set.display(),
+        clips.len(),
+        clips.iter().filter(|c| c.is_turn()).count()
+    );
+    for vad in &vads {
+        if tern_turn_eval::vad_backend(vad).is_none() {
+            bail!("--vad: unknown backend {vad}");
+        }
+        let e = tern_turn_eval::evaluate(vad, &clips)?;
+        md += &tern_turn_eval::report(&e);
+        md += "\n";
+    }
+    print!("{md}");
+    if let Some(p) = out {
+        std::fs::write(&p, &md).with_context(|| format!("{}", p.display()))?;
+    }
+    Ok(())
+}
