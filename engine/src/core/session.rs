@@ -24,8 +24,9 @@ use super::media::uplink::{UplinkPath, UplinkStats};
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
-use super::turn::barge_in::{BargeInGuard, Gate, Release};
+use super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
+use super::turn::echo_guard::EchoGuard;
 use super::turn::vad::{EarshotVad, FrameVad};
 
 /// The label of the events data channel.
@@ -81,8 +82,8 @@ pub trait SessionIo {
     fn session_ended(&mut self) {}
     /// A client event was refused (counted by reason).
     fn event_rejected(&mut self, _reason: EventRejected) {}
-    /// Speech over a reply: it interrupted (`true`) or was rejected as too short (`false`).
-    fn barge_in(&mut self, _accepted: bool) {}
+    /// Speech over a playing reply: it interrupted, or was rejected (too short, or echo).
+    fn barge_in(&mut self, _outcome: BargeInOutcome) {}
     /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
     fn paced(&mut self, _late_by: Duration) {}
     /// An uplink frame was decoded, concealed, FEC-recovered or filled with silence after its
@@ -144,6 +145,7 @@ pub struct Session {
     closed: bool,
     liveness: Liveness,
     barge_in: BargeInGuard,
+    echo: EchoGuard,
     /// Audio position (ms) where the user's silence after the last reply began.
     idle_since: Option<u64>,
     event_gate: EventGate,
@@ -203,6 +205,7 @@ impl Session {
             closed: false,
             liveness: Liveness::new(offered_at),
             barge_in: BargeInGuard::new(config.barge_in_min_ms),
+            echo: EchoGuard::default(),
             idle_since: None,
             event_gate: EventGate::new(offered_at, &config.limits),
             end_reason: None,
@@ -448,6 +451,7 @@ impl Session {
         self.frame_index += 1;
         self.stats.frames_in += 1;
         let p = self.vad.frame_probability(frame);
+        self.echo.on_uplink_frame(frame.samples());
         let event = if self.turn_enabled {
             self.turn
                 .push_frame(index, p, frame.samples(), self.config.model_rate.hz())
@@ -470,13 +474,18 @@ impl Session {
         let talking =
             settings.interrupt_response && (self.playing.is_some() || !self.playout.is_empty());
         let voiced = p >= settings.threshold;
-        match self.barge_in.on_frame(voiced, talking) {
+        let echo = self.echo.is_echo();
+        match self.barge_in.on_frame(voiced, echo, talking) {
             Some(Release::BargeIn(start)) => {
-                io.barge_in(true);
+                io.barge_in(BargeInOutcome::Interrupted);
                 self.interrupt(io);
                 self.on_turn_event(start, io);
             }
             Some(Release::Plain(start)) => self.on_turn_event(start, io),
+            Some(Release::Echo) => {
+                io.barge_in(BargeInOutcome::Echo);
+                self.turn.reset();
+            }
             None => {}
         }
         if let Some(ev) = event {
@@ -484,14 +493,19 @@ impl Session {
                 Gate::Pass(ev) => {
                     // Without a guard (--barge-in-min-ms 0) speech interrupts at once.
                     if talking && matches!(ev, TurnEvent::SpeechStarted { .. }) {
-                        io.barge_in(true);
+                        io.barge_in(BargeInOutcome::Interrupted);
                         self.interrupt(io);
                     }
                     self.on_turn_event(ev, io);
                 }
                 Gate::Hold => {}
-                Gate::Rejected => {
-                    io.barge_in(false);
+                Gate::Rejected { echo } => {
+                    let outcome = if echo {
+                        BargeInOutcome::Echo
+                    } else {
+                        BargeInOutcome::Rejected
+                    };
+                    io.barge_in(outcome);
                     self.turn.reset();
                 }
             }
@@ -733,6 +747,7 @@ impl Session {
         let Ok(payload) = self.encoder.encode(frame) else {
             return;
         };
+        self.echo.on_reply_frame(frame.samples());
         let Some(w) = self.rtc.writer(mid) else {
             return;
         };

@@ -639,8 +639,8 @@ impl SessionIo for WatchReply<'_> {
     fn event_rejected(&mut self, reason: super::session_limits::EventRejected) {
         self.inner.event_rejected(reason);
     }
-    fn barge_in(&mut self, accepted: bool) {
-        self.inner.barge_in(accepted);
+    fn barge_in(&mut self, outcome: super::turn::barge_in::BargeInOutcome) {
+        self.inner.barge_in(outcome);
     }
     fn paced(&mut self, late_by: Duration) {
         self.inner.paced(late_by);

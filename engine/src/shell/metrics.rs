@@ -250,7 +250,7 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         &mut o,
         snaps,
         "tern_barge_ins_total",
-        "Speech over a playing reply: interrupted it, or rejected as too short (--barge-in-min-ms).",
+        "Speech over a playing reply: interrupted it, rejected as too short (--barge-in-min-ms), or echo of the reply itself.",
         |s| &s.barge_ins,
     );
     labelled(

@@ -25,6 +25,7 @@ use crate::core::session::SessionIo;
 use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
 use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
+use crate::core::turn::barge_in::BargeInOutcome;
 
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
@@ -103,9 +104,8 @@ impl SessionIo for ShardIo {
         record(&mut self.latencies.pacing, late_by);
     }
 
-    fn barge_in(&mut self, accepted: bool) {
-        let outcome = if accepted { "interrupted" } else { "rejected" };
-        *self.barge_ins.entry(outcome).or_insert(0) += 1;
+    fn barge_in(&mut self, outcome: BargeInOutcome) {
+        *self.barge_ins.entry(outcome.label()).or_insert(0) += 1;
     }
 
     fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration) {

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tern_engine::core::media::frame::{ModelRate, PcmFrame, FRAME_MS};
 use tern_engine::core::turn::barge_in::{BargeInGuard, Gate, Release};
 use tern_engine::core::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
+use tern_engine::core::turn::echo_guard::{EchoGuard, ECHO_CORRELATION};
 use tern_engine::core::turn::prosody::{ProsodyTracker, TurnEndCues};
 use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::core::turn::vad::{EarshotVad, FrameVad, VoiceDetector};
@@ -128,13 +129,12 @@ pub fn detector_configs() -> Vec<DetectorConfig> {
     ]
 }
 
-/// Per-frame VAD probabilities of a clip (the same for every detector).
-pub fn probabilities(vad: &str, clip: &Clip) -> anyhow::Result<Vec<f32>> {
+/// Per-frame VAD probabilities of 16 kHz audio (the same for every detector).
+pub fn probabilities(vad: &str, samples: &[i16]) -> anyhow::Result<Vec<f32>> {
     let det = vad_backend(vad).with_context(|| format!("unknown VAD backend {vad}"))?;
     let mut fv = FrameVad::new(det, RATE);
     let n = RATE.frame_samples();
-    Ok(clip
-        .samples
+    Ok(samples
         .chunks_exact(n)
         .map(|c| fv.frame_probability(&PcmFrame::from_slice(c)))
         .collect())
@@ -242,22 +242,68 @@ pub fn percentile(v: &[u64], q: f64) -> Option<u64> {
     Some(s[i])
 }
 
-/// Barge-in: the time from the start of speech to the interruption, while a reply plays.
-pub fn barge_in_at(probs: &[f32], min_ms: u32) -> Option<u64> {
+/// A barge-in guard setting to evaluate.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardConfig {
+    pub min_ms: u32,
+    pub echo_guard: bool,
+}
+
+impl GuardConfig {
+    pub fn label(&self) -> String {
+        format!(
+            "--barge-in-min-ms {}{}",
+            self.min_ms,
+            if self.echo_guard {
+                " + echo guard"
+            } else {
+                ", no echo guard"
+            }
+        )
+    }
+}
+
+pub fn guard_configs() -> Vec<GuardConfig> {
+    vec![
+        GuardConfig {
+            min_ms: 200,
+            echo_guard: false,
+        },
+        GuardConfig {
+            min_ms: 200,
+            echo_guard: true,
+        },
+        GuardConfig {
+            min_ms: 400,
+            echo_guard: true,
+        },
+    ]
+}
+
+/// Barge-in, as a session runs it while a reply (`reply`, 16 kHz) plays: when (ms of clip time)
+/// speech heard in `near` interrupts it, if it does.
+pub fn barge_in_at(near: &[i16], probs: &[f32], reply: &[i16], g: GuardConfig) -> Option<u64> {
     let settings = ServerVadSettings::default();
     let mut d = TurnDetector::new(settings);
-    let mut guard = BargeInGuard::new(min_ms);
-    for (i, &p) in probs.iter().enumerate() {
+    let mut guard = BargeInGuard::new(g.min_ms);
+    let mut echo = EchoGuard::default();
+    let n = RATE.frame_samples();
+    let mut replies = reply.chunks_exact(n).cycle();
+    for (i, (frame, &p)) in near.chunks_exact(n).zip(probs).enumerate() {
+        if let Some(r) = replies.next() {
+            echo.on_reply_frame(r);
+        }
+        let is_echo = echo.on_uplink_frame(frame) >= ECHO_CORRELATION && g.echo_guard;
         let voiced = p >= settings.threshold;
         let ev = d.push(i as u64, p);
         let at = (i as u64 + 1) * FRAME_MS;
-        if let Some(Release::BargeIn(_)) = guard.on_frame(voiced, true) {
+        if let Some(Release::BargeIn(_)) = guard.on_frame(voiced, is_echo, true) {
             return Some(at);
         }
         if let Some(ev) = ev {
             match guard.on_turn(ev, true) {
                 Gate::Pass(TurnEvent::SpeechStarted { .. }) => return Some(at),
-                Gate::Rejected => d.reset(),
+                Gate::Rejected { .. } => d.reset(),
                 _ => {}
             }
         }
@@ -265,19 +311,31 @@ pub fn barge_in_at(probs: &[f32], min_ms: u32) -> Option<u64> {
     None
 }
 
+/// The reply leaking back into the microphone: 140 ms later, 12 dB down, over room noise.
+pub fn echo_of(reply: &[i16], noise: &[i16]) -> Vec<i16> {
+    let delay = (RATE.hz() as usize * 140) / 1000;
+    noise
+        .iter()
+        .enumerate()
+        .map(|(i, &nz)| {
+            let e = i
+                .checked_sub(delay)
+                .and_then(|j| reply.get(j))
+                .map_or(0, |&s| i32::from(s) / 4);
+            (e + i32::from(nz) / 4).clamp(-32768, 32767) as i16
+        })
+        .collect()
+}
+
 /// Barge-in scores of one guard setting.
 #[derive(Debug, Clone, Default)]
 pub struct BargeScore {
     pub reactions: Vec<u64>,
     pub turns: usize,
-    pub must_not: usize,
-    pub false_barge_ins: usize,
-}
-
-impl BargeScore {
-    pub fn false_rate(&self) -> f64 {
-        self.false_barge_ins as f64 / self.must_not.max(1) as f64
-    }
+    /// (clips, false barge-ins) for backchannels, noise alone and echo of the reply.
+    pub backchannel: (usize, usize),
+    pub noise: (usize, usize),
+    pub echo: (usize, usize),
 }
 
 /// Everything the report prints, for one VAD backend.
@@ -285,34 +343,57 @@ impl BargeScore {
 pub struct Evaluation {
     pub vad: String,
     pub turns: Vec<(DetectorConfig, TurnScore)>,
-    pub barge: Vec<(u32, BargeScore)>,
+    pub barge: Vec<(GuardConfig, BargeScore)>,
 }
 
 pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
     let configs = detector_configs();
     let mut turns: Vec<(DetectorConfig, TurnScore)> =
         configs.iter().map(|c| (*c, TurnScore::default())).collect();
-    let mut barge: Vec<(u32, BargeScore)> = [200, 400]
-        .iter()
-        .map(|m| (*m, BargeScore::default()))
+    let mut barge: Vec<(GuardConfig, BargeScore)> = guard_configs()
+        .into_iter()
+        .map(|g| (g, BargeScore::default()))
         .collect();
-    for clip in clips {
-        let probs = probabilities(vad, clip)?;
+    // The agent's reply while the user barges in: another clip of the set (clean, a different
+    // voice), so the echo guard is live and must not mistake the user for echo.
+    let replies: Vec<&Clip> = clips
+        .iter()
+        .filter(|c| c.is_turn() && c.snr_db.is_none())
+        .collect();
+    let quiet_noise = clips
+        .iter()
+        .find(|c| c.kind == "noise" && c.snr_db == Some(20));
+    for (k, clip) in clips.iter().enumerate() {
+        let probs = probabilities(vad, &clip.samples)?;
         if clip.is_turn() {
             for (cfg, score) in &mut turns {
                 score.add(clip, &releases(*cfg, clip, &probs));
             }
         }
-        for (min_ms, score) in &mut barge {
-            let at = barge_in_at(&probs, *min_ms);
-            if clip.is_turn() {
-                score.turns += 1;
-                if let (Some(at), Some((start, _))) = (at, clip.segments_ms.first()) {
-                    score.reactions.push(at.saturating_sub(*start));
+        // Never the clip's own words (its clean version is one of the replies).
+        let reply = (0..replies.len())
+            .map(|j| replies[(k * 7 + 3 + j) % replies.len()])
+            .find(|r| r.file.get(..4) != clip.file.get(..4))
+            .map_or(&[][..], |c| &c.samples[..]);
+        for (g, score) in &mut barge {
+            let at = barge_in_at(&clip.samples, &probs, reply, *g);
+            match clip.kind.as_str() {
+                "backchannel" => bump(&mut score.backchannel, at),
+                "noise" => bump(&mut score.noise, at),
+                _ => {
+                    score.turns += 1;
+                    if let (Some(at), Some((start, _))) = (at, clip.segments_ms.first()) {
+                        score.reactions.push(at.saturating_sub(*start));
+                    }
                 }
-            } else {
-                score.must_not += 1;
-                score.false_barge_ins += usize::from(at.is_some());
+            }
+        }
+        // The clip played as the reply, leaking back while the user is silent.
+        if let (true, Some(nz)) = (clip.is_turn() && clip.snr_db.is_none(), quiet_noise) {
+            let near = echo_of(&clip.samples, &nz.samples);
+            let p = probabilities(vad, &near)?;
+            for (g, score) in &mut barge {
+                bump(&mut score.echo, barge_in_at(&near, &p, &clip.samples, *g));
             }
         }
     }
@@ -321,6 +402,15 @@ pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
         turns,
         barge,
     })
+}
+
+fn bump(slot: &mut (usize, usize), barged: Option<u64>) {
+    slot.0 += 1;
+    slot.1 += usize::from(barged.is_some());
+}
+
+fn rate((n, bad): (usize, usize)) -> String {
+    format!("{:.0}% ({bad}/{n})", 100.0 * bad as f64 / n.max(1) as f64)
 }
 
 fn ms(v: Option<u64>) -> String {
@@ -349,18 +439,18 @@ pub fn report(e: &Evaluation) -> String {
             s.missed
         );
     }
-    o += "\n| barge-in guard | reaction p50 (ms) | p90 (ms) | turns interrupted | false barge-ins (backchannel, noise) |\n|---|---|---|---|---|\n";
-    for (min_ms, s) in &e.barge {
+    o += "\n| barge-in guard | reaction p50 (ms) | p90 (ms) | turns that interrupted | false barge-ins: backchannels | noise alone | echo of the reply |\n|---|---|---|---|---|---|---|\n";
+    for (g, s) in &e.barge {
         o += &format!(
-            "| --barge-in-min-ms {} | {} | {} | {}/{} | {:.1}% ({}/{}) |\n",
-            min_ms,
+            "| {} | {} | {} | {}/{} | {} | {} | {} |\n",
+            g.label(),
             ms(percentile(&s.reactions, 0.5)),
             ms(percentile(&s.reactions, 0.9)),
             s.reactions.len(),
             s.turns,
-            100.0 * s.false_rate(),
-            s.false_barge_ins,
-            s.must_not
+            rate(s.backchannel),
+            rate(s.noise),
+            rate(s.echo)
         );
     }
     o

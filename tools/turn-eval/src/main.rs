@@ -34,7 +34,7 @@ fn main() -> anyhow::Result<()> {
     let clips = tern_turn_eval::load_set(&set)?;
     if dump_cues {
         for c in clips.iter().filter(|c| c.is_turn()) {
-            let probs = tern_turn_eval::probabilities("earshot", c)?;
+            let probs = tern_turn_eval::probabilities("earshot", &c.samples)?;
             for (cue, fin, ms) in tern_turn_eval::cue_samples(c, &probs) {
                 println!(
                     "{} {} {:.2} {:.2} {:.2} {:.2} {} {} {ms} {}",

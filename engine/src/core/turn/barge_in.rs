@@ -1,7 +1,9 @@
 //! The false-barge-in guard: while the agent talks, a detected start of speech interrupts the
 //! reply only once `min_ms` of voiced audio has followed it. Shorter bursts (a cough, a
 //! backchannel, a click of echo leaking through the client) end before that and are dropped
-//! together with their turn events, so the reply goes on and the agent never sees them.
+//! together with their turn events, so the reply goes on and the agent never sees them. Frames the
+//! echo guard takes for our own reply leaking back do not count; a start heard only as echo is
+//! dropped even when the reply ends under it.
 
 use super::detector::TurnEvent;
 use crate::core::media::frame::FRAME_MS;
@@ -12,8 +14,9 @@ pub enum Gate {
     Pass(TurnEvent),
     /// Held: a possible barge-in is being confirmed.
     Hold,
-    /// A held start of speech ended too soon: drop it and this stop (a rejected barge-in).
-    Rejected,
+    /// A held start of speech ended too soon: drop it and this stop (a rejected barge-in);
+    /// `echo`: all of it was the reply's own echo.
+    Rejected { echo: bool },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +25,42 @@ pub enum Release {
     BargeIn(TurnEvent),
     /// The reply ended while the start was held: forward it, nothing to interrupt.
     Plain(TurnEvent),
+    /// The reply ended while the start was held, and all of it was echo: drop it and its turn.
+    Echo,
+}
+
+/// What became of speech over a playing reply (counted by the shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BargeInOutcome {
+    Interrupted,
+    /// Too short for `--barge-in-min-ms` (a cough, a backchannel).
+    Rejected,
+    /// The reply's own echo.
+    Echo,
+}
+
+impl BargeInOutcome {
+    pub fn label(self) -> &'static str {
+        match self {
+            BargeInOutcome::Interrupted => "interrupted",
+            BargeInOutcome::Rejected => "rejected",
+            BargeInOutcome::Echo => "echo",
+        }
+    }
+}
+
+/// A start of speech being confirmed: voiced ms of the user so far, frames judged echo.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    start: TurnEvent,
+    user_ms: u32,
+    echo_frames: u32,
 }
 
 #[derive(Debug, Clone)]
 pub struct BargeInGuard {
     min_ms: u32,
-    held: Option<(TurnEvent, u32)>,
+    held: Option<Held>,
 }
 
 impl BargeInGuard {
@@ -43,30 +76,51 @@ impl BargeInGuard {
     pub fn on_turn(&mut self, ev: TurnEvent, agent_talking: bool) -> Gate {
         match ev {
             TurnEvent::SpeechStarted { .. } if agent_talking && self.min_ms > 0 => {
-                self.held = Some((ev, 0));
+                self.held = Some(Held {
+                    start: ev,
+                    user_ms: 0,
+                    echo_frames: 0,
+                });
                 Gate::Hold
             }
-            TurnEvent::SpeechStopped { .. } if self.held.take().is_some() => Gate::Rejected,
+            TurnEvent::SpeechStopped { .. } if self.held.is_some() => {
+                let echo = self.held_is_echo();
+                self.held = None;
+                Gate::Rejected { echo }
+            }
             _ => Gate::Pass(ev),
         }
     }
 
-    /// One 20 ms frame; `voiced` by the turn detector's threshold.
-    pub fn on_frame(&mut self, voiced: bool, agent_talking: bool) -> Option<Release> {
-        let (start, ms) = self.held.as_mut()?;
-        let start = *start;
+    /// One 20 ms frame; `voiced` by the turn detector's threshold, `echo` by the echo guard.
+    pub fn on_frame(&mut self, voiced: bool, echo: bool, agent_talking: bool) -> Option<Release> {
+        let h = self.held.as_mut()?;
+        let start = h.start;
         if !agent_talking {
+            let only_echo = h.user_ms == 0 && h.echo_frames > 0;
             self.held = None;
-            return Some(Release::Plain(start));
+            return Some(if only_echo {
+                Release::Echo
+            } else {
+                Release::Plain(start)
+            });
         }
-        if voiced {
-            *ms += FRAME_MS as u32;
+        match (voiced, echo) {
+            (true, false) => h.user_ms += FRAME_MS as u32,
+            (true, true) => h.echo_frames += 1,
+            _ => {}
         }
-        if *ms >= self.min_ms {
+        if h.user_ms >= self.min_ms {
             self.held = None;
             return Some(Release::BargeIn(start));
         }
         None
+    }
+
+    /// Whether the held start has so far been heard only as echo.
+    pub fn held_is_echo(&self) -> bool {
+        self.held
+            .is_some_and(|h| h.user_ms == 0 && h.echo_frames > 0)
     }
 }
 
@@ -84,11 +138,11 @@ mod tests {
         let mut g = BargeInGuard::new(200);
         assert_eq!(g.on_turn(START, true), Gate::Hold);
         for _ in 0..9 {
-            assert_eq!(g.on_frame(true, true), None);
+            assert_eq!(g.on_frame(true, false, true), None);
         }
         // Unvoiced frames do not count.
-        assert_eq!(g.on_frame(false, true), None);
-        assert_eq!(g.on_frame(true, true), Some(Release::BargeIn(START)));
+        assert_eq!(g.on_frame(false, false, true), None);
+        assert_eq!(g.on_frame(true, false, true), Some(Release::BargeIn(START)));
         assert!(!g.is_holding());
     }
 
@@ -97,9 +151,9 @@ mod tests {
         let mut g = BargeInGuard::new(200);
         assert_eq!(g.on_turn(START, true), Gate::Hold);
         for _ in 0..5 {
-            assert_eq!(g.on_frame(true, true), None);
+            assert_eq!(g.on_frame(true, false, true), None);
         }
-        assert_eq!(g.on_turn(STOP, true), Gate::Rejected);
+        assert_eq!(g.on_turn(STOP, true), Gate::Rejected { echo: false });
         // The next stop (of a real turn later) passes.
         assert_eq!(g.on_turn(STOP, false), Gate::Pass(STOP));
     }
@@ -109,7 +163,15 @@ mod tests {
         let mut g = BargeInGuard::new(200);
         assert_eq!(g.on_turn(START, false), Gate::Pass(START));
         assert_eq!(g.on_turn(START, true), Gate::Hold);
-        assert_eq!(g.on_frame(true, false), Some(Release::Plain(START)));
+        assert_eq!(g.on_frame(true, false, false), Some(Release::Plain(START)));
+        // Echo alone never interrupts, and is dropped when the reply ends under it.
+        let mut e = BargeInGuard::new(200);
+        assert_eq!(e.on_turn(START, true), Gate::Hold);
+        for _ in 0..30 {
+            assert_eq!(e.on_frame(true, true, true), None);
+        }
+        assert!(e.held_is_echo());
+        assert_eq!(e.on_frame(true, true, false), Some(Release::Echo));
         let mut off = BargeInGuard::new(0);
         assert_eq!(off.on_turn(START, true), Gate::Pass(START));
     }

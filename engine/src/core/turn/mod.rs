@@ -2,6 +2,7 @@
 
 pub mod barge_in;
 pub mod detector;
+pub mod echo_guard;
 pub mod prosody;
 pub mod semantic;
 pub mod vad;
