@@ -47,6 +47,15 @@ pub enum TurnDetectionKind {
     None,
 }
 
+/// `--vad`: the voice detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VadArg {
+    /// earshot: small, on the media core (about 6 µs per 16 ms).
+    Earshot,
+    /// Silero v6 (tract-onnx): more robust in noise; runs on the inference workers.
+    Silero,
+}
+
 /// `--eagerness` for semantic_vad: how soon a turn may end (longest waits 8/4/2 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EagernessArg {
@@ -163,6 +172,10 @@ pub struct ServeArgs {
     /// Default turn detection (clients may change it with session.update).
     #[arg(long, value_enum, default_value_t = TurnDetectionKind::ServerVad)]
     pub turn_detection: TurnDetectionKind,
+    /// Voice detector: earshot (on the media core) or silero (Silero v6 on the inference
+    /// workers; its answer comes back through the ring).
+    #[arg(long, value_enum, default_value_t = VadArg::Earshot)]
+    pub vad: VadArg,
     /// semantic_vad: how eagerly a turn ends (low waits up to 8 s after an unfinished-sounding
     /// pause, medium 4 s, high 2 s; auto is medium).
     #[arg(long, value_enum, default_value_t = EagernessArg::Auto)]

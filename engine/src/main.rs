@@ -11,7 +11,7 @@ use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
     AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, ServeArgs, SteeringArg,
-    TurnDetectionKind,
+    TurnDetectionKind, VadArg,
 };
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::session::SessionConfig;
@@ -19,6 +19,7 @@ use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
 use tern_engine::core::turn::detector::ServerVadSettings;
 use tern_engine::core::turn::semantic::Eagerness;
+use tern_engine::core::turn::vad::VadBackend;
 use tern_engine::shell::net::{default_route_addr, Steering};
 use tern_engine::shell::runtime::{self, EngineConfig};
 
@@ -132,6 +133,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 turn,
                 encoder_complexity: args.opus_complexity,
                 barge_in_min_ms: args.barge_in_min_ms,
+                vad: match args.vad {
+                    VadArg::Earshot => VadBackend::Earshot,
+                    VadArg::Silero => VadBackend::Silero,
+                },
                 limits: SessionLimits {
                     idle_timeout: Duration::from_secs(args.idle_timeout_s),
                     consent_timeout: Duration::from_secs(args.consent_timeout_s),

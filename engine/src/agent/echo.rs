@@ -179,15 +179,6 @@ impl Agent for EchoAgent {
 mod tests {
     use super::*;
 
-    #[derive(Default)]
-    struct Sink(Vec<DownlinkMsg>);
-    impl AgentOutput for Sink {
-        fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg> {
-            self.0.push(msg);
-            Ok(())
-        }
-    }
-
     #[test]
     fn replays_the_turn_at_real_time() {
         let t0 = Instant::now();
@@ -197,7 +188,7 @@ mod tests {
             generation: 0,
         };
         let mut a = EchoAgent::default();
-        let mut out = Sink::default();
+        let mut out = Vec::<DownlinkMsg>::new();
         a.on_message(
             t0,
             UplinkMsg::Start {
@@ -250,14 +241,13 @@ mod tests {
             &mut out,
         );
         assert_eq!(a.poll(t0, &mut out), Some(t0 + Duration::from_millis(10)));
-        assert_eq!(out.0.len(), LEAD_FRAMES as usize);
+        assert_eq!(out.len(), LEAD_FRAMES as usize);
         let mut t = t0;
         for _ in 0..200 {
             t += Duration::from_millis(10);
             a.poll(t, &mut out);
         }
         let frames: Vec<i16> = out
-            .0
             .iter()
             .filter_map(|m| match m {
                 DownlinkMsg::Audio { frame, .. } => Some(frame.samples()[0]),
@@ -270,7 +260,7 @@ mod tests {
             "frames 400..1600 ms, in order"
         );
         assert!(matches!(
-            out.0.last(),
+            out.last(),
             Some(DownlinkMsg::ResponseDone { response: 1, .. })
         ));
     }

@@ -28,6 +28,7 @@
 pub mod bridge;
 pub mod echo;
 pub mod worker;
+pub mod worker_vad;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,14 @@ pub trait AgentOutput {
     /// message and retries on its next poll (its own backlog, never the shard's).
     #[allow(clippy::result_large_err)] // the message comes back unboxed so nothing allocates
     fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg>;
+}
+
+/// Collects everything sent (tests and in-process harnesses).
+impl AgentOutput for Vec<DownlinkMsg> {
+    fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg> {
+        self.push(msg);
+        Ok(())
+    }
 }
 
 /// The logic behind a worker: speech-to-speech, a bridge to a model server, or `echo`.

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
+use super::worker_vad::WorkerVad;
 use super::{Agent, AgentKind, AgentOutput};
 use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use crate::core::turn::vad::VadBackend;
 use crate::shell::rings::{Doorbell, Ring};
 
 /// Longest a worker sleeps without being woken.
@@ -29,6 +31,8 @@ pub struct WorkerPlan {
     /// Shard doorbells, indexed by shard.
     pub bells: Vec<Arc<Doorbell>>,
     pub agent: AgentKind,
+    /// `--vad`: a backend too slow for media cores runs here (`WorkerVad`).
+    pub vad: VadBackend,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -65,6 +69,7 @@ fn run(plan: WorkerPlan) {
             return;
         }
     };
+    let mut vad = WorkerVad::new(plan.vad);
     let mut pushed = vec![false; plan.links.len()];
     while !plan.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -78,6 +83,9 @@ fn run(plan: WorkerPlan) {
                     links: &plan.links,
                     pushed: &mut pushed,
                 };
+                if let Some(v) = vad.as_mut() {
+                    v.on_message(&msg, &mut out);
+                }
                 agent.on_message(now, msg, &mut out);
             }
         }

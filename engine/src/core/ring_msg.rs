@@ -87,6 +87,13 @@ pub enum DownlinkMsg {
     Clear { key: SessionKey },
     /// A JSON event for the data channel.
     Event { key: SessionKey, json: Box<str> },
+    /// The voice probability of uplink frame `index`, from a VAD that runs on the worker
+    /// (`--vad silero`).
+    Vad {
+        key: SessionKey,
+        index: u64,
+        probability: f32,
+    },
 }
 
 impl DownlinkMsg {
@@ -95,7 +102,8 @@ impl DownlinkMsg {
             DownlinkMsg::Audio { key, .. }
             | DownlinkMsg::ResponseDone { key, .. }
             | DownlinkMsg::Clear { key }
-            | DownlinkMsg::Event { key, .. } => *key,
+            | DownlinkMsg::Event { key, .. }
+            | DownlinkMsg::Vad { key, .. } => *key,
         }
     }
 }

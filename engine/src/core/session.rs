@@ -27,7 +27,7 @@ use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, Sessi
 use super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::turn::echo_guard::EchoGuard;
-use super::turn::vad::{EarshotVad, FrameVad};
+use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
 
 /// The label of the events data channel.
 pub const EVENTS_CHANNEL: &str = "oai-events";
@@ -35,6 +35,24 @@ pub const EVENTS_CHANNEL: &str = "oai-events";
 const MAX_PENDING_EVENTS: usize = 32;
 /// If str0m asks for nothing sooner, look at the session again after this long.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Frames of a worker-side VAD awaiting an answer before the oldest is taken as silence (1 s).
+const MAX_PENDING_VAD: usize = 50;
+
+/// Where a session's voice probabilities come from.
+enum VadPath {
+    /// Computed on the media core as each frame arrives (earshot).
+    Inline(FrameVad),
+    /// Computed on the worker (`--vad silero`); frames wait here, in order, for their answer.
+    Remote(VecDeque<PendingVad>),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingVad {
+    index: u64,
+    echo: bool,
+    probability: Option<f32>,
+}
 
 /// Per-session settings, from CLI defaults.
 #[derive(Debug, Clone)]
@@ -47,6 +65,8 @@ pub struct SessionConfig {
     pub limits: SessionLimits,
     /// Voiced speech needed over a playing reply before it is interrupted (0: at once).
     pub barge_in_min_ms: u32,
+    /// `--vad`: the voice detector (earshot on the media core, or Silero on the worker).
+    pub vad: VadBackend,
     /// Test builds only (never set from the CLI): the data-channel event
     /// `{"type":"tern.test.panic"}` panics inside the session, to prove panic isolation.
     #[doc(hidden)]
@@ -62,6 +82,7 @@ impl Default for SessionConfig {
             playout_frames: 150,
             limits: SessionLimits::default(),
             barge_in_min_ms: 200,
+            vad: VadBackend::Earshot,
             fault_injection: false,
         }
     }
@@ -127,7 +148,7 @@ pub struct Session {
     writer: EventWriter,
     /// Reorder buffer + decoder; taken out while its frames are handled (see `feed_uplink`).
     uplink: Option<Box<UplinkPath>>,
-    vad: FrameVad,
+    vad: VadPath,
     turn: TurnDetector,
     turn_enabled: bool,
     frame_index: u64,
@@ -189,7 +210,11 @@ impl Session {
             pending_events: VecDeque::new(),
             writer: EventWriter::default(),
             uplink: Some(Box::new(UplinkPath::new(rate)?)),
-            vad: FrameVad::new(Box::new(EarshotVad::default()), rate),
+            vad: if config.vad.runs_on_worker() {
+                VadPath::Remote(VecDeque::with_capacity(8))
+            } else {
+                VadPath::Inline(FrameVad::new(Box::new(EarshotVad::default()), rate))
+            },
             turn: TurnDetector::new(turn),
             turn_enabled: config.turn.is_some(),
             frame_index: 0,
@@ -317,6 +342,9 @@ impl Session {
                 self.pacer.idle();
             }
             DownlinkMsg::Event { json, .. } => self.send_event(json.into()),
+            DownlinkMsg::Vad {
+                index, probability, ..
+            } => self.on_vad(index, probability, io),
         }
         self.drive(now, io);
     }
@@ -450,14 +478,13 @@ impl Session {
         let index = self.frame_index;
         self.frame_index += 1;
         self.stats.frames_in += 1;
-        let p = self.vad.frame_probability(frame);
         self.echo.on_uplink_frame(frame.samples());
-        let event = if self.turn_enabled {
+        let echo = self.echo.is_echo();
+        if self.turn_enabled {
             self.turn
-                .push_frame(index, p, frame.samples(), self.config.model_rate.hz())
-        } else {
-            None
-        };
+                .observe(index, frame.samples(), self.config.model_rate.hz());
+        }
+        let mut sent = false;
         if self.agent_started {
             let msg = UplinkMsg::Audio {
                 key: self.key,
@@ -465,16 +492,71 @@ impl Session {
                 frame: *frame,
                 received_at,
             };
-            if !io.to_agent(self.worker, msg) {
+            sent = io.to_agent(self.worker, msg);
+            if !sent {
                 self.stats.uplink_dropped += 1;
             }
         }
+        match &mut self.vad {
+            VadPath::Inline(v) => {
+                let p = v.frame_probability(frame);
+                self.decide(index, p, echo, io);
+            }
+            VadPath::Remote(q) => {
+                // A frame the worker never got has no answer coming: it counts as silence.
+                q.push_back(PendingVad {
+                    index,
+                    echo,
+                    probability: (!sent).then_some(0.0),
+                });
+                self.drain_vad(io);
+            }
+        }
+    }
+
+    /// The worker's VAD answered for frame `index` (`--vad silero`).
+    fn on_vad(&mut self, index: u64, probability: f32, io: &mut dyn SessionIo) {
+        if let VadPath::Remote(q) = &mut self.vad {
+            if let Some(f) = q.iter_mut().find(|f| f.index == index) {
+                f.probability = Some(probability);
+            }
+        }
+        self.drain_vad(io);
+    }
+
+    /// Decides the frames whose probability is known, in order. A worker that falls more than
+    /// `MAX_PENDING_VAD` frames behind has its oldest frames taken as silence.
+    fn drain_vad(&mut self, io: &mut dyn SessionIo) {
+        loop {
+            let VadPath::Remote(q) = &mut self.vad else {
+                return;
+            };
+            let overdue = q.len() > MAX_PENDING_VAD;
+            let Some(front) = q.front().copied() else {
+                return;
+            };
+            let p = match (front.probability, overdue) {
+                (Some(p), _) => p,
+                (None, true) => 0.0,
+                (None, false) => return,
+            };
+            q.pop_front();
+            self.decide(front.index, p, front.echo, io);
+        }
+    }
+
+    /// Turn detection and barge-in for frame `index` with voice probability `p`.
+    fn decide(&mut self, index: u64, p: f32, echo: bool, io: &mut dyn SessionIo) {
+        let event = if self.turn_enabled {
+            self.turn.push_probability(index, p)
+        } else {
+            None
+        };
         // Barge-in applies only while a reply plays and the session allows interrupting it.
         let settings = self.turn.settings();
         let talking =
             settings.interrupt_response && (self.playing.is_some() || !self.playout.is_empty());
         let voiced = p >= settings.threshold;
-        let echo = self.echo.is_echo();
         match self.barge_in.on_frame(voiced, echo, talking) {
             Some(Release::BargeIn(start)) => {
                 io.barge_in(BargeInOutcome::Interrupted);

@@ -251,6 +251,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
             links: l.clone(),
             bells: bells.clone(),
             agent: cfg.agent.clone(),
+            vad: cfg.shard.session.vad,
             stop: stop.clone(),
         };
         let (thread, join) = worker::spawn(plan).context("spawning worker thread")?;

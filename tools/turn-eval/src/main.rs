@@ -2,8 +2,7 @@
 //!
 //! Usage: tern-turn-eval --set DIR [--vad earshot[,silero]] [--out FILE.md] [--dump-cues]
 //! `--dump-cues` prints the prosodic cues at every pause onset instead, one line each (label: 1 at
-//! a true end, 0 in a mid-sentence pause; kind; f0 slope; final f0; energy slope; lengthening;
-//! pitched frames; clip; ms since the true end or ms left in the pause; unpitched frames): the data
+//! a true end, 0 in a mid-sentence pause; kind; f0 slope; final f0; energy slope; pitched frames; clip; ms since the true end or ms left in the pause; unpitched frames): the data
 //! `semantic::WEIGHTS` were fitted on.
 //! Make the set first: python3 tools/turn-eval/make_set.py DIR [--size ci|full]
 
@@ -37,13 +36,12 @@ fn main() -> anyhow::Result<()> {
             let probs = tern_turn_eval::probabilities("earshot", &c.samples)?;
             for (cue, fin, ms) in tern_turn_eval::cue_samples(c, &probs) {
                 println!(
-                    "{} {} {:.2} {:.2} {:.2} {:.2} {} {} {ms} {}",
+                    "{} {} {:.2} {:.2} {:.2} {} {} {ms} {}",
                     u8::from(fin),
                     c.kind,
                     cue.f0_slope,
                     cue.f0_final,
                     cue.energy_slope,
-                    cue.lengthening,
                     cue.pitched,
                     c.file,
                     cue.unpitched_for

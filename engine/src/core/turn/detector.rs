@@ -93,7 +93,7 @@ impl TurnDetector {
     /// Feeds the voice probability of frame `index` (0-based); returns a turn event, if any.
     /// Without the frame's samples `semantic_vad` has no prosody and waits as for an unclear end.
     pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
-        self.push_frame(index, probability, &[], 16_000)
+        self.push_probability(index, probability)
     }
 
     /// Feeds frame `index`: its voice probability and its samples at `rate` Hz.
@@ -104,9 +104,23 @@ impl TurnDetector {
         pcm: &[i16],
         rate: u32,
     ) -> Option<TurnEvent> {
-        let voiced = probability >= self.settings.threshold;
+        self.observe(index, pcm, rate);
+        self.push_probability(index, probability)
+    }
+
+    /// The samples of the next frame, as they arrive (semantic_vad's prosody). The voice
+    /// probability may come later (`push_probability`), e.g. from a VAD on a worker thread.
+    pub fn observe(&mut self, index: u64, pcm: &[i16], rate: u32) {
         if self.settings.eagerness.is_some() && !pcm.is_empty() {
-            self.prosody.push(pcm, rate, voiced);
+            self.prosody.push(index, pcm, rate);
+        }
+    }
+
+    /// The voice probability of frame `index`; returns a turn event, if any.
+    pub fn push_probability(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
+        let voiced = probability >= self.settings.threshold;
+        if self.settings.eagerness.is_some() {
+            self.prosody.set_voiced(index, voiced);
         }
         let fixed_wait = self.settings.silence_duration_ms;
         match &mut self.state {
@@ -140,7 +154,7 @@ impl TurnDetector {
                 if *silence_ms == 0 {
                     (*wait_ms, *silence_ms) = match self.settings.eagerness {
                         Some(e) => {
-                            let cues = self.prosody.cues();
+                            let cues = self.prosody.cues(index);
                             (e.wait_ms(&cues), e.credit_ms(&cues))
                         }
                         None => (fixed_wait, 0),

@@ -5,6 +5,8 @@ pub mod detector;
 pub mod echo_guard;
 pub mod prosody;
 pub mod semantic;
+#[cfg(feature = "silero")]
+pub mod silero;
 pub mod vad;
 
 #[cfg(test)]

@@ -1,9 +1,14 @@
 //! Prosody of the user's speech, per 20 ms frame: energy and a cheap F0 (pitch) track, and from
 //! the last voiced stretch before a pause, how finished the turn sounds.
 //!
-//! People mark the end of a statement with falling pitch that ends low in their range, falling
-//! energy and a lengthened last syllable; a pause mid-sentence keeps pitch level or rising and
-//! energy up. `semantic_vad` uses this to release sooner or wait longer.
+//! People mark the end of a statement with falling pitch that ends low in their range and falling
+//! energy; a pause mid-sentence keeps pitch level or rising and energy up. `semantic_vad` uses
+//! this to release sooner or wait longer. (Final lengthening was tried as a cue and carried no
+//! weight on the evaluation set, so it is not computed.)
+//!
+//! Frames are analysed as they arrive (`push`); the VAD's verdict may come later (`set_voiced`,
+//! e.g. from Silero on a worker), and only pitch of frames the VAD calls speech is used: noise
+//! (pink noise above all) correlates like a voice at short lags.
 //!
 //! F0: the frame is decimated to 4 kHz (box filter) and the normalized cross-correlation searched
 //! over lags for 60-400 Hz, with parabolic refinement and a check for octave errors. About 2 µs
@@ -24,10 +29,13 @@ const TAIL: usize = 15;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FrameProsody {
-    pub voiced: bool,
+    /// Which frame this is (slots of the history ring are reused).
+    pub index: u64,
+    /// Pitch found in the frame, before the VAD's verdict.
+    pub raw_f0: Option<f32>,
     /// Frame energy in dBFS.
     pub energy_db: f32,
-    /// Pitch in semitones relative to 100 Hz, when the frame is pitched.
+    /// Pitch in semitones relative to 100 Hz, when the frame is pitched speech.
     pub f0_st: Option<f32>,
 }
 
@@ -40,8 +48,6 @@ pub struct TurnEndCues {
     pub f0_final: f32,
     /// Energy slope over the final stretch, dB per second.
     pub energy_slope: f32,
-    /// Final syllable length relative to the speaker's usual syllable, as a ratio.
-    pub lengthening: f32,
     /// Pitched frames the cues come from.
     pub pitched: u32,
     /// Frames since the last pitched one: how long the voice has already been gone when the VAD
@@ -54,13 +60,8 @@ pub struct ProsodyTracker {
     /// Previous frame at 4 kHz (the lag window reaches back into it).
     prev: [f32; N],
     frames: [FrameProsody; HISTORY],
-    at: usize,
     /// Running mean of pitch over the session (semitones), the speaker's usual pitch.
     f0_mean: Option<f32>,
-    /// Running mean of voiced-run length between energy dips, in frames (syllable-ish).
-    syllable_mean: f32,
-    run: u32,
-    last_run: u32,
     /// Decaying peak frame energy (dBFS), the reference for "loud enough to pitch-track".
     peak_db: f32,
     pitched_total: u32,
@@ -70,12 +71,11 @@ impl Default for ProsodyTracker {
     fn default() -> Self {
         ProsodyTracker {
             prev: [0.0; N],
-            frames: [FrameProsody::default(); HISTORY],
-            at: 0,
+            frames: [FrameProsody {
+                index: u64::MAX,
+                ..FrameProsody::default()
+            }; HISTORY],
             f0_mean: None,
-            syllable_mean: 8.0,
-            run: 0,
-            last_run: 0,
             peak_db: -100.0,
             pitched_total: 0,
         }
@@ -83,8 +83,8 @@ impl Default for ProsodyTracker {
 }
 
 impl ProsodyTracker {
-    /// Analyses one 20 ms frame at `rate` Hz; `voiced` is the VAD's verdict.
-    pub fn push(&mut self, pcm: &[i16], rate: u32, voiced: bool) -> FrameProsody {
+    /// Analyses frame `index` (20 ms at `rate` Hz) as it arrives.
+    pub fn push(&mut self, index: u64, pcm: &[i16], rate: u32) -> FrameProsody {
         let step = (rate as usize / PITCH_HZ).max(1);
         let mut cur = [0.0f32; N];
         let mut energy = 0.0f64;
@@ -102,60 +102,56 @@ impl ProsodyTracker {
             (10.0 * (energy / pcm.len() as f64 / (32768.0 * 32768.0)).log10()) as f32
         };
         self.peak_db = (self.peak_db - 0.05).max(energy_db);
-        // Pitch only where the frame is loud enough to be a vowel, and not a jump far from the
-        // speaker's usual pitch (fricatives and breath fool the correlation).
+        // Pitch only where the frame is loud enough to be a vowel.
         let loud = energy_db > self.peak_db - 30.0;
-        let f0_st = if voiced && loud {
-            self.pitch(&cur)
-        } else {
-            None
+        let raw_f0 = if loud { self.pitch(&cur) } else { None };
+        self.prev = cur;
+        let fp = FrameProsody {
+            index,
+            raw_f0,
+            energy_db,
+            f0_st: None,
         };
-        let f0_st = match (f0_st, self.f0_mean) {
+        self.frames[(index % HISTORY as u64) as usize] = fp;
+        fp
+    }
+
+    /// The VAD's verdict on frame `index`. The pitch of speech frames counts, unless it jumps far
+    /// from the speaker's usual pitch (fricatives and breath fool the correlation).
+    pub fn set_voiced(&mut self, index: u64, voiced: bool) {
+        let slot = &mut self.frames[(index % HISTORY as u64) as usize];
+        if slot.index != index || !voiced {
+            return;
+        }
+        let f0 = match (slot.raw_f0, self.f0_mean) {
             (Some(f), Some(m)) if self.pitched_total >= 10 && (f - m).abs() > 7.0 => None,
             (f, _) => f,
         };
-        self.prev = cur;
-        let fp = FrameProsody {
-            voiced,
-            energy_db,
-            f0_st,
-        };
-        if let Some(f) = f0_st {
+        slot.f0_st = f0;
+        if let Some(f) = f0 {
             self.pitched_total += 1;
             self.f0_mean = Some(match self.f0_mean {
                 Some(m) => m + (f - m) * 0.02,
                 None => f,
             });
         }
-        self.track_syllables(fp);
-        self.frames[self.at] = fp;
-        self.at = (self.at + 1) % HISTORY;
-        fp
     }
 
-    /// Syllable-ish runs: energy peaks separated by dips of 3 dB or more.
-    fn track_syllables(&mut self, fp: FrameProsody) {
-        let prev = self.frames[(self.at + HISTORY - 1) % HISTORY];
-        let dip = fp.voiced && prev.voiced && fp.energy_db < prev.energy_db - 3.0;
-        if fp.voiced && !dip {
-            self.run += 1;
-        } else if self.run > 0 {
-            self.last_run = self.run;
-            if self.run >= 2 {
-                self.syllable_mean += (self.run as f32 - self.syllable_mean) * 0.1;
-            }
-            self.run = u32::from(dip);
-        }
+    /// Frame `index` of the history, if still held.
+    fn frame(&self, index: u64) -> Option<&FrameProsody> {
+        let f = &self.frames[(index % HISTORY as u64) as usize];
+        (f.index == index).then_some(f)
     }
 
-    /// The cues of the final voiced stretch (call when a pause starts): the last `TAIL` pitched
-    /// frames of the last second, wherever the VAD's hangover put the pause.
-    pub fn cues(&self) -> TurnEndCues {
+    /// The cues of the final voiced stretch when a pause starts at frame `at`: the last `TAIL`
+    /// pitched speech frames of the second before, wherever the VAD's hangover put the pause.
+    pub fn cues(&self, at: u64) -> TurnEndCues {
         let mut pitch = [(0.0f32, 0.0f32); TAIL];
         let mut energy = [(0.0f32, 0.0f32); TAIL];
         let mut n = 0;
-        for k in 1..=HISTORY {
-            let f = self.frames[(self.at + HISTORY - k) % HISTORY];
+        let back = |k: usize| at.checked_sub(k as u64).and_then(|i| self.frame(i));
+        for k in 0..HISTORY {
+            let Some(f) = back(k) else { continue };
             if let Some(p) = f.f0_st {
                 let t = -(k as f32) * 0.02;
                 pitch[n] = (t, p);
@@ -178,11 +174,6 @@ impl ProsodyTracker {
                 Some(v[1])
             }
         };
-        let last = if self.run > 0 {
-            self.run
-        } else {
-            self.last_run
-        };
         TurnEndCues {
             f0_slope,
             f0_final: match (f0_last, self.f0_mean) {
@@ -190,15 +181,10 @@ impl ProsodyTracker {
                 _ => 0.0,
             },
             energy_slope: theil_sen(energy),
-            lengthening: last as f32 / self.syllable_mean.max(1.0),
             pitched: n as u32,
-            unpitched_for: (1..=HISTORY)
-                .find(|k| {
-                    self.frames[(self.at + HISTORY - k) % HISTORY]
-                        .f0_st
-                        .is_some()
-                })
-                .map_or(HISTORY as u32, |k| k as u32 - 1),
+            unpitched_for: (0..HISTORY)
+                .find(|&k| back(k).is_some_and(|f| f.f0_st.is_some()))
+                .map_or(HISTORY as u32, |k| k as u32),
         }
     }
 
@@ -305,8 +291,8 @@ mod tests {
                 let mut t = ProsodyTracker::default();
                 let mut ph = 0.0;
                 let mut got = None;
-                for _ in 0..5 {
-                    got = t.push(&tone(hz, &mut ph, rate, 1.0), rate, true).f0_st;
+                for i in 0..5 {
+                    got = t.push(i, &tone(hz, &mut ph, rate, 1.0), rate).raw_f0;
                 }
                 let want = 12.0 * (hz / 100.0).log2();
                 let got = got.expect("pitched");
@@ -328,30 +314,41 @@ mod tests {
                 (seed >> 16) as i16
             })
             .collect();
-        t.push(&noise, 16_000, true);
-        assert_eq!(t.push(&noise, 16_000, true).f0_st, None);
-        assert_eq!(t.push(&[0; 320], 16_000, true).f0_st, None);
+        t.push(0, &noise, 16_000);
+        assert_eq!(t.push(1, &noise, 16_000).raw_f0, None);
+        assert_eq!(t.push(2, &[0; 320], 16_000).raw_f0, None);
     }
 
     /// A phrase of 30 frames whose pitch moves from `from` to `to` Hz and energy by `gain_to`.
-    fn phrase(t: &mut ProsodyTracker, from: f32, to: f32, gain_to: f32) -> TurnEndCues {
+    fn phrase(
+        t: &mut ProsodyTracker,
+        at: &mut u64,
+        from: f32,
+        to: f32,
+        gain_to: f32,
+    ) -> TurnEndCues {
         let mut ph = 0.0;
         for i in 0..30 {
             let k = i as f32 / 29.0;
             let hz = from + (to - from) * k;
             let g = 1.0 + (gain_to - 1.0) * k;
-            t.push(&tone(hz, &mut ph, 16_000, g), 16_000, true);
+            t.push(*at, &tone(hz, &mut ph, 16_000, g), 16_000);
+            t.set_voiced(*at, true);
+            *at += 1;
         }
-        t.push(&[0; 320], 16_000, false);
-        t.cues()
+        t.push(*at, &[0; 320], 16_000);
+        t.set_voiced(*at, false);
+        *at += 1;
+        t.cues(*at - 1)
     }
 
     #[test]
     fn falling_statement_and_rising_continuation_differ() {
         let mut t = ProsodyTracker::default();
-        phrase(&mut t, 150.0, 150.0, 1.0); // the speaker's usual pitch
-        let fall = phrase(&mut t, 150.0, 105.0, 0.3);
-        let rise = phrase(&mut t, 150.0, 185.0, 1.0);
+        let mut at = 0;
+        phrase(&mut t, &mut at, 150.0, 150.0, 1.0); // the speaker's usual pitch
+        let fall = phrase(&mut t, &mut at, 150.0, 105.0, 0.3);
+        let rise = phrase(&mut t, &mut at, 150.0, 185.0, 1.0);
         assert!(fall.f0_slope < -5.0, "{fall:?}");
         assert!(fall.f0_final < -3.0, "{fall:?}");
         assert!(fall.energy_slope < -10.0, "{fall:?}");

@@ -27,8 +27,6 @@ pub struct CueWeights {
     pub f0_low: f32,
     /// Per (-20 dB/s) of energy slope: fading out sounds final.
     pub energy_fall: f32,
-    /// Per unit of final-syllable lengthening above 1.
-    pub lengthening: f32,
 }
 
 pub const WEIGHTS: CueWeights = CueWeights {
@@ -36,7 +34,6 @@ pub const WEIGHTS: CueWeights = CueWeights {
     f0_fall: 1.0,
     f0_low: 0.5,
     energy_fall: 0.2,
-    lengthening: 0.0,
 };
 
 /// Scores at or below `SURE_UNFINISHED` wait the longest; at or above `SURE_FINISHED` the
@@ -108,7 +105,6 @@ impl Eagerness {
 /// How finished the turn sounds, 0..1.
 pub fn finished_score(c: &TurnEndCues, w: &CueWeights) -> f32 {
     let mut z = w.bias + w.energy_fall * (-c.energy_slope / 20.0).clamp(-2.0, 2.0);
-    z += w.lengthening * (c.lengthening - 1.0).clamp(-1.0, 2.0);
     if c.pitched >= MIN_PITCHED {
         z += w.f0_fall * (-c.f0_slope / 5.0).clamp(-2.0, 2.0);
         z += w.f0_low * (-c.f0_final / 2.0).clamp(-2.0, 2.0);
@@ -125,7 +121,6 @@ mod tests {
             f0_slope,
             f0_final,
             energy_slope,
-            lengthening: 1.0,
             pitched: 15,
             unpitched_for: 0,
         }

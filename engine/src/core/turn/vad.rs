@@ -7,6 +7,37 @@
 use super::super::media::frame::{ModelRate, PcmFrame};
 use super::super::media::resample::Resampler;
 
+/// `--vad`: which voice detector a session uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VadBackend {
+    /// earshot, on the media core (about 6 µs per 16 ms chunk).
+    #[default]
+    Earshot,
+    /// Silero v6 through tract-onnx, on the inference worker (tens of µs per 32 ms chunk); the
+    /// probability comes back through the downlink ring.
+    Silero,
+}
+
+impl VadBackend {
+    /// Builds a detector of this backend for one stream (on the thread that will run it).
+    pub fn detector(self) -> Result<Box<dyn VoiceDetector>, String> {
+        match self {
+            VadBackend::Earshot => Ok(Box::new(EarshotVad::default())),
+            #[cfg(feature = "silero")]
+            VadBackend::Silero => super::silero::SileroVad::new()
+                .map(|v| Box::new(v) as Box<dyn VoiceDetector>)
+                .map_err(|e| e.to_string()),
+            #[cfg(not(feature = "silero"))]
+            VadBackend::Silero => Err("this build has no Silero (feature \"silero\")".into()),
+        }
+    }
+
+    /// Too slow for a media core: runs on the worker.
+    pub fn runs_on_worker(self) -> bool {
+        self == VadBackend::Silero
+    }
+}
+
 /// A streaming voice detector. Cheap backends run on the media core; see `--vad`.
 pub trait VoiceDetector: Send {
     /// Sample rate the backend expects.
