@@ -121,10 +121,15 @@ pub struct ServeArgs {
     /// received the packet; pair with NIC RSS or RPS so each flow's interrupts land on one core).
     #[arg(long, value_enum, default_value_t = SteeringArg::Hash)]
     pub steering: SteeringArg,
-    /// Voiced speech (ms) needed over a playing reply before it is interrupted; shorter bursts
-    /// (coughs, backchannels, echo) are rejected and counted. 0 interrupts at once.
+    /// Voiced speech (ms) needed over a playing reply before its audio stops; shorter bursts
+    /// (coughs, echo) are rejected and counted. 0 stops it at once.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=5000))]
     pub barge_in_min_ms: u32,
+    /// Speech in all (ms) before a reply stopped by --barge-in-min-ms is dropped; a backchannel
+    /// that ends sooner (300 ms of silence) lets the reply play on. At or below
+    /// --barge-in-min-ms: the reply is dropped at once.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub barge_in_confirm_ms: u32,
     /// Close a session after this many seconds without any datagram from its peer.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub idle_timeout_s: u64,

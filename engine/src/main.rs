@@ -133,6 +133,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 turn,
                 encoder_complexity: args.opus_complexity,
                 barge_in_min_ms: args.barge_in_min_ms,
+                barge_in_confirm_ms: args.barge_in_confirm_ms,
                 vad: match args.vad {
                     VadArg::Earshot => VadBackend::Earshot,
                     VadArg::Silero => VadBackend::Silero,

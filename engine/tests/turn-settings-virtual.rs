@@ -1,6 +1,6 @@
 //! Turn-taking settings in virtual time (Tern's core and the echo agent, no sockets): the idle
 //! timeout after a reply, manual turns with `turn_detection: null` and `input_audio_buffer.commit`,
-//! `create_response: false`, and `interrupt_response: false`.
+//! `create_response: false`, `interrupt_response: false`, and a backchannel over a reply.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::virtual_server::VirtualServer;
 use common::{load_wav, Client, Link};
+use tern_engine::core::turn::barge_in::BargeInOutcome;
 
 struct Scene {
     server: VirtualServer,
@@ -190,5 +191,45 @@ fn interrupt_response_false_lets_the_reply_finish() {
         !s.has("output_audio_buffer.cleared"),
         "{:?}",
         s.client.event_types()
+    );
+}
+
+#[test]
+fn a_backchannel_pauses_the_reply_which_then_plays_on() {
+    let mut s = Scene::new(speech_after(500));
+    assert!(s.run_until(12_000, |c| c.audible_frames() > 40));
+    let before = s.client.audible_frames();
+    // "Mm-hmm": the first 450 ms of speech of the fixture, then silence.
+    let speech = load_wav("hello-24k.wav").1;
+    let onset = speech.iter().position(|v| v.abs() > 1000).unwrap();
+    s.client.speak(speech[onset..onset + 450 * 24].to_vec());
+    assert!(s.run_until(10_000, |c| !c
+        .events_of("output_audio_buffer.stopped")
+        .is_empty()));
+    assert_eq!(
+        s.server.io.barge_ins,
+        vec![BargeInOutcome::Resumed],
+        "paused, then resumed"
+    );
+    assert!(
+        !s.has("output_audio_buffer.cleared"),
+        "{:?}",
+        s.client.event_types()
+    );
+    assert_eq!(
+        s.client
+            .events_of("input_audio_buffer.speech_started")
+            .len(),
+        1,
+        "the backchannel is no turn: {:?}",
+        s.client.event_types()
+    );
+    // Nothing of the reply was dropped: it played on after the pause.
+    let spoken = speech.len() / 480;
+    assert!(
+        s.client.audible_frames() >= before + spoken / 3,
+        "{} audible frames before, {} after",
+        before,
+        s.client.audible_frames()
     );
 }

@@ -63,8 +63,11 @@ pub struct SessionConfig {
     pub encoder_complexity: u8,
     pub playout_frames: usize,
     pub limits: SessionLimits,
-    /// Voiced speech needed over a playing reply before it is interrupted (0: at once).
+    /// Voiced speech needed over a playing reply before it stops (0: at once).
     pub barge_in_min_ms: u32,
+    /// Speech needed in all before a stopped reply is dropped; a backchannel that ends sooner
+    /// resumes it. At or below `barge_in_min_ms`: no pause, the reply is dropped at once.
+    pub barge_in_confirm_ms: u32,
     /// `--vad`: the voice detector (earshot on the media core, or Silero on the worker).
     pub vad: VadBackend,
     /// Test builds only (never set from the CLI): the data-channel event
@@ -82,6 +85,7 @@ impl Default for SessionConfig {
             playout_frames: 150,
             limits: SessionLimits::default(),
             barge_in_min_ms: 200,
+            barge_in_confirm_ms: 600,
             vad: VadBackend::Earshot,
             fault_injection: false,
         }
@@ -166,6 +170,8 @@ pub struct Session {
     closed: bool,
     liveness: Liveness,
     barge_in: BargeInGuard,
+    /// A possible barge-in stopped the reply's audio; the queue waits (see `BargeInGuard`).
+    paused: bool,
     echo: EchoGuard,
     /// Audio position (ms) where the user's silence after the last reply began.
     idle_since: Option<u64>,
@@ -229,7 +235,11 @@ impl Session {
             rtc_deadline: offered_at,
             closed: false,
             liveness: Liveness::new(offered_at),
-            barge_in: BargeInGuard::new(config.barge_in_min_ms),
+            barge_in: BargeInGuard::with_confirm(
+                config.barge_in_min_ms,
+                config.barge_in_confirm_ms,
+            ),
+            paused: false,
             echo: EchoGuard::default(),
             idle_since: None,
             event_gate: EventGate::new(offered_at, &config.limits),
@@ -327,11 +337,15 @@ impl Session {
             } => {
                 self.playout.push(PlayoutItem::Frame { response, frame });
                 self.stats.playout_dropped = self.playout.dropped;
-                self.pacer.wake(now);
+                if !self.paused {
+                    self.pacer.wake(now);
+                }
             }
             DownlinkMsg::ResponseDone { response, .. } => {
                 self.playout.push(PlayoutItem::End { response });
-                self.pacer.wake(now);
+                if !self.paused {
+                    self.pacer.wake(now);
+                }
             }
             DownlinkMsg::Clear { .. } => {
                 self.playout.clear();
@@ -340,11 +354,12 @@ impl Session {
                     self.send_event(ev);
                 }
                 self.pacer.idle();
+                self.paused = false;
             }
             DownlinkMsg::Event { json, .. } => self.send_event(json.into()),
             DownlinkMsg::Vad {
                 index, probability, ..
-            } => self.on_vad(index, probability, io),
+            } => self.on_vad(now, index, probability, io),
         }
         self.drive(now, io);
     }
@@ -454,7 +469,7 @@ impl Session {
         };
         let mut on = |f: &PcmFrame, origin: FrameOrigin, arrived: Instant| {
             io.uplink_frame(origin, now.saturating_duration_since(arrived));
-            self.on_frame(f, arrived, io);
+            self.on_frame(f, arrived, now, io);
         };
         match packet {
             Some((seq, ts, payload)) => {
@@ -474,7 +489,13 @@ impl Session {
         self.uplink.as_ref().map(|u| u.stats()).unwrap_or_default()
     }
 
-    fn on_frame(&mut self, frame: &PcmFrame, received_at: Instant, io: &mut dyn SessionIo) {
+    fn on_frame(
+        &mut self,
+        frame: &PcmFrame,
+        received_at: Instant,
+        now: Instant,
+        io: &mut dyn SessionIo,
+    ) {
         let index = self.frame_index;
         self.frame_index += 1;
         self.stats.frames_in += 1;
@@ -500,7 +521,7 @@ impl Session {
         match &mut self.vad {
             VadPath::Inline(v) => {
                 let p = v.frame_probability(frame);
-                self.decide(index, p, echo, io);
+                self.decide(now, index, p, echo, io);
             }
             VadPath::Remote(q) => {
                 // A frame the worker never got has no answer coming: it counts as silence.
@@ -509,24 +530,24 @@ impl Session {
                     echo,
                     probability: (!sent).then_some(0.0),
                 });
-                self.drain_vad(io);
+                self.drain_vad(now, io);
             }
         }
     }
 
     /// The worker's VAD answered for frame `index` (`--vad silero`).
-    fn on_vad(&mut self, index: u64, probability: f32, io: &mut dyn SessionIo) {
+    fn on_vad(&mut self, now: Instant, index: u64, probability: f32, io: &mut dyn SessionIo) {
         if let VadPath::Remote(q) = &mut self.vad {
             if let Some(f) = q.iter_mut().find(|f| f.index == index) {
                 f.probability = Some(probability);
             }
         }
-        self.drain_vad(io);
+        self.drain_vad(now, io);
     }
 
     /// Decides the frames whose probability is known, in order. A worker that falls more than
     /// `MAX_PENDING_VAD` frames behind has its oldest frames taken as silence.
-    fn drain_vad(&mut self, io: &mut dyn SessionIo) {
+    fn drain_vad(&mut self, now: Instant, io: &mut dyn SessionIo) {
         loop {
             let VadPath::Remote(q) = &mut self.vad else {
                 return;
@@ -541,12 +562,12 @@ impl Session {
                 (None, false) => return,
             };
             q.pop_front();
-            self.decide(front.index, p, front.echo, io);
+            self.decide(now, front.index, p, front.echo, io);
         }
     }
 
     /// Turn detection and barge-in for frame `index` with voice probability `p`.
-    fn decide(&mut self, index: u64, p: f32, echo: bool, io: &mut dyn SessionIo) {
+    fn decide(&mut self, now: Instant, index: u64, p: f32, echo: bool, io: &mut dyn SessionIo) {
         let event = if self.turn_enabled {
             self.turn.push_probability(index, p)
         } else {
@@ -568,6 +589,12 @@ impl Session {
                 io.barge_in(BargeInOutcome::Echo);
                 self.turn.reset();
             }
+            Some(Release::Pause) => {
+                // The audio stops now; the queue waits for confirmation (or a resume).
+                self.paused = true;
+                self.pacer.idle();
+            }
+            Some(Release::Resume) => self.resume(now, io),
             None => {}
         }
         if let Some(ev) = event {
@@ -581,6 +608,7 @@ impl Session {
                     self.on_turn_event(ev, io);
                 }
                 Gate::Hold => {}
+                Gate::Resume => self.resume(now, io),
                 Gate::Rejected { echo } => {
                     let outcome = if echo {
                         BargeInOutcome::Echo
@@ -843,6 +871,14 @@ impl Session {
         }
     }
 
+    /// A backchannel paused the reply: drop its turn and play on from where it paused.
+    fn resume(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        io.barge_in(BargeInOutcome::Resumed);
+        self.turn.reset();
+        self.paused = false;
+        self.pacer.wake(now);
+    }
+
     /// Stops the reply now: flushes the playout queue, tells the client (`output_audio_buffer.cleared`)
     /// and the agent (`Cancel` with the played-out position).
     fn interrupt(&mut self, io: &mut dyn SessionIo) {
@@ -854,6 +890,7 @@ impl Session {
         let response = self.playing.take().or(self.playout.front_response());
         self.playout.clear();
         self.pacer.idle();
+        self.paused = false;
         if let Some(r) = response {
             self.cancelled_upto = self.cancelled_upto.max(r);
             let ev = self.writer.output_cleared(&response_id(r));

@@ -12,6 +12,7 @@ use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
 use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
+use tern_engine::core::turn::barge_in::BargeInOutcome;
 
 use super::{Client, Link};
 
@@ -27,6 +28,7 @@ pub struct CollectIo {
     /// Uplink frames whose packet waited in the reorder buffer, and the longest wait.
     pub uplink_held: usize,
     pub max_hold: Duration,
+    pub barge_ins: Vec<BargeInOutcome>,
 }
 
 impl SessionIo for CollectIo {
@@ -52,6 +54,9 @@ impl SessionIo for CollectIo {
     }
     fn uplink_late(&mut self) {
         self.uplink_late += 1;
+    }
+    fn barge_in(&mut self, outcome: BargeInOutcome) {
+        self.barge_ins.push(outcome);
     }
 }
 

@@ -252,46 +252,52 @@ pub fn percentile(v: &[u64], q: f64) -> Option<u64> {
 #[derive(Debug, Clone, Copy)]
 pub struct GuardConfig {
     pub min_ms: u32,
+    /// `--barge-in-confirm-ms` (0: drop the reply at `min_ms`).
+    pub confirm_ms: u32,
     pub echo_guard: bool,
 }
 
 impl GuardConfig {
     pub fn label(&self) -> String {
+        let confirm = match self.confirm_ms {
+            0 => "off".to_string(),
+            ms => format!("{ms} ms"),
+        };
+        let echo = if self.echo_guard { "on" } else { "off" };
         format!(
-            "--barge-in-min-ms {}{}",
-            self.min_ms,
-            if self.echo_guard {
-                " + echo guard"
-            } else {
-                ", no echo guard"
-            }
+            "min {} ms, confirm {confirm}, echo guard {echo}",
+            self.min_ms
         )
     }
 }
 
 pub fn guard_configs() -> Vec<GuardConfig> {
-    vec![
-        GuardConfig {
-            min_ms: 200,
-            echo_guard: false,
-        },
-        GuardConfig {
-            min_ms: 200,
-            echo_guard: true,
-        },
-        GuardConfig {
-            min_ms: 400,
-            echo_guard: true,
-        },
-    ]
+    [(200, 0, false), (200, 0, true), (200, 600, true)]
+        .into_iter()
+        .map(|(min_ms, confirm_ms, echo_guard)| GuardConfig {
+            min_ms,
+            confirm_ms,
+            echo_guard,
+        })
+        .collect()
 }
 
-/// Barge-in, as a session runs it while a reply (`reply`, 16 kHz) plays: when (ms of clip time)
-/// speech heard in `near` interrupts it, if it does.
-pub fn barge_in_at(near: &[i16], probs: &[f32], reply: &[i16], g: GuardConfig) -> Option<u64> {
+/// What speech over a playing reply did to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BargeIn {
+    /// When (ms of clip time) the reply's audio stopped, if it did.
+    pub stopped_at: Option<u64>,
+    /// The reply was dropped (not just paused and resumed).
+    pub interrupted: bool,
+}
+
+/// Barge-in, as a session runs it while a reply (`reply`, 16 kHz) plays: whether and when speech
+/// heard in `near` stops the reply, and whether it drops it.
+pub fn barge_in_at(near: &[i16], probs: &[f32], reply: &[i16], g: GuardConfig) -> BargeIn {
     let settings = ServerVadSettings::default();
     let mut d = TurnDetector::new(settings);
-    let mut guard = BargeInGuard::new(g.min_ms);
+    let mut guard = BargeInGuard::with_confirm(g.min_ms, g.confirm_ms);
+    let mut out = BargeIn::default();
     let mut echo = EchoGuard::default();
     let n = RATE.frame_samples();
     let mut replies = reply.chunks_exact(n).cycle();
@@ -303,18 +309,31 @@ pub fn barge_in_at(near: &[i16], probs: &[f32], reply: &[i16], g: GuardConfig) -
         let voiced = p >= settings.threshold;
         let ev = d.push(i as u64, p);
         let at = (i as u64 + 1) * FRAME_MS;
-        if let Some(Release::BargeIn(_)) = guard.on_frame(voiced, is_echo, true) {
-            return Some(at);
+        match guard.on_frame(voiced, is_echo, true) {
+            Some(Release::Pause) => {
+                out.stopped_at = out.stopped_at.or(Some(at));
+            }
+            Some(Release::BargeIn(_)) => {
+                out.stopped_at = out.stopped_at.or(Some(at));
+                out.interrupted = true;
+                return out;
+            }
+            Some(Release::Resume) => d.reset(),
+            _ => {}
         }
         if let Some(ev) = ev {
             match guard.on_turn(ev, true) {
-                Gate::Pass(TurnEvent::SpeechStarted { .. }) => return Some(at),
-                Gate::Rejected { .. } => d.reset(),
+                Gate::Pass(TurnEvent::SpeechStarted { .. }) => {
+                    out.stopped_at = out.stopped_at.or(Some(at));
+                    out.interrupted = true;
+                    return out;
+                }
+                Gate::Rejected { .. } | Gate::Resume => d.reset(),
                 _ => {}
             }
         }
     }
-    None
+    out
 }
 
 /// The reply leaking back into the microphone: 140 ms later, 12 dB down, over room noise.
@@ -336,12 +355,16 @@ pub fn echo_of(reply: &[i16], noise: &[i16]) -> Vec<i16> {
 /// Barge-in scores of one guard setting.
 #[derive(Debug, Clone, Default)]
 pub struct BargeScore {
+    /// From the start of speech to the reply's audio stopping, per turn that stopped it.
     pub reactions: Vec<u64>,
     pub turns: usize,
-    /// (clips, false barge-ins) for backchannels, noise alone and echo of the reply.
-    pub backchannel: (usize, usize),
-    pub noise: (usize, usize),
-    pub echo: (usize, usize),
+    /// Turns that dropped the reply.
+    pub interrupted: usize,
+    /// (clips, replies dropped, replies paused then resumed) for backchannels, noise alone and
+    /// echo of the reply.
+    pub backchannel: (usize, usize, usize),
+    pub noise: (usize, usize, usize),
+    pub echo: (usize, usize, usize),
 }
 
 /// Everything the report prints, for one VAD backend.
@@ -394,7 +417,9 @@ pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
                 "noise" => bump(&mut score.noise, at),
                 _ => {
                     score.turns += 1;
-                    if let (Some(at), Some((start, _))) = (at, clip.segments_ms.first()) {
+                    score.interrupted += usize::from(at.interrupted);
+                    if let (Some(at), Some((start, _))) = (at.stopped_at, clip.segments_ms.first())
+                    {
                         score.reactions.push(at.saturating_sub(*start));
                     }
                 }
@@ -417,13 +442,19 @@ pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
     })
 }
 
-fn bump(slot: &mut (usize, usize), barged: Option<u64>) {
+fn bump(slot: &mut (usize, usize, usize), b: BargeIn) {
     slot.0 += 1;
-    slot.1 += usize::from(barged.is_some());
+    slot.1 += usize::from(b.interrupted);
+    slot.2 += usize::from(b.stopped_at.is_some() && !b.interrupted);
 }
 
-fn rate((n, bad): (usize, usize)) -> String {
-    format!("{:.0}% ({bad}/{n})", 100.0 * bad as f64 / n.max(1) as f64)
+fn rate((n, bad, paused): (usize, usize, usize)) -> String {
+    let pct = 100.0 * bad as f64 / n.max(1) as f64;
+    if paused > 0 {
+        format!("{pct:.0}% ({bad}/{n}; {paused} paused, resumed)")
+    } else {
+        format!("{pct:.0}% ({bad}/{n})")
+    }
 }
 
 fn ms(v: Option<u64>) -> String {
@@ -452,14 +483,14 @@ pub fn report(e: &Evaluation) -> String {
             s.missed
         );
     }
-    o += "\n| barge-in guard | reaction p50 (ms) | p90 (ms) | turns that interrupted | false barge-ins: backchannels | noise alone | echo of the reply |\n|---|---|---|---|---|---|---|\n";
+    o += "\n| barge-in guard | reply stops after (p50 ms) | p90 (ms) | turns that dropped the reply | false barge-ins (reply dropped): backchannels | noise alone | echo of the reply |\n|---|---|---|---|---|---|---|\n";
     for (g, s) in &e.barge {
         o += &format!(
             "| {} | {} | {} | {}/{} | {} | {} | {} |\n",
             g.label(),
             ms(percentile(&s.reactions, 0.5)),
             ms(percentile(&s.reactions, 0.9)),
-            s.reactions.len(),
+            s.interrupted,
             s.turns,
             rate(s.backchannel),
             rate(s.noise),

@@ -4,6 +4,11 @@
 //! together with their turn events, so the reply goes on and the agent never sees them. Frames the
 //! echo guard takes for our own reply leaking back do not count; a start heard only as echo is
 //! dropped even when the reply ends under it.
+//!
+//! Backchannels ("mm-hmm", "yeah", "okay") often last longer than `min_ms`. So with a `confirm_ms`
+//! set, reaching `min_ms` only pauses the reply (the audio stops at once, nothing is dropped); the
+//! interruption is confirmed once the user has spoken `confirm_ms` in all, and the reply resumes
+//! where it paused if the user falls silent for `RESUME_SILENCE_MS` before that.
 
 use super::detector::TurnEvent;
 use crate::core::media::frame::FRAME_MS;
@@ -17,6 +22,8 @@ pub enum Gate {
     /// A held start of speech ended too soon: drop it and this stop (a rejected barge-in);
     /// `echo`: all of it was the reply's own echo.
     Rejected { echo: bool },
+    /// The speech that paused the reply ended before confirmation: resume the reply.
+    Resume,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +34,15 @@ pub enum Release {
     Plain(TurnEvent),
     /// The reply ended while the start was held, and all of it was echo: drop it and its turn.
     Echo,
+    /// Speech passed `min_ms`: stop the reply's audio now, keep its queue, await confirmation.
+    Pause,
+    /// The speech that paused the reply stopped short of `confirm_ms` (a backchannel): drop its
+    /// turn and play the reply on from where it paused.
+    Resume,
 }
+
+/// Silence that ends a backchannel while the reply is paused.
+pub const RESUME_SILENCE_MS: u32 = 300;
 
 /// What became of speech over a playing reply (counted by the shard).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +52,8 @@ pub enum BargeInOutcome {
     Rejected,
     /// The reply's own echo.
     Echo,
+    /// Paused the reply, then fell silent before `confirm_ms`: the reply resumed.
+    Resumed,
 }
 
 impl BargeInOutcome {
@@ -45,6 +62,7 @@ impl BargeInOutcome {
             BargeInOutcome::Interrupted => "interrupted",
             BargeInOutcome::Rejected => "rejected",
             BargeInOutcome::Echo => "echo",
+            BargeInOutcome::Resumed => "resumed",
         }
     }
 }
@@ -55,17 +73,36 @@ struct Held {
     start: TurnEvent,
     user_ms: u32,
     echo_frames: u32,
+    /// `Some(silent ms)` once the reply is paused.
+    paused: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
 pub struct BargeInGuard {
     min_ms: u32,
+    /// 0: interrupt at `min_ms` without pausing first.
+    confirm_ms: u32,
     held: Option<Held>,
 }
 
 impl BargeInGuard {
+    /// Interrupts at `min_ms` of speech.
     pub fn new(min_ms: u32) -> Self {
-        BargeInGuard { min_ms, held: None }
+        Self::with_confirm(min_ms, 0)
+    }
+
+    /// Pauses at `min_ms`, interrupts at `confirm_ms` of speech (if above `min_ms`).
+    pub fn with_confirm(min_ms: u32, confirm_ms: u32) -> Self {
+        BargeInGuard {
+            min_ms,
+            confirm_ms: if confirm_ms > min_ms { confirm_ms } else { 0 },
+            held: None,
+        }
+    }
+
+    /// The reply is paused awaiting confirmation.
+    pub fn is_paused(&self) -> bool {
+        self.held.is_some_and(|h| h.paused.is_some())
     }
 
     pub fn is_holding(&self) -> bool {
@@ -80,13 +117,19 @@ impl BargeInGuard {
                     start: ev,
                     user_ms: 0,
                     echo_frames: 0,
+                    paused: None,
                 });
                 Gate::Hold
             }
             TurnEvent::SpeechStopped { .. } if self.held.is_some() => {
                 let echo = self.held_is_echo();
+                let paused = self.is_paused();
                 self.held = None;
-                Gate::Rejected { echo }
+                if paused {
+                    Gate::Resume
+                } else {
+                    Gate::Rejected { echo }
+                }
             }
             _ => Gate::Pass(ev),
         }
@@ -105,12 +148,29 @@ impl BargeInGuard {
                 Release::Plain(start)
             });
         }
+        let user = voiced && !echo;
         match (voiced, echo) {
             (true, false) => h.user_ms += FRAME_MS as u32,
             (true, true) => h.echo_frames += 1,
             _ => {}
         }
+        if let Some(silent) = h.paused.as_mut() {
+            *silent = if user { 0 } else { *silent + FRAME_MS as u32 };
+            if h.user_ms >= self.confirm_ms {
+                self.held = None;
+                return Some(Release::BargeIn(start));
+            }
+            if *silent >= RESUME_SILENCE_MS {
+                self.held = None;
+                return Some(Release::Resume);
+            }
+            return None;
+        }
         if h.user_ms >= self.min_ms {
+            if self.confirm_ms > 0 {
+                h.paused = Some(0);
+                return Some(Release::Pause);
+            }
             self.held = None;
             return Some(Release::BargeIn(start));
         }
@@ -144,6 +204,45 @@ mod tests {
         assert_eq!(g.on_frame(false, false, true), None);
         assert_eq!(g.on_frame(true, false, true), Some(Release::BargeIn(START)));
         assert!(!g.is_holding());
+    }
+
+    #[test]
+    fn pause_then_confirm_or_resume() {
+        // A real interruption: paused at 200 ms, confirmed at 600 ms of speech.
+        let mut g = BargeInGuard::with_confirm(200, 600);
+        assert_eq!(g.on_turn(START, true), Gate::Hold);
+        let mut got = Vec::new();
+        for _ in 0..30 {
+            if let Some(r) = g.on_frame(true, false, true) {
+                got.push(r);
+            }
+        }
+        assert_eq!(got, vec![Release::Pause, Release::BargeIn(START)]);
+        // A backchannel: paused, then 300 ms of silence resumes the reply.
+        let mut b = BargeInGuard::with_confirm(200, 600);
+        assert_eq!(b.on_turn(START, true), Gate::Hold);
+        let mut got = Vec::new();
+        for i in 0..40 {
+            if let Some(r) = b.on_frame(i < 20, false, true) {
+                got.push((i, r));
+            }
+        }
+        assert_eq!(got, vec![(9, Release::Pause), (34, Release::Resume)]);
+        // The detector ending the turn while paused also resumes.
+        let mut c = BargeInGuard::with_confirm(200, 600);
+        c.on_turn(START, true);
+        for _ in 0..10 {
+            c.on_frame(true, false, true);
+        }
+        assert!(c.is_paused());
+        assert_eq!(c.on_turn(STOP, true), Gate::Resume);
+        // confirm_ms at or below min_ms: no pause, the old behaviour.
+        let mut d = BargeInGuard::with_confirm(200, 100);
+        d.on_turn(START, true);
+        let r: Vec<_> = (0..10)
+            .filter_map(|_| d.on_frame(true, false, true))
+            .collect();
+        assert_eq!(r, vec![Release::BargeIn(START)]);
     }
 
     #[test]
