@@ -190,29 +190,26 @@ impl ProsodyTracker {
 
     /// F0 of the analysis window ending with `cur`, in semitones re 100 Hz.
     fn pitch(&self, cur: &[f32; N]) -> Option<f32> {
-        // x: the last N samples of prev followed by cur; correlate cur against x shifted by lag.
-        let at = |i: usize| -> f32 {
-            if i < N {
-                self.prev[i]
-            } else {
-                cur[i - N]
-            }
-        };
-        let e0: f32 = cur.iter().map(|v| v * v).sum();
+        // x: the previous frame then this one; correlate cur against x shifted back by lag.
+        let mut x = [0.0f32; 2 * N];
+        x[..N].copy_from_slice(&self.prev);
+        x[N..].copy_from_slice(cur);
+        let e0 = dot(cur, cur);
         if e0 < 1e-7 {
             return None;
         }
         let mut nccf = [0.0f32; MAX_LAG + 2];
         let mut best = (0usize, 0.0f32);
-        for (lag, slot) in nccf.iter_mut().enumerate().take(MAX_LAG + 1).skip(MIN_LAG) {
-            let (mut xy, mut yy) = (0.0f32, 0.0f32);
-            for (i, &x) in cur.iter().enumerate() {
-                let y = at(N + i - lag);
-                xy += x * y;
-                yy += y * y;
+        // Energy of the shifted window, slid from lag to lag.
+        let mut yy = dot(&x[N - MIN_LAG..2 * N - MIN_LAG], &x[N - MIN_LAG..2 * N - MIN_LAG]);
+        for lag in MIN_LAG..=MAX_LAG {
+            let y = &x[N - lag..2 * N - lag];
+            if lag > MIN_LAG {
+                yy += x[N - lag] * x[N - lag] - x[2 * N - lag] * x[2 * N - lag];
             }
+            let xy = dot(cur, y);
             let r = if yy > 0.0 { xy / (e0 * yy).sqrt() } else { 0.0 };
-            *slot = r;
+            nccf[lag] = r;
             if r > best.1 {
                 best = (lag, r);
             }
@@ -244,6 +241,21 @@ impl ProsodyTracker {
         let hz = PITCH_HZ as f32 / refined;
         Some(12.0 * (hz / 100.0).log2())
     }
+}
+
+/// Dot product in eight lanes, so the compiler can vectorize it (f32 sums are not reassociated
+/// otherwise).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Robust slope (per second) of `(t, v)` points: the median of pairwise slopes (Theil-Sen), so a
