@@ -185,6 +185,14 @@ fn steady(a: Args) -> anyhow::Result<()> {
     })
     .collect();
     let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+    // What the clients saw: RFC 3550 |D| per reply packet (arrival spacing minus RTP spacing),
+    // including this process's own polling delay (clients share one core).
+    let mut jitter = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for (c, _) in &clients {
+        for &d in &c.transit_deltas_us {
+            jitter.saturating_record(d.max(1));
+        }
+    }
     let report = format!(
         "# tern-bench steady\n\n- command: `{}`\n- sessions: {} requested, {connected} connected, {replies} heard an echo\n- window: {window:.1} s\n\n\
          | metric | value |\n|---|---|\n\
@@ -192,7 +200,8 @@ fn steady(a: Args) -> anyhow::Result<()> {
          | server CPU µs per session-second | {per_session_second:.1} |\n\
          | server RSS KiB before / with sessions | {rss_before} / {rss_up} |\n\
          | RSS per session KiB | {:.1} |\n\
-         | heap per session KiB (counted allocator) | {:.1} |\n{}",
+         | heap per session KiB (counted allocator) | {:.1} |\n\
+         | client-seen jitter, RFC 3550 abs(D) ms p50 / p90 / p99 / max | {:.3} / {:.3} / {:.3} / {:.3} |\n{}",
         std::env::args().collect::<Vec<_>>().join(" "),
         a.sessions,
         q(&setup, 0.5),
@@ -201,6 +210,10 @@ fn steady(a: Args) -> anyhow::Result<()> {
         setup.max() as f64 / 1000.0,
         (rss_up.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
         (heap_up - heap_before) / 1024.0 / connected.max(1) as f64,
+        q(&jitter, 0.5),
+        q(&jitter, 0.9),
+        q(&jitter, 0.99),
+        jitter.max() as f64 / 1000.0,
         stages.concat(),
     );
     println!("{report}");

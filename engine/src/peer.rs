@@ -55,6 +55,10 @@ pub struct Client {
     pub events: Vec<(Instant, serde_json::Value)>,
     /// (arrival, RMS level) of each reply frame.
     pub received: Vec<(Instant, f64)>,
+    /// |D| of RFC 3550 for each received packet after the first (arrival spacing minus RTP
+    /// spacing, in microseconds): the jitter a receiver sees.
+    pub transit_deltas_us: Vec<u64>,
+    last_arrival: Option<(Instant, u64)>,
     pub next_timeout: Instant,
     /// Muted: no audio at all (a muted microphone with DTX), only ICE consent and SCTP.
     pub muted: bool,
@@ -88,6 +92,8 @@ impl Client {
             channel_open: false,
             events: Vec::new(),
             received: Vec::new(),
+            transit_deltas_us: Vec::new(),
+            last_arrival: None,
             next_timeout: now,
             muted: false,
         };
@@ -183,6 +189,13 @@ impl Client {
                                 .sqrt()
                         };
                         self.received.push((now, rms));
+                        let rtp = d.time.numer();
+                        if let Some((t, r)) = self.last_arrival {
+                            let arrival = now.saturating_duration_since(t).as_micros() as i64;
+                            let sent = (rtp.wrapping_sub(r) as i64) * 1_000_000 / 48_000;
+                            self.transit_deltas_us.push((arrival - sent).unsigned_abs());
+                        }
+                        self.last_arrival = Some((now, rtp));
                     }
                     _ => {}
                 },

@@ -201,7 +201,10 @@ impl ProsodyTracker {
         let mut nccf = [0.0f32; MAX_LAG + 2];
         let mut best = (0usize, 0.0f32);
         // Energy of the shifted window, slid from lag to lag.
-        let mut yy = dot(&x[N - MIN_LAG..2 * N - MIN_LAG], &x[N - MIN_LAG..2 * N - MIN_LAG]);
+        let mut yy = dot(
+            &x[N - MIN_LAG..2 * N - MIN_LAG],
+            &x[N - MIN_LAG..2 * N - MIN_LAG],
+        );
         for lag in MIN_LAG..=MAX_LAG {
             let y = &x[N - lag..2 * N - lag];
             if lag > MIN_LAG {
