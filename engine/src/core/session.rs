@@ -26,7 +26,7 @@ use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
 use super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
-use super::turn::echo_guard::EchoGuard;
+use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
 use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
 
 /// The label of the events data channel.
@@ -111,6 +111,8 @@ pub trait SessionIo {
     fn barge_in(&mut self, _outcome: BargeInOutcome) {}
     /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
     fn paced(&mut self, _late_by: Duration) {}
+    /// Send what has been written so far now (before slower work in the same step).
+    fn flush(&mut self) {}
     /// An uplink frame was decoded, concealed, FEC-recovered or filled with silence after its
     /// packet was held `hold` by the reorder buffer.
     fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {}
@@ -172,6 +174,11 @@ pub struct Session {
     barge_in: BargeInGuard,
     /// A possible barge-in stopped the reply's audio; the queue waits (see `BargeInGuard`).
     paused: bool,
+    /// The next reply frame, encoded ahead of its tick (`encode_ahead`): its response and loudness
+    /// envelope; the Opus packet is in `payload`.
+    ahead: Option<(u32, ReplyEnvelope)>,
+    /// The Opus packet being sent or encoded ahead (reused, no allocation per frame).
+    payload: Vec<u8>,
     echo: EchoGuard,
     /// Audio position (ms) where the user's silence after the last reply began.
     idle_since: Option<u64>,
@@ -240,6 +247,8 @@ impl Session {
                 config.barge_in_confirm_ms,
             ),
             paused: false,
+            ahead: None,
+            payload: Vec::new(),
             echo: EchoGuard::default(),
             idle_since: None,
             event_gate: EventGate::new(offered_at, &config.limits),
@@ -349,6 +358,7 @@ impl Session {
             }
             DownlinkMsg::Clear { .. } => {
                 self.playout.clear();
+                self.ahead = None;
                 if let Some(r) = self.playing.take() {
                     let ev = self.writer.output_cleared(&response_id(r));
                     self.send_event(ev);
@@ -575,8 +585,8 @@ impl Session {
         };
         // Barge-in applies only while a reply plays and the session allows interrupting it.
         let settings = self.turn.settings();
-        let talking =
-            settings.interrupt_response && (self.playing.is_some() || !self.playout.is_empty());
+        let talking = settings.interrupt_response
+            && (self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty());
         let voiced = p >= settings.threshold;
         match self.barge_in.on_frame(voiced, echo, talking) {
             Some(Release::BargeIn(start)) => {
@@ -810,6 +820,20 @@ impl Session {
         if !self.pacer.is_due(now) {
             return;
         }
+        if let Some((response, envelope)) = self.ahead.take() {
+            self.start_response(response);
+            let send = self.pacer.on_send(now);
+            if let Some(late) = send.late_by {
+                io.paced(late);
+            }
+            self.echo.on_reply_envelope(envelope);
+            self.write_payload(now, send.rtp_time, send.marker);
+            self.drive(now, io);
+            io.downlink_sent(now);
+            self.played_frames += 1;
+            self.stats.frames_out += 1;
+            return;
+        }
         loop {
             match self.playout.pop() {
                 Some(PlayoutItem::End { response }) => {
@@ -821,12 +845,7 @@ impl Session {
                     }
                 }
                 Some(PlayoutItem::Frame { response, frame }) => {
-                    if self.playing != Some(response) {
-                        self.playing = Some(response);
-                        self.played_frames = 0;
-                        let e = self.writer.output_started(&response_id(response));
-                        self.send_event(e);
-                    }
+                    self.start_response(response);
                     let send = self.pacer.on_send(now);
                     if let Some(late) = send.late_by {
                         io.paced(late);
@@ -847,22 +866,63 @@ impl Session {
         }
     }
 
+    /// The first frame of `response` goes out: `output_audio_buffer.started`.
+    fn start_response(&mut self, response: u32) {
+        if self.playing != Some(response) {
+            self.playing = Some(response);
+            self.played_frames = 0;
+            let e = self.writer.output_started(&response_id(response));
+            self.send_event(e);
+        }
+    }
+
+    /// Encodes the next queued reply frame now, so that its tick only has to send it. The shard
+    /// calls this after it has sent every frame due in a step: a step with many sessions due then
+    /// sends all of them before it spends time encoding.
+    pub fn encode_ahead(&mut self) {
+        if self.ahead.is_some() || self.paused || !self.connected || self.playing.is_none() {
+            return;
+        }
+        let Some((response, frame)) = self.playout.pop_frame() else {
+            return;
+        };
+        let Ok(packet) = self.encoder.encode(&frame) else {
+            return;
+        };
+        self.payload.clear();
+        self.payload.extend_from_slice(packet);
+        self.ahead = Some((response, EchoGuard::reply_envelope(frame.samples())));
+    }
+
     fn write_frame(&mut self, now: Instant, frame: &PcmFrame, rtp_time: u64, marker: bool) {
+        if !self.connected {
+            return;
+        }
+        let Ok(packet) = self.encoder.encode(frame) else {
+            return;
+        };
+        self.payload.clear();
+        self.payload.extend_from_slice(packet);
+        self.echo.on_reply_frame(frame.samples());
+        self.write_payload(now, rtp_time, marker);
+    }
+
+    /// Hands the packet in `payload` to str0m.
+    fn write_payload(&mut self, now: Instant, rtp_time: u64, marker: bool) {
         let Some((mid, Some(pt))) = self.audio else {
             return;
         };
         if !self.connected {
             return;
         }
-        let Ok(payload) = self.encoder.encode(frame) else {
-            return;
-        };
-        self.echo.on_reply_frame(frame.samples());
         let Some(w) = self.rtc.writer(mid) else {
             return;
         };
         let t = MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ);
-        if let Err(e) = w.start_of_talkspurt(marker).write(pt, now, t, payload) {
+        if let Err(e) = w
+            .start_of_talkspurt(marker)
+            .write(pt, now, t, &self.payload[..])
+        {
             tracing::debug!(call = %self.tag, "write: {e}");
         }
         // Writes are packetized on the next timeout.
@@ -887,8 +947,13 @@ impl Session {
         } else {
             0
         };
-        let response = self.playing.take().or(self.playout.front_response());
+        let response = self
+            .playing
+            .take()
+            .or(self.ahead.map(|a| a.0))
+            .or(self.playout.front_response());
         self.playout.clear();
+        self.ahead = None;
         self.pacer.idle();
         self.paused = false;
         if let Some(r) = response {

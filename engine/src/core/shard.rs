@@ -160,6 +160,10 @@ pub struct ShardCore {
     pub counters: ShardCounters,
     /// Home tags of sessions that ended here after being adopted: the shell tells their homes.
     released: Vec<RouteTag>,
+    /// Sessions run in the current timeout step (kept for its capacity).
+    handled: Vec<SlotKey>,
+    /// Sessions whose next reply frame is still to be encoded ahead (`encode_pending`).
+    to_encode: std::collections::VecDeque<SlotKey>,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -184,6 +188,8 @@ impl ShardCore {
             next_worker: id,
             counters: ShardCounters::default(),
             released: Vec::new(),
+            handled: Vec::new(),
+            to_encode: std::collections::VecDeque::new(),
         }
     }
 
@@ -412,11 +418,18 @@ impl ShardCore {
     }
 
     /// Runs every session whose deadline is due, then reaps sessions that ended.
+    /// Runs every session whose deadline has come, then sends what they wrote and only then
+    /// encodes their next reply frames ahead (`Session::encode_ahead`), at most `ENCODE_BUDGET`
+    /// per step: when many sessions are due at once, encoding one does not hold back the others'
+    /// frames, and the rest is encoded in later steps, between other work, before their ticks.
     pub fn handle_timeouts(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        let mut handled = std::mem::take(&mut self.handled);
+        handled.clear();
         while let Some(key) = self.deadlines.pop_due(now) {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
             };
+            handled.push(key);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 session.handle_timeout(now, io);
                 (session.is_alive(), session.deadline())
@@ -427,6 +440,33 @@ impl ShardCore {
                 Err(_) => self.on_panic(key, io),
             }
         }
+        if !handled.is_empty() {
+            io.flush();
+        }
+        self.to_encode.extend(handled.drain(..));
+        self.handled = handled;
+        self.encode_pending(ENCODE_BUDGET, io);
+    }
+
+    /// Encodes ahead for queued sessions until `budget` is spent; true if some are left (the
+    /// shell then yields to other work and calls again).
+    pub fn encode_pending(&mut self, budget: Duration, io: &mut dyn SessionIo) -> bool {
+        let start = Instant::now();
+        while let Some(key) = self.to_encode.pop_front() {
+            if let Some(session) = self.table.get_mut(key) {
+                if catch_unwind(AssertUnwindSafe(|| session.encode_ahead())).is_err() {
+                    self.on_panic(key, io);
+                }
+            }
+            if start.elapsed() >= budget {
+                break;
+            }
+        }
+        !self.to_encode.is_empty()
+    }
+
+    pub fn has_pending_encodes(&self) -> bool {
+        !self.to_encode.is_empty()
     }
 
     /// A message from an inference worker.
@@ -602,6 +642,9 @@ impl ShardCore {
     }
 }
 
+/// Encoding ahead done in one step before the shard yields to other work.
+const ENCODE_BUDGET: Duration = Duration::from_millis(1);
+
 /// Where a call lives, seen from one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallLocation {
@@ -644,6 +687,9 @@ impl SessionIo for WatchReply<'_> {
     }
     fn paced(&mut self, late_by: Duration) {
         self.inner.paced(late_by);
+    }
+    fn flush(&mut self) {
+        self.inner.flush();
     }
     fn uplink_frame(&mut self, origin: super::media::decoder::FrameOrigin, hold: Duration) {
         self.inner.uplink_frame(origin, hold);

@@ -104,6 +104,11 @@ impl SessionIo for ShardIo {
         record(&mut self.latencies.pacing, late_by);
     }
 
+    fn flush(&mut self) {
+        self.batch.flush();
+        self.record_downlink_sent();
+    }
+
     fn barge_in(&mut self, outcome: BargeInOutcome) {
         *self.barge_ins.entry(outcome.label()).or_insert(0) += 1;
     }
@@ -115,6 +120,21 @@ impl SessionIo for ShardIo {
 
     fn uplink_late(&mut self) {
         self.uplink_frames[4] += 1;
+    }
+}
+
+impl ShardIo {
+    /// Reply frames just handed to the kernel: their engine-added downlink latency.
+    fn record_downlink_sent(&mut self) {
+        if !self.downlink_taken.is_empty() {
+            let sent = Instant::now();
+            for t in self.downlink_taken.drain(..) {
+                record(
+                    &mut self.latencies.downlink,
+                    sent.saturating_duration_since(t),
+                );
+            }
+        }
     }
 }
 
@@ -326,15 +346,7 @@ impl ShardState {
             let _ = self.mesh.send(tag.shard, ShardMsg::Released { tag });
         }
         self.io.batch.flush();
-        if !self.io.downlink_taken.is_empty() {
-            let sent = Instant::now();
-            for t in self.io.downlink_taken.drain(..) {
-                record(
-                    &mut self.io.latencies.downlink,
-                    sent.saturating_duration_since(t),
-                );
-            }
-        }
+        self.io.record_downlink_sent();
         for (i, w) in self.io.wake_worker.iter_mut().enumerate() {
             if std::mem::take(w) {
                 self.io.workers[i].1.unpark();
@@ -386,12 +398,22 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket) {
 pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
     let mut next_housekeeping = Instant::now();
     loop {
+        let pending = state.borrow().core.has_pending_encodes();
+        if pending {
+            // Encoding ahead is left over: let datagrams and replies in first, then go on.
+            futures_lite::future::yield_now().await;
+        }
         let target = {
             let mut s = state.borrow_mut();
             let t = s
                 .core
                 .next_deadline()
                 .map_or(next_housekeeping, |d| d.min(next_housekeeping));
+            let t = if s.core.has_pending_encodes() {
+                Instant::now().min(t)
+            } else {
+                t
+            };
             s.timer_target = Some(t);
             s.timer_kick = false;
             t

@@ -74,6 +74,17 @@ impl PlayoutQueue {
         self.q.pop_front()
     }
 
+    /// Pops the first item only if it is a frame: (response, frame).
+    pub fn pop_frame(&mut self) -> Option<(u32, PcmFrame)> {
+        match self.q.front()? {
+            PlayoutItem::Frame { .. } => match self.q.pop_front() {
+                Some(PlayoutItem::Frame { response, frame }) => Some((response, frame)),
+                _ => None,
+            },
+            PlayoutItem::End { .. } => None,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.q.len()
     }

@@ -27,6 +27,10 @@ const STABLE_FRAMES: u32 = 3;
 /// Envelope variance below which a window is too flat to judge (steady noise, silence).
 const MIN_VARIANCE: f32 = 4.0;
 
+/// A reply frame's loudness envelope.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplyEnvelope([f32; BLOCKS_PER_FRAME]);
+
 #[derive(Debug, Clone)]
 pub struct EchoGuard {
     far: Envelope<FAR>,
@@ -82,6 +86,16 @@ impl EchoGuard {
     /// A reply frame just went out to the client.
     pub fn on_reply_frame(&mut self, pcm: &[i16]) {
         self.pending_far = Some(envelope(pcm));
+    }
+
+    /// The same, for a frame whose envelope was taken earlier (`reply_envelope`).
+    pub fn on_reply_envelope(&mut self, env: ReplyEnvelope) {
+        self.pending_far = Some(env.0);
+    }
+
+    /// A reply frame's envelope, taken when it is encoded ahead of its send.
+    pub fn reply_envelope(pcm: &[i16]) -> ReplyEnvelope {
+        ReplyEnvelope(envelope(pcm))
     }
 
     /// An uplink frame arrived; returns the echo correlation of the last 300 ms (0 when no reply
