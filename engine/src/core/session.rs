@@ -483,9 +483,7 @@ impl Session {
         };
         match packet {
             Some((seq, ts, payload)) => {
-                let late = up.stats().late;
-                up.on_packet(now, seq, ts, payload, &mut on);
-                if up.stats().late > late {
+                if !up.on_packet(now, seq, ts, payload, &mut on) {
                     io.uplink_late();
                 }
             }
@@ -579,7 +577,7 @@ impl Session {
     /// Turn detection and barge-in for frame `index` with voice probability `p`.
     fn decide(&mut self, now: Instant, index: u64, p: f32, echo: bool, io: &mut dyn SessionIo) {
         let event = if self.turn_enabled {
-            self.turn.push_probability(index, p)
+            self.turn.push(index, p)
         } else {
             None
         };

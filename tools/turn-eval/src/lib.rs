@@ -14,7 +14,7 @@ use serde_json::Value;
 use tern_engine::core::media::frame::{ModelRate, PcmFrame, FRAME_MS};
 use tern_engine::core::turn::barge_in::{BargeInGuard, Gate, Release};
 use tern_engine::core::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
-use tern_engine::core::turn::echo_guard::{EchoGuard, ECHO_CORRELATION};
+use tern_engine::core::turn::echo_guard::EchoGuard;
 use tern_engine::core::turn::prosody::{ProsodyTracker, TurnEndCues};
 use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::core::turn::vad::{EarshotVad, FrameVad, VadBackend, VoiceDetector};
@@ -305,7 +305,8 @@ pub fn barge_in_at(near: &[i16], probs: &[f32], reply: &[i16], g: GuardConfig) -
         if let Some(r) = replies.next() {
             echo.on_reply_frame(r);
         }
-        let is_echo = echo.on_uplink_frame(frame) >= ECHO_CORRELATION && g.echo_guard;
+        echo.on_uplink_frame(frame);
+        let is_echo = g.echo_guard && echo.is_echo();
         let voiced = p >= settings.threshold;
         let ev = d.push(i as u64, p);
         let at = (i as u64 + 1) * FRAME_MS;

@@ -2,7 +2,7 @@
 //! DTX silence). Frames come out in order at the model rate, each with how long its packet was
 //! held.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::decoder::{DecoderError, FrameOrigin, UplinkDecoder};
 use super::frame::{ModelRate, PcmFrame};
@@ -46,7 +46,7 @@ impl UplinkPath {
         })
     }
 
-    /// One RTP packet received at `now`.
+    /// One RTP packet received at `now`; false when it came too late and was dropped.
     pub fn on_packet(
         &mut self,
         now: Instant,
@@ -54,12 +54,14 @@ impl UplinkPath {
         rtp_ts: u64,
         payload: &[u8],
         emit: &mut EmitFrame<'_>,
-    ) {
+    ) -> bool {
+        let late = self.reorder.stats.late;
         let dec = &mut self.decoder;
         self.reorder.push(now, seq, rtp_ts, payload, &mut |r| {
             let arrived = now.checked_sub(r.hold).unwrap_or(now);
             dec.on_packet(r.seq, r.rtp_ts, r.payload, &mut |f, o| emit(f, o, arrived));
         });
+        self.reorder.stats.late == late
     }
 
     /// Gives up on a gap whose wait is over.
@@ -73,10 +75,6 @@ impl UplinkPath {
 
     pub fn deadline(&self) -> Option<Instant> {
         self.reorder.deadline()
-    }
-
-    pub fn max_wait(&self) -> Duration {
-        self.reorder.max_wait()
     }
 
     pub fn stats(&self) -> UplinkStats {
@@ -99,6 +97,7 @@ mod tests {
     use super::*;
     use audiopus::coder::Encoder;
     use audiopus::{Application, Bitrate, Channels, SampleRate};
+    use std::time::Duration;
 
     /// 20 ms Opus packets of a tone, with in-band FEC on (as browsers send).
     fn packets(n: usize) -> Vec<Vec<u8>> {

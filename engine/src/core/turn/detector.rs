@@ -90,12 +90,6 @@ impl TurnDetector {
         matches!(self.state, State::Speaking { .. })
     }
 
-    /// Feeds the voice probability of frame `index` (0-based); returns a turn event, if any.
-    /// Without the frame's samples `semantic_vad` has no prosody and waits as for an unclear end.
-    pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
-        self.push_probability(index, probability)
-    }
-
     /// Feeds frame `index`: its voice probability and its samples at `rate` Hz.
     pub fn push_frame(
         &mut self,
@@ -105,19 +99,20 @@ impl TurnDetector {
         rate: u32,
     ) -> Option<TurnEvent> {
         self.observe(index, pcm, rate);
-        self.push_probability(index, probability)
+        self.push(index, probability)
     }
 
     /// The samples of the next frame, as they arrive (semantic_vad's prosody). The voice
-    /// probability may come later (`push_probability`), e.g. from a VAD on a worker thread.
+    /// probability may come later (`push`), e.g. from a VAD on a worker thread.
     pub fn observe(&mut self, index: u64, pcm: &[i16], rate: u32) {
         if self.settings.eagerness.is_some() && !pcm.is_empty() {
             self.prosody.push(index, pcm, rate);
         }
     }
 
-    /// The voice probability of frame `index`; returns a turn event, if any.
-    pub fn push_probability(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
+    /// The voice probability of frame `index` (0-based); returns a turn event, if any. Without
+    /// `observe`d samples `semantic_vad` has no prosody and waits as for an unclear end.
+    pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
         let voiced = probability >= self.settings.threshold;
         if self.settings.eagerness.is_some() {
             self.prosody.set_voiced(index, voiced);

@@ -127,11 +127,6 @@ impl EchoGuard {
         self.last
     }
 
-    /// The correlation computed at the last uplink frame.
-    pub fn correlation(&self) -> f32 {
-        self.last
-    }
-
     pub fn is_echo(&self) -> bool {
         self.last >= ECHO_CORRELATION && self.stable >= STABLE_FRAMES
     }
