@@ -1,225 +1,260 @@
-//! tern-bench (first cut): starts `tern serve` as a child process on one core, connects N real
-//! WebRTC clients (str0m, on this process's thread) over loopback, has each speak a fixture turn
-//! that the echo agent plays back, and reports:
-//! - setup time (HTTP offer -> ICE+DTLS connected), client side, hdrhistogram p50/p90/p99/max;
-//! - server CPU microseconds per session-second over the steady window (from /proc/<pid>/stat);
-//! - resident memory per session (VmRSS with all sessions up minus before, divided by N);
-//! - heap per session (the server's counted allocator, `tern_heap_live_bytes` in /metrics).
+//! tern-bench: drives real WebRTC clients (str0m, thread per core, on CPUs the engine does not
+//! use) against Tern or a local Janus and reports what operators size fleets from.
 //!
-//! `--mode soak` churns sessions for a long run and samples memory (`soak.rs`); `--mode idle`
-//! measures what a muted session costs and extrapolates to a million (`idle.rs`).
+//! Modes:
+//! - `steady`: `--sessions` for `--seconds`: setup time, engine-added latency (Tern's per-stage
+//!   stamps) and what clients saw (end of turn -> reply, jitter, loss), CPU and memory per session;
+//! - `ramp`: capacity search, adding `--step` sessions until the engine-added p99 passes
+//!   `--max-p99-ms` (5) or loss `--max-loss` (0.5%): sessions per engine core;
+//! - `setup-storm`: handshakes per second per core (clients hang up once connected);
+//! - `idle`: muted sessions, memory and idle CPU per session, extrapolated to a million (`idle.rs`);
+//! - `soak`: churning sessions for hours, memory trend and leftovers (`soak.rs`).
 //!
-//! Usage: tern-bench [--mode steady|soak|idle] [--sessions N] [--seconds T] [--lifetime-s L]
-//!        [--sample-s S] [--tern PATH] [--server-core C] [--out FILE]
+//! `--target tern,janus-echotest,janus-audiobridge` runs the same workload against each in turn
+//! and prints them side by side. Results go to `perf-reports/<date>-<name>/` (`--name`): JSON,
+//! markdown and SVG plots.
 
+mod client;
 mod idle;
+mod load;
+mod measure;
+mod modes;
+mod netio;
+mod report;
 mod soak;
+mod target;
 mod util;
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use hdrhistogram::Histogram;
-use tern_engine::peer::{load_wav, Client};
+use tern_engine::peer::load_wav;
 
-use util::{client_core, http, pin_to, proc_cpu_us, rss_kib, start_server, Metrics, HTTP};
+use client::Fixture;
+use report::{Machine, Report, TargetRun};
+use target::TargetKind;
 
 pub struct Args {
     pub mode: String,
-    pub lifetime_s: u64,
-    pub sample_s: u64,
+    pub targets: Vec<TargetKind>,
     pub sessions: usize,
     pub seconds: u64,
+    pub step: usize,
+    pub step_s: u64,
+    pub max_sessions: usize,
+    pub max_p99_ms: f64,
+    pub max_loss: f64,
+    pub window: usize,
+    pub signalers: usize,
+    pub engine_cores: Vec<usize>,
+    pub engine_cores_arg: String,
+    pub load_cores: Vec<usize>,
+    pub steering: String,
     pub tern: String,
+    pub tern_args: Vec<String>,
+    pub name: Option<String>,
+    pub report_dir: Option<PathBuf>,
+    pub lifetime_s: u64,
+    pub sample_s: u64,
     pub server_core: usize,
     pub out: Option<String>,
 }
 
+const USAGE: &str = "usage: tern-bench [--mode steady|ramp|setup-storm|idle|soak] [--target tern,janus-echotest,janus-audiobridge]
+  [--sessions N] [--seconds T] [--step N] [--step-s S] [--max-sessions N] [--max-p99-ms MS] [--max-loss FRACTION]
+  [--window N] [--signalers N] [--engine-cores LIST] [--load-cores LIST] [--steering hash|cpu]
+  [--tern PATH] [--tern-arg ARG]... [--name NAME | --report-dir DIR] [--lifetime-s L] [--sample-s S] [--out FILE]";
+
+/// `0-3,6` -> [0, 1, 2, 3, 6].
+fn cpu_list(flag: &str, s: &str) -> anyhow::Result<Vec<usize>> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = (
+            a.trim()
+                .parse()
+                .with_context(|| format!("{flag}: a CPU list such as 0-3,6"))?,
+            b.trim()
+                .parse()
+                .with_context(|| format!("{flag}: a CPU list such as 0-3,6"))?,
+        );
+        if a > b || b >= 4096 {
+            bail!("{flag}: {part} is not a CPU range");
+        }
+        v.extend(a..=b);
+    }
+    Ok(v)
+}
+
+fn num<T>(flag: &str, v: &str, range: std::ops::RangeInclusive<T>, what: &str) -> anyhow::Result<T>
+where
+    T: std::str::FromStr + PartialOrd,
+{
+    match v.parse::<T>() {
+        Ok(x) if range.contains(&x) => Ok(x),
+        _ => bail!("{flag} must be {what}"),
+    }
+}
+
 fn args() -> anyhow::Result<Args> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut a = Args {
         mode: "steady".into(),
-        lifetime_s: 60,
-        sample_s: 30,
+        targets: vec![TargetKind::Tern],
         sessions: 100,
         seconds: 20,
+        step: 50,
+        step_s: 10,
+        max_sessions: 20_000,
+        max_p99_ms: 5.0,
+        max_loss: 0.005,
+        window: 16,
+        signalers: 2,
+        engine_cores: vec![0],
+        engine_cores_arg: "0".into(),
+        load_cores: Vec::new(),
+        steering: "hash".into(),
         tern: "target/release/tern".into(),
+        tern_args: Vec::new(),
+        name: None,
+        report_dir: None,
+        lifetime_s: 60,
+        sample_s: 30,
         server_core: 0,
         out: None,
     };
+    let mut load_cores = None;
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let v = it.next().with_context(|| format!("{k} needs a value"))?;
+        if k == "--help" || k == "-h" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let v = it
+            .next()
+            .with_context(|| format!("{k} needs a value\n{USAGE}"))?;
         match k.as_str() {
-            "--sessions" => a.sessions = v.parse().context("--sessions: a number 1-20000")?,
-            "--seconds" => a.seconds = v.parse().context("--seconds: a number")?,
+            "--mode" if ["steady", "ramp", "setup-storm", "soak", "idle"].contains(&v.as_str()) => {
+                a.mode = v
+            }
+            "--mode" => bail!("--mode must be steady, ramp, setup-storm, idle or soak"),
+            "--target" => {
+                a.targets = v
+                    .split(',')
+                    .map(TargetKind::parse)
+                    .collect::<anyhow::Result<_>>()?
+            }
+            "--sessions" => a.sessions = num(&k, &v, 1..=100_000, "1-100000")?,
+            "--seconds" => a.seconds = num(&k, &v, 1..=86_400, "1-86400 seconds")?,
+            "--step" => a.step = num(&k, &v, 1..=10_000, "1-10000 sessions")?,
+            "--step-s" => a.step_s = num(&k, &v, 2..=3600, "2-3600 seconds")?,
+            "--max-sessions" => a.max_sessions = num(&k, &v, 1..=1_000_000, "1-1000000")?,
+            "--max-p99-ms" => a.max_p99_ms = num(&k, &v, 0.01..=10_000.0, "0.01-10000 ms")?,
+            "--max-loss" => a.max_loss = num(&k, &v, 0.0..=1.0, "a fraction 0-1")?,
+            "--window" => a.window = num(&k, &v, 1..=10_000, "1-10000 handshakes in flight")?,
+            "--signalers" => a.signalers = num(&k, &v, 1..=64, "1-64 threads")?,
+            "--engine-cores" => {
+                a.engine_cores = cpu_list(&k, &v)?;
+                a.engine_cores_arg = v;
+            }
+            "--load-cores" => load_cores = Some(cpu_list(&k, &v)?),
+            "--steering" if v == "hash" || v == "cpu" => a.steering = v,
+            "--steering" => bail!("--steering must be hash or cpu"),
             "--tern" => a.tern = v,
-            "--server-core" => a.server_core = v.parse().context("--server-core: a CPU number")?,
+            "--tern-arg" => a.tern_args.push(v),
+            "--name" => a.name = Some(v),
+            "--report-dir" => a.report_dir = Some(v.into()),
+            "--lifetime-s" => a.lifetime_s = num(&k, &v, 1..=86_400, "seconds")?,
+            "--sample-s" => a.sample_s = num(&k, &v, 1..=86_400, "seconds")?,
+            "--server-core" => a.server_core = num(&k, &v, 0..=4095, "a CPU number")?,
             "--out" => a.out = Some(v),
-            "--mode" if ["steady", "soak", "idle"].contains(&v.as_str()) => a.mode = v,
-            "--mode" => bail!("--mode must be steady, soak or idle"),
-            "--lifetime-s" => a.lifetime_s = v.parse().context("--lifetime-s: seconds")?,
-            "--sample-s" => a.sample_s = v.parse().context("--sample-s: seconds")?,
-            _ => bail!("unknown flag {k}"),
+            _ => bail!("unknown flag {k}\n{USAGE}"),
         }
     }
-    if a.sessions == 0 || a.sessions > 20_000 {
-        bail!("--sessions must be 1-20000");
+    if a.engine_cores.iter().any(|&c| c >= cpus) {
+        bail!("--engine-cores: this machine has CPUs 0-{}", cpus - 1);
+    }
+    // Tern first, so the others read as ratios to it.
+    a.targets.sort_by_key(|t| *t != TargetKind::Tern);
+    a.targets.dedup();
+    a.load_cores =
+        load_cores.unwrap_or_else(|| (0..cpus).filter(|c| !a.engine_cores.contains(c)).collect());
+    if a.load_cores.is_empty() {
+        // One CPU, or every CPU given to the engine: share them.
+        a.load_cores = a.engine_cores.clone();
     }
     Ok(a)
 }
 
-fn main() -> anyhow::Result<()> {
-    let a = args()?;
-    match a.mode.as_str() {
-        "soak" => soak::run(a),
-        "idle" => idle::run(a),
-        _ => steady(a),
+/// Lets the load generator (and the servers it starts) hold one socket per client.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
     }
 }
 
-fn steady(a: Args) -> anyhow::Result<()> {
-    let http_addr: SocketAddr = HTTP.parse()?;
-    let server = start_server(&a.tern, a.server_core)?;
-    let pid = server.0.id();
-    // The clients run away from the server's core.
-    pin_to(client_core(a.server_core));
-    let rss_before = rss_kib(pid)?;
-    let heap_before = Metrics::fetch(http_addr)?.get("tern_heap_live_bytes")?;
+fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    raise_fd_limit();
+    match a.mode.as_str() {
+        "soak" => soak::run(a),
+        "idle" => idle::run(a),
+        _ => measured(a),
+    }
+}
+
+/// steady, ramp and setup-storm: each target in turn, then one report.
+fn measured(a: Args) -> anyhow::Result<()> {
     let fixture = format!(
         "{}/../engine/tests/data/hello-24k.wav",
         env!("CARGO_MANIFEST_DIR")
     );
     let (_, speech) = load_wav(&fixture);
-
-    let mut clients = Vec::new();
-    let mut setup = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    let mut pending_setup = Vec::new();
-    for _ in 0..a.sessions {
-        let sock = UdpSocket::bind("127.0.0.1:0")?;
-        sock.set_nonblocking(true)?;
-        let t = Instant::now();
-        let (mut c, offer) = Client::new(t, sock.local_addr()?, speech.clone());
-        let (status, body) = http(http_addr, "POST", "/v1/realtime/calls", offer.as_bytes())?;
-        if status != 201 {
-            bail!("offer refused: {status} {}", String::from_utf8_lossy(&body));
+    let fixture = Fixture::encode(&speech)?;
+    let mut runs = Vec::new();
+    for &t in &a.targets {
+        let mut run = TargetRun {
+            target: t,
+            steady: None,
+            ramp: None,
+            storm: None,
+        };
+        match a.mode.as_str() {
+            "ramp" => run.ramp = Some(modes::ramp(t, &a, &fixture)?),
+            "setup-storm" => run.storm = Some(modes::storm(t, &a, &fixture)?),
+            _ => run.steady = Some(modes::steady(t, &a, &fixture)?),
         }
-        c.accept_answer(std::str::from_utf8(&body)?);
-        clients.push((c, sock));
-        pending_setup.push(Some(t));
+        runs.push(run);
+        // Let the previous server's sockets and ports go.
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    let mut buf = [0u8; 2048];
-    let drive = |clients: &mut Vec<(Client, UdpSocket)>,
-                 pending: &mut Vec<Option<Instant>>,
-                 setup: &mut Histogram<u64>,
-                 buf: &mut [u8]|
-     -> anyhow::Result<()> {
-        for (i, (c, s)) in clients.iter_mut().enumerate() {
-            let now = Instant::now();
-            for (to, d) in c.poll(now) {
-                let _ = s.send_to(&d, to);
-            }
-            while let Ok((n, from)) = s.recv_from(buf) {
-                c.receive(Instant::now(), from, &buf[..n]);
-            }
-            if let (Some(t), Some(conn)) = (pending[i], c.connected_at) {
-                setup.saturating_record(conn.saturating_duration_since(t).as_micros() as u64);
-                pending[i] = None;
-            }
-        }
-        Ok(())
+    let date = std::process::Command::new("date")
+        .arg("+%F")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let name = a.name.clone().unwrap_or_else(|| a.mode.clone());
+    let report = Report {
+        name: name.clone(),
+        mode: a.mode.clone(),
+        date: date.clone(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        machine: Machine::probe(),
+        engine_cores: a.engine_cores.clone(),
+        load_cores: a.load_cores.clone(),
+        runs,
     };
-    let connect_deadline = Instant::now() + Duration::from_secs(30);
-    while pending_setup.iter().any(Option::is_some) && Instant::now() < connect_deadline {
-        drive(&mut clients, &mut pending_setup, &mut setup, &mut buf)?;
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let connected = clients
-        .iter()
-        .filter(|(c, _)| c.connected_at.is_some())
-        .count();
-    let rss_up = rss_kib(pid)?;
-    let heap_up = Metrics::fetch(http_addr)?.get("tern_heap_live_bytes")?;
-    let cpu0 = proc_cpu_us(pid)?;
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(a.seconds) {
-        drive(&mut clients, &mut pending_setup, &mut setup, &mut buf)?;
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let window = t0.elapsed().as_secs_f64();
-    let cpu_us = proc_cpu_us(pid)? - cpu0;
-    let replies = clients
-        .iter()
-        .filter(|(c, _)| c.audible_frames() > 20)
-        .count();
-    let per_session_second = cpu_us as f64 / (connected as f64 * window);
-    // Engine-added latency and pacing, from the server's own hdrhistograms (milliseconds).
-    let scrape = Metrics::fetch(http_addr)?;
-    let server_ms = |name: &str, q: &str| {
-        scrape
-            .get_where(name, &format!("quantile=\"{q}\""))
-            .map_or(f64::NAN, |v| v * 1e3)
-    };
-    let stages: Vec<String> = [
-        (
-            "uplink (datagram -> worker ring)",
-            "tern_uplink_latency_seconds",
-        ),
-        (
-            "downlink (ring -> datagram sent)",
-            "tern_downlink_latency_seconds",
-        ),
-        (
-            "pacing lateness (tick -> sent)",
-            "tern_pacing_lateness_seconds",
-        ),
-    ]
-    .iter()
-    .map(|(label, name)| {
-        format!(
-            "| server {label} ms p50 / p99 / max | {:.3} / {:.3} / {:.3} |\n",
-            server_ms(name, "0.5"),
-            server_ms(name, "0.99"),
-            server_ms(name, "1")
-        )
-    })
-    .collect();
-    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
-    // What the clients saw: RFC 3550 |D| per reply packet (arrival spacing minus RTP spacing),
-    // including this process's own polling delay (clients share one core).
-    let mut jitter = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for (c, _) in &clients {
-        for &d in &c.transit_deltas_us {
-            jitter.saturating_record(d.max(1));
-        }
-    }
-    let report = format!(
-        "# tern-bench steady\n\n- command: `{}`\n- sessions: {} requested, {connected} connected, {replies} heard an echo\n- window: {window:.1} s\n\n\
-         | metric | value |\n|---|---|\n\
-         | setup ms p50 / p90 / p99 / max | {:.2} / {:.2} / {:.2} / {:.2} |\n\
-         | server CPU µs per session-second | {per_session_second:.1} |\n\
-         | server RSS KiB before / with sessions | {rss_before} / {rss_up} |\n\
-         | RSS per session KiB | {:.1} |\n\
-         | heap per session KiB (counted allocator) | {:.1} |\n\
-         | client-seen jitter, RFC 3550 abs(D) ms p50 / p90 / p99 / max | {:.3} / {:.3} / {:.3} / {:.3} |\n{}",
-        std::env::args().collect::<Vec<_>>().join(" "),
-        a.sessions,
-        q(&setup, 0.5),
-        q(&setup, 0.9),
-        q(&setup, 0.99),
-        setup.max() as f64 / 1000.0,
-        (rss_up.saturating_sub(rss_before)) as f64 / connected.max(1) as f64,
-        (heap_up - heap_before) / 1024.0 / connected.max(1) as f64,
-        q(&jitter, 0.5),
-        q(&jitter, 0.9),
-        q(&jitter, 0.99),
-        jitter.max() as f64 / 1000.0,
-        stages.concat(),
-    );
-    println!("{report}");
-    if let Some(out) = a.out {
-        std::fs::write(&out, &report).with_context(|| format!("writing {out}"))?;
-    }
-    drop(server);
+    let dir = a
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("perf-reports/{date}-{name}")));
+    let md = report.write(&dir)?;
+    println!("{md}");
+    eprintln!("report written to {}", dir.display());
     Ok(())
 }

@@ -24,10 +24,39 @@ pub fn http_with_location(
     path: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
+    request(addr, method, path, "application/sdp", body)
+}
+
+/// A JSON request (Janus's HTTP API); a `Null` body sends none.
+pub fn http_json(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let bytes = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(body)?
+    };
+    let (status, _, resp) = request(addr, method, path, "application/json", &bytes)?;
+    if status != 200 {
+        bail!("{method} {path}: HTTP {status}");
+    }
+    Ok(serde_json::from_slice(&resp)?)
+}
+
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_read_timeout(Some(Duration::from_secs(40)))?;
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -49,7 +78,39 @@ pub fn http_with_location(
         k.eq_ignore_ascii_case("location")
             .then(|| v.trim().to_string())
     });
-    Ok((status, location, resp[split + 4..].to_vec()))
+    let body = &resp[split + 4..];
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        location,
+        if chunked {
+            dechunk(body)?
+        } else {
+            body.to_vec()
+        },
+    ))
+}
+
+/// The body of a `Transfer-Encoding: chunked` response (Janus answers that way).
+fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .context("chunk size line")?;
+        let size_text = String::from_utf8_lossy(&b[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .context("chunk size")?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(b.get(..size).context("truncated chunk")?);
+        b = b.get(size + 2..).unwrap_or_default();
+    }
 }
 
 pub fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
@@ -57,6 +118,16 @@ pub fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
     let after = stat.rsplit(')').next().context("stat")?;
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(ticks * 1_000_000 / hz)
+}
+
+/// The process's CPU time in the kernel only (stime), µs.
+pub fn proc_sys_us(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit(')').next().context("stat")?;
+    let ticks: u64 = after.split_whitespace().nth(12).context("stime")?.parse()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Ok(ticks * 1_000_000 / hz)
@@ -157,4 +228,23 @@ pub fn pin_to(cpu: usize) {
 /// The CPU after `server_core`, for the load generator.
 pub fn client_core(server_core: usize) -> usize {
     (server_core + 1) % std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+impl Metrics {
+    /// The cumulative buckets of a Prometheus histogram line family: (le seconds, count).
+    pub fn buckets(&self, bucket_name: &str) -> Vec<(f64, f64)> {
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(bucket_name) && l[bucket_name.len()..].starts_with('{'))
+            .filter_map(|l| {
+                let le = l.split("le=\"").nth(1)?.split('"').next()?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, l.rsplit(' ').next()?.parse().ok()?))
+            })
+            .collect()
+    }
 }

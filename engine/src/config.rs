@@ -121,6 +121,9 @@ pub struct ServeArgs {
     /// received the packet; pair with NIC RSS or RPS so each flow's interrupts land on one core).
     #[arg(long, value_enum, default_value_t = SteeringArg::Hash)]
     pub steering: SteeringArg,
+    /// Datagrams taken per receive syscall (recvmmsg) when a backlog waits; 1: one per receive.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub recv_batch: u16,
     /// Voiced speech (ms) needed over a playing reply before its audio stops; shorter bursts
     /// (coughs, echo) are rejected and counted. 0 stops it at once.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(0..=5000))]

@@ -121,6 +121,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             SteeringArg::Hash => Steering::Hash,
             SteeringArg::Cpu => Steering::Cpu,
         },
+        recv_batch: args.recv_batch as usize,
         shard: ShardSettings {
             node: args.node_id,
             shards: cores.len() as u16,

@@ -311,6 +311,24 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
             .sum::<f64>()
             / 1e6;
         let _ = writeln!(o, "{name}_sum {sum:.6}\n{name}_count {}", merged.len());
+        stage_buckets(&mut o, name, &merged);
     }
     o
+}
+
+/// Bucket bounds (µs) of the `_hist` companions: fine around the 5 ms capacity threshold.
+const BUCKETS_US: [u64; 22] = [
+    25, 50, 75, 100, 150, 200, 300, 400, 500, 750, 1_000, 1_500, 2_000, 3_000, 4_000, 5_000, 7_500,
+    10_000, 20_000, 50_000, 100_000, 1_000_000,
+];
+
+/// A Prometheus histogram (`<name>_hist_bucket{le}`) beside each summary: summaries cover the
+/// process lifetime, buckets can be differenced between two scrapes (rate, or a bench window).
+fn stage_buckets(o: &mut String, name: &str, h: &Histogram<u64>) {
+    let _ = writeln!(o, "# TYPE {name}_hist histogram");
+    for le in BUCKETS_US {
+        let n = h.count_between(0, le);
+        let _ = writeln!(o, "{name}_hist_bucket{{le=\"{}\"}} {n}", le as f64 / 1e6);
+    }
+    let _ = writeln!(o, "{name}_hist_bucket{{le=\"+Inf\"}} {}", h.len());
 }

@@ -4,6 +4,7 @@ pub mod http;
 pub mod mesh;
 pub mod metrics;
 pub mod net;
+pub mod recv_batch;
 pub mod rings;
 pub mod runtime;
 pub mod shard;

@@ -46,6 +46,8 @@ pub struct EngineConfig {
     pub offers_per_ip: u32,
     /// How datagrams are spread over the shards' sockets.
     pub steering: Steering,
+    /// Datagrams per `recvmmsg` when draining a backlog (1: no batching).
+    pub recv_batch: usize,
     pub shard: ShardSettings,
 }
 
@@ -69,6 +71,7 @@ impl EngineConfig {
             token_secret: None,
             offers_per_ip: 20,
             steering: Steering::Hash,
+            recv_batch: 32,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -323,6 +326,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let admitted = admitted.clone();
         let ctx = ctx.clone();
         let ready = ready_tx.clone();
+        let recv_batch = cfg.recv_batch;
         let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("tern-shard-{i}"))
@@ -345,7 +349,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 )));
                 let done = Rc::new(Cell::new(false));
                 let _ = ready.send(Ok(()));
-                glommio::spawn_local(recv_loop(state.clone(), socket)).detach();
+                glommio::spawn_local(recv_loop(state.clone(), socket, recv_batch)).detach();
                 glommio::spawn_local(inbox_loop(state.clone(), bell, shard_links, done)).detach();
                 let ctx = Rc::new(ctx);
                 let st = state.clone();

@@ -11,6 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::core::turn::barge_in::BargeInOutcome;
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
 use super::net::{SendBatch, MAX_DATAGRAM};
+use super::recv_batch::RecvBatch;
 use super::rings::Doorbell;
 
 /// Housekeeping (forwarding table expiry, stop flag) runs at least this often.
@@ -364,8 +366,9 @@ impl ShardState {
 }
 
 /// The receive loop: one long-lived receive on the shard's socket.
-pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket) {
+pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batch: usize) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut backlog = (batch > 1).then(|| RecvBatch::new(socket.as_raw_fd(), batch));
     let mut handled = 0usize;
     loop {
         let (n, source) = match socket.recv_from(&mut buf).await {
@@ -383,6 +386,22 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket) {
                 return;
             }
             s.on_datagram(now, source, &buf[..n]);
+            // The datagrams queued behind this one, a batch per syscall.
+            if let Some(b) = backlog.as_mut() {
+                while handled < RECV_BUDGET && b.recv() > 0 {
+                    let now = Instant::now();
+                    for i in 0..b.len() {
+                        // A UDP/IP socket only yields IP sources.
+                        if let (Some(from), data) = b.get(i) {
+                            s.on_datagram(now, from, data);
+                        }
+                    }
+                    handled += b.len();
+                    if b.len() < batch {
+                        break;
+                    }
+                }
+            }
             s.finish_step(now);
         }
         handled += 1;

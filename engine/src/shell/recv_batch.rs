@@ -1,0 +1,113 @@
+//! Batched receives: once the shard's receive wakes for one datagram, the backlog behind it is
+//! drained with `recvmmsg` (non-blocking), up to `--recv-batch` datagrams per syscall, into
+//! buffers reused for the life of the shard.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+
+use super::net::MAX_DATAGRAM;
+
+/// Most datagrams one `recvmmsg` takes.
+pub const MAX_RECV_BATCH: usize = 64;
+
+pub struct RecvBatch {
+    fd: RawFd,
+    size: usize,
+    bufs: Vec<[u8; MAX_DATAGRAM]>,
+    names: Vec<libc::sockaddr_storage>,
+    iov: Vec<libc::iovec>,
+    msgs: Vec<libc::mmsghdr>,
+    got: usize,
+}
+
+impl RecvBatch {
+    /// `size` datagrams per call (1..=MAX_RECV_BATCH).
+    pub fn new(fd: RawFd, size: usize) -> Self {
+        let size = size.clamp(1, MAX_RECV_BATCH);
+        RecvBatch {
+            fd,
+            size,
+            bufs: vec![[0u8; MAX_DATAGRAM]; size],
+            // SAFETY: all-zero sockaddr_storage / iovec / mmsghdr are valid values.
+            names: vec![unsafe { std::mem::zeroed() }; size],
+            iov: vec![unsafe { std::mem::zeroed() }; size],
+            msgs: vec![unsafe { std::mem::zeroed() }; size],
+            got: 0,
+        }
+    }
+
+    /// Takes up to `size` waiting datagrams without blocking; returns how many.
+    pub fn recv(&mut self) -> usize {
+        for i in 0..self.size {
+            self.iov[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: MAX_DATAGRAM,
+            };
+            let h = &mut self.msgs[i].msg_hdr;
+            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iov[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            self.msgs[i].msg_len = 0;
+        }
+        // SAFETY: every pointer in msgs points into buffers owned by self for this call.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.fd,
+                self.msgs.as_mut_ptr(),
+                self.size as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        self.got = n.max(0) as usize;
+        self.got
+    }
+
+    /// Datagram `i` of the last `recv`: its source (None for an address family we do not
+    /// serve) and bytes.
+    pub fn get(&self, i: usize) -> (Option<SocketAddr>, &[u8]) {
+        let len = (self.msgs[i].msg_len as usize).min(MAX_DATAGRAM);
+        // SAFETY: the kernel wrote msg_namelen bytes of a socket address into names[i].
+        let from =
+            unsafe { socket2::SockAddr::new(self.names[i], self.msgs[i].msg_hdr.msg_namelen) }
+                .as_socket();
+        (from, &self.bufs[i][..len])
+    }
+
+    pub fn len(&self) -> usize {
+        self.got
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.got == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn drains_a_backlog_in_one_call_with_sources_and_bytes() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for i in 0..5u8 {
+            tx.send_to(&[i; 3], rx.local_addr().unwrap()).unwrap();
+        }
+        let mut b = RecvBatch::new(rx.as_raw_fd(), 4);
+        assert_eq!(b.recv(), 4, "one call, batch of 4");
+        for i in 0..4 {
+            let (from, data) = b.get(i);
+            assert_eq!(from, Some(tx.local_addr().unwrap()));
+            assert_eq!(data, &[i as u8; 3]);
+        }
+        assert_eq!(b.recv(), 1);
+        assert_eq!(b.get(0).1, &[4u8; 3]);
+        assert_eq!(b.recv(), 0, "empty socket: no block, nothing");
+    }
+}
