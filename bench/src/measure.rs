@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::client::ClientStats;
 use crate::target::Target;
-use crate::util::{proc_cpu_us, rss_kib, Metrics};
+use crate::util::{proc_times_us, rss_kib, Metrics};
 
 /// p50 / p90 / p99 / max in milliseconds.
 #[derive(Clone, Copy, Debug, Default, Serialize)]
@@ -52,10 +52,11 @@ pub struct ServerSample {
 
 impl ServerSample {
     pub fn take(t: &Target) -> anyhow::Result<Self> {
+        let (cpu_us, sys_us) = proc_times_us(t.pid())?;
         Ok(ServerSample {
             at: Instant::now(),
-            cpu_us: proc_cpu_us(t.pid())?,
-            sys_us: crate::util::proc_sys_us(t.pid())?,
+            cpu_us,
+            sys_us,
             rss_kib: rss_kib(t.pid())?,
             metrics: t.metrics(),
         })

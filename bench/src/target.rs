@@ -91,7 +91,7 @@ impl Drop for TempDir {
 }
 
 /// The HTTP addresses the bench's servers listen on, and Tern's media port.
-pub const TERN_HTTP: &str = "127.0.0.1:18080";
+pub const TERN_HTTP: &str = crate::util::HTTP;
 const JANUS_HTTP: &str = "127.0.0.1:18088";
 const TERN_UDP_PORT: &str = "13478";
 

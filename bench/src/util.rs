@@ -113,24 +113,22 @@ fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-pub fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
+/// The process's CPU time, (user + kernel, kernel only) in µs, from one read of /proc/<pid>/stat.
+pub fn proc_times_us(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit(')').next().context("stat")?;
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
+    let (user, sys): (u64, u64) = (
+        f.get(11).context("utime")?.parse()?,
+        f.get(12).context("stime")?.parse()?,
+    );
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(ticks * 1_000_000 / hz)
+    Ok(((user + sys) * 1_000_000 / hz, sys * 1_000_000 / hz))
 }
 
-/// The process's CPU time in the kernel only (stime), µs.
-pub fn proc_sys_us(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit(')').next().context("stat")?;
-    let ticks: u64 = after.split_whitespace().nth(12).context("stime")?.parse()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(ticks * 1_000_000 / hz)
+pub fn proc_cpu_us(pid: u32) -> anyhow::Result<u64> {
+    proc_times_us(pid).map(|t| t.0)
 }
 
 pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
