@@ -6,7 +6,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-./scripts/setup.sh chromium chromium-driver firefox-esr pulseaudio pulseaudio-utils python3 python3-venv
+./scripts/setup.sh chromium chromium-driver firefox-esr pulseaudio pulseaudio-utils python3 python3-venv \
+  golang-go golang-github-pion-webrtc.v3-dev opus-tools \
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice \
+  python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-bad-1.0 gir1.2-gst-plugins-base-1.0
+
+# Node.js clients (werift, the agents SDK page): the machine's Node.js, else Debian's.
+command -v npm >/dev/null || ./scripts/setup.sh nodejs npm
 
 # geckodriver has no Debian package; Mozilla publishes it on crates.io.
 export PATH="$HOME/.cargo/bin:$PATH"

@@ -121,6 +121,11 @@ pub struct ServeArgs {
     /// received the packet; pair with NIC RSS or RPS so each flow's interrupts land on one core).
     #[arg(long, value_enum, default_value_t = SteeringArg::Hash)]
     pub steering: SteeringArg,
+    /// Browser origins allowed to call the API from their own pages (CORS), comma-separated
+    /// (`https://app.example,http://localhost:5173`), or `*` for any. Default: any origin while
+    /// no --api-key is set, none when keys are set.
+    #[arg(long, value_delimiter = ',', value_parser = parse_origin)]
+    pub cors_origins: Option<Vec<String>>,
     /// Datagrams taken per receive syscall (recvmmsg) when a backlog waits; 1: one per receive.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub recv_batch: u16,
@@ -280,6 +285,23 @@ fn fmt_cpus(c: &[usize]) -> String {
         .map(|x| x.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn parse_origin(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let ok = s == "*"
+        || ((s.starts_with("http://") || s.starts_with("https://"))
+            && !s
+                .trim_end_matches('/')
+                .contains(|c: char| c.is_whitespace())
+            && s.trim_end_matches('/').matches('/').count() == 2);
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an origin: use scheme://host[:port] (no path) or *"
+        ))
+    }
 }
 
 fn parse_public_ip(s: &str) -> Result<IpAddr, String> {

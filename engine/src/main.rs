@@ -122,6 +122,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             SteeringArg::Cpu => Steering::Cpu,
         },
         recv_batch: args.recv_batch as usize,
+        cors_origins: args.cors_origins.clone(),
         shard: ShardSettings {
             node: args.node_id,
             shards: cores.len() as u16,

@@ -87,8 +87,9 @@ fn corpus() -> Vec<(&'static str, Vec<u8>)> {
             .into_bytes(),
         ),
         (
-            "no opus",
-            g.replace("opus/48000/2", "PCMU/8000").into_bytes(),
+            // Opus, PCMU and PCMA are spoken; G.722 alone is not.
+            "no codec Tern speaks",
+            g.replace("opus/48000/2", "G722/8000").into_bytes(),
         ),
         (
             "audio port text",

@@ -8,7 +8,7 @@ import urllib.request
 
 import aioice.ice
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.contrib.media import MediaPlayer
 
 
@@ -58,10 +58,16 @@ def post_offer(url, sdp):
         return r.read().decode(), r.headers["Location"]
 
 
-async def one_turn(base, wav):
+async def one_turn(base, wav, post=None, hello=None, codecs=None):
     """Speaks `wav` and waits for the reply to finish playing (`output_audio_buffer.stopped`).
+    `post(sdp)` sends the offer and returns (answer, Location) (default: plain HTTP with
+    `application/sdp`); `hello`, if given, is sent on the data channel when it opens; `codecs`
+    (mime types such as "audio/PCMU") limits what the offer carries, as a gateway without Opus.
 
     Returns (connect_ms, event types, first arrival per type, received audio figures, events)."""
+    if post is None:
+        def post(sdp):
+            return post_offer(base + "/v1/realtime/calls", sdp)
     pc = RTCPeerConnection()
     events, stamps, full = [], {}, []
     received = {"frames": 0, "loud": 0, "first": None, "first_loud": None}
@@ -71,7 +77,17 @@ async def one_turn(base, wav):
     player = MediaPlayer(str(wav))
     mic = Microphone(player.audio)
     pc.addTrack(mic)
+    if codecs is not None:
+        available = RTCRtpSender.getCapabilities("audio").codecs
+        pc.getTransceivers()[0].setCodecPreferences(
+            [c for c in available if c.mimeType in codecs]
+        )
     dc = pc.createDataChannel("oai-events")
+
+    if hello is not None:
+        @dc.on("open")
+        def on_open():
+            dc.send(json.dumps(hello))
 
     @dc.on("message")
     def on_message(msg):
@@ -108,7 +124,7 @@ async def one_turn(base, wav):
     t0 = time.monotonic()
     await pc.setLocalDescription(await pc.createOffer())
     answer, location = await asyncio.get_running_loop().run_in_executor(
-        None, post_offer, base + "/v1/realtime/calls", pc.localDescription.sdp
+        None, post, pc.localDescription.sdp
     )
     assert location.startswith("/v1/realtime/calls/rtc_"), location
     await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
@@ -118,6 +134,7 @@ async def one_turn(base, wav):
     await pc.close()
     player.audio.stop()
     received["end_of_speech"] = mic.last_voice
+    received["answer"] = answer
     return connect_ms, events, stamps, received, full
 
 

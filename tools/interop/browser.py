@@ -1,8 +1,48 @@
 """Drives the demo page in a real browser and checks one full echo turn."""
 
+import contextlib
+import shutil
+import tempfile
 import time
 
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
 from conftest import report
+
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def headless_chromium(speech_wav, extra_flags=()):
+    """Debian's Chromium, headless over WebDriver, with a fake microphone playing `speech_wav` once
+    and a fresh profile; offline (no background networking)."""
+    profile = tempfile.mkdtemp(prefix="tern-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        f"--user-data-dir={profile}",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={speech_wav}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        *extra_flags,
+    ]:
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait_for(driver, predicate_js, timeout, what):

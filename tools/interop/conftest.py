@@ -24,7 +24,9 @@ def free_port(kind=socket.SOCK_STREAM):
 class Tern:
     """A `tern serve` child process with the echo agent, HTTP and UDP on loopback."""
 
-    def __init__(self, binary, log_path, extra_args=()):
+    def __init__(self, binary, log_path, extra_args=(), bind="127.0.0.1", public_ip="127.0.0.1"):
+        """`bind=None` / `public_ip=None` leave those flags at `tern serve`'s defaults (the
+        wildcard; the host's primary address)."""
         self.http_port = free_port()
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -34,9 +36,9 @@ class Tern:
                 str(binary), "serve",
                 "--cores", "0",
                 "--http", f"127.0.0.1:{self.http_port}",
-                "--udp-bind", "127.0.0.1",
                 "--udp-port", str(self.udp_port),
-                "--public-ip", "127.0.0.1",
+                *(["--udp-bind", bind] if bind else []),
+                *(["--public-ip", public_ip] if public_ip else []),
                 *extra_args,
             ],
             stdout=self.log,
@@ -109,9 +111,66 @@ def speech_wav(out_dir):
     return dst
 
 
+# The events of one full turn, in the order they must arrive.
+TURN_ORDER = [
+    "session.created",
+    "input_audio_buffer.speech_started",
+    "input_audio_buffer.speech_stopped",
+    "output_audio_buffer.started",
+    "output_audio_buffer.stopped",
+]
+
+
+def assert_turn_order(events):
+    """Every event of a full turn arrived, in order."""
+    missing = [e for e in TURN_ORDER if e not in events]
+    assert not missing, f"missing {missing}: {events}"
+    positions = [events.index(e) for e in TURN_ORDER]
+    assert positions == sorted(positions), events
+
+
+def run_client(args, timeout=90):
+    """Runs a client program that prints its figures as one JSON line; fails with its stderr."""
+    out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-4000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert_turn_order(r["events"])
+    assert r["hangup_status"] == 204, r
+    return r
+
+
 def report(name, **figures):
     """Prints a result line and appends it to target/interop/results.jsonl for the closing note."""
     line = {"client": name, **figures}
     print(f"\nINTEROP {json.dumps(line)}")
     with open(OUT / "results.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
+
+
+@pytest.fixture()
+def tern_wildcard(out_dir, request):
+    """Tern as `tern serve` runs by default, bound to the wildcard, advertising 127.0.0.1: replies
+    must leave from 127.0.0.1 even when a client sends from the host's other address."""
+    server = Tern(tern_binary(), out_dir / f"tern-{request.node.name}.log", bind="0.0.0.0")
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def tern_default(out_dir, request):
+    """Tern with its default media addresses: bound to the wildcard, advertising the host's
+    primary address (the source of the default route), as an operator starts it."""
+    server = Tern(tern_binary(), out_dir / f"tern-{request.node.name}.log", bind=None, public_ip=None)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def speech_ogg(out_dir, speech_wav):
+    """The speech fixture as Ogg Opus in 20 ms packets (for clients without an Opus encoder)."""
+    dst = out_dir / "speech.opus"
+    subprocess.run(
+        ["opusenc", "--quiet", "--bitrate", "32", "--framesize", "20", str(speech_wav), str(dst)],
+        check=True,
+    )
+    return dst

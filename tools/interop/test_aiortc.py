@@ -3,19 +3,11 @@
 import asyncio
 
 from aiortc_client import one_turn
-from conftest import report
+from conftest import assert_turn_order, report
 
 def test_aiortc_echo_turn(tern, speech_wav):
     connect_ms, events, stamps, received, _ = asyncio.run(one_turn(tern.base, speech_wav))
-    order = [
-        "session.created",
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "output_audio_buffer.started",
-        "output_audio_buffer.stopped",
-    ]
-    positions = [events.index(e) for e in order]
-    assert positions == sorted(positions), events
+    assert_turn_order(events)
     # The fixture has about 3.8 s of speech: the echo brings most of it back as audible frames.
     assert received["loud"] > 100, received
     # Tern sends nothing between talkspurts, so the first frame received is the reply's first.

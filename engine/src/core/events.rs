@@ -2,7 +2,9 @@
 //! of OpenAI's Realtime API. Events are control traffic (a few per turn), so they are built with
 //! serde_json; audio never goes through here.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+
+use super::session_object;
 
 use super::turn::detector::ServerVadSettings;
 use super::turn::semantic::Eagerness;
@@ -32,8 +34,9 @@ impl EventWriter {
         session_id: &str,
         turn: Option<ServerVadSettings>,
         rate: u32,
+        app: &Map<String, Value>,
     ) -> String {
-        let body = json!({ "session": session_json(session_id, turn, rate) });
+        let body = json!({ "session": session_object::effective(session_id, turn, rate, app) });
         self.event("session.created", body)
     }
 
@@ -42,8 +45,9 @@ impl EventWriter {
         session_id: &str,
         turn: Option<ServerVadSettings>,
         rate: u32,
+        app: &Map<String, Value>,
     ) -> String {
-        let body = json!({ "session": session_json(session_id, turn, rate) });
+        let body = json!({ "session": session_object::effective(session_id, turn, rate, app) });
         self.event("session.updated", body)
     }
 
@@ -114,40 +118,14 @@ impl EventWriter {
     }
 }
 
-fn session_json(id: &str, turn: Option<ServerVadSettings>, rate: u32) -> Value {
-    let td = turn.map(|t| match t.eagerness {
-        Some(e) => json!({
-            "type": "semantic_vad",
-            "eagerness": e.label(),
-            "create_response": t.create_response,
-            "interrupt_response": t.interrupt_response,
-        }),
-        None => json!({
-            "type": "server_vad",
-            "threshold": t.threshold,
-            "prefix_padding_ms": t.prefix_padding_ms,
-            "silence_duration_ms": t.silence_duration_ms,
-            "idle_timeout_ms": t.idle_timeout_ms,
-            "create_response": t.create_response,
-            "interrupt_response": t.interrupt_response,
-        }),
-    });
-    json!({
-        "id": id,
-        "object": "realtime.session",
-        "audio": {
-            "input": { "format": { "type": "audio/pcm", "rate": rate }, "turn_detection": td },
-            "output": { "format": { "type": "audio/pcm", "rate": rate } }
-        }
-    })
-}
-
 /// A client event we act on; anything else goes to the agent untouched.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
-    /// `session.update` with turn detection: `Some(None)` turns detection off.
+    /// `session.update`: turn detection (`Some(None)` turns detection off) and the app's other
+    /// fields (for the agent; see `session_object`).
     SessionUpdate {
         turn_detection: Option<Option<ServerVadSettings>>,
+        app: Map<String, Value>,
     },
     Commit,
     Clear,
@@ -189,7 +167,14 @@ impl ClientEvent {
                     Some(Value::Null) => Some(None),
                     Some(t) => Some(Some(parse_turn_detection(t, base)?)),
                 };
-                ClientEvent::SessionUpdate { turn_detection }
+                let app = match session {
+                    None | Some(Value::Null) => Map::new(),
+                    Some(s) => session_object::app_fields(s)?,
+                };
+                ClientEvent::SessionUpdate {
+                    turn_detection,
+                    app,
+                }
             }
             "input_audio_buffer.commit" => ClientEvent::Commit,
             "input_audio_buffer.clear" => ClientEvent::Clear,
@@ -310,7 +295,8 @@ mod tests {
                 turn_detection: Some(Some(ServerVadSettings {
                     silence_duration_ms: 300,
                     ..base
-                }))
+                })),
+                app: Map::new(),
             }
         );
         assert_eq!(
@@ -319,13 +305,15 @@ mod tests {
                 turn_detection: Some(Some(ServerVadSettings {
                     threshold: 0.7,
                     ..base
-                }))
+                })),
+                app: Map::new(),
             }
         );
         assert_eq!(
             ClientEvent::parse(off, base).unwrap(),
             ClientEvent::SessionUpdate {
-                turn_detection: Some(None)
+                turn_detection: Some(None),
+                app: Map::new(),
             }
         );
     }
@@ -336,6 +324,7 @@ mod tests {
         let ev = br#"{"type":"session.update","session":{"turn_detection":{"type":"server_vad","idle_timeout_ms":6000,"create_response":false,"interrupt_response":false}}}"#;
         let Ok(ClientEvent::SessionUpdate {
             turn_detection: Some(Some(s)),
+            ..
         }) = ClientEvent::parse(ev, base)
         else {
             panic!("parsed");
@@ -355,6 +344,7 @@ mod tests {
         match ClientEvent::parse(ev, base) {
             Ok(ClientEvent::SessionUpdate {
                 turn_detection: Some(Some(s)),
+                ..
             }) => s,
             other => panic!("not a turn update: {other:?}"),
         }
@@ -366,9 +356,13 @@ mod tests {
         let ev = br#"{"type":"session.update","session":{"audio":{"input":{"turn_detection":{"type":"semantic_vad","eagerness":"high"}}}}}"#;
         let s = updated_turn(ev, base);
         assert_eq!(s.eagerness, Some(Eagerness::High));
-        let json: Value =
-            serde_json::from_str(&EventWriter::default().session_updated("c", Some(s), 24_000))
-                .unwrap();
+        let json: Value = serde_json::from_str(&EventWriter::default().session_updated(
+            "c",
+            Some(s),
+            24_000,
+            &Map::new(),
+        ))
+        .unwrap();
         let td = &json["session"]["audio"]["input"]["turn_detection"];
         assert_eq!(td["type"], "semantic_vad");
         assert_eq!(td["eagerness"], "high");

@@ -161,6 +161,10 @@ impl ServerCrypto {
             .set_ice_lite(true)
             .clear_codecs()
             .enable_opus(true, false)
+            // G.711 for gateways and clients without Opus; a client that offers Opus sends it
+            // first, and the session answers in whatever codec the client sends.
+            .enable_pcmu(true, false)
+            .enable_pcma(true, false)
             .set_reordering_size_audio(0)
             .set_stats_interval(None)
             .set_local_ice_credentials(IceCreds { ufrag, pass })
@@ -209,9 +213,12 @@ pub fn parse_offer(body: &[u8]) -> Result<SdpOffer, OfferError> {
 }
 
 /// What str0m tolerates but a server must not answer: a DTLS role that would make Tern the
-/// client, malformed m-lines, and audio without Opus.
+/// client, malformed m-lines, several m-lines without BUNDLE, and audio in no codec Tern speaks
+/// (Opus, PCMU, PCMA).
 fn check_offer_lines(text: &str) -> Result<(), String> {
-    let mut opus = false;
+    let mut codec = false;
+    let mut m_lines = 0;
+    let mut bundle = false;
     for line in text.lines().map(str::trim) {
         if let Some(role) = line.strip_prefix("a=setup:") {
             if role != "actpass" && role != "active" {
@@ -219,7 +226,10 @@ fn check_offer_lines(text: &str) -> Result<(), String> {
                     "a=setup:{role} is not allowed in an offer (use actpass or active)"
                 ));
             }
+        } else if line.starts_with("a=group:BUNDLE") {
+            bundle = true;
         } else if let Some(rest) = line.strip_prefix("m=") {
+            m_lines += 1;
             let mut f = rest.split_whitespace();
             let (_kind, port) = (f.next(), f.next());
             if port
@@ -229,11 +239,23 @@ fn check_offer_lines(text: &str) -> Result<(), String> {
                 return Err(format!("m-line {line:?} has no valid port"));
             }
         } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
-            opus |= map.to_ascii_lowercase().contains(" opus/48000");
+            let map = map.to_ascii_lowercase();
+            codec |= [" opus/48000", " pcmu/8000", " pcma/8000"]
+                .iter()
+                .any(|c| map.contains(c));
         }
     }
-    if !opus {
-        return Err("the audio m-line offers no Opus (opus/48000/2)".into());
+    if !codec {
+        return Err(
+            "the audio m-line offers no codec Tern speaks (opus/48000/2, PCMU/8000 or PCMA/8000)"
+                .into(),
+        );
+    }
+    if m_lines > 1 && !bundle {
+        return Err(format!(
+            "the offer has {m_lines} m-lines but no a=group:BUNDLE; Tern runs one transport per \
+             call (set the client's bundle policy to max-bundle)"
+        ));
     }
     Ok(())
 }

@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::channel::ChannelId;
-use str0m::format::Codec;
-use str0m::media::{Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::events::{ClientEvent, EventWriter};
+use super::media::codec::AudioCodec;
 use super::media::decoder::FrameOrigin;
 use super::media::encoder::DownlinkEncoder;
 use super::media::frame::{ModelRate, PcmFrame};
@@ -24,6 +24,7 @@ use super::media::uplink::{UplinkPath, UplinkStats};
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
+use super::session_object;
 use super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
@@ -74,6 +75,10 @@ pub struct SessionConfig {
     /// `{"type":"tern.test.panic"}` panics inside the session, to prove panic isolation.
     #[doc(hidden)]
     pub fault_injection: bool,
+    /// The app's session fields (instructions, voice, tools, ...: everything Tern does not own),
+    /// from a token or the offer's form, merged with each `session.update`; shown in
+    /// `session.created`/`updated` and forwarded to the agent.
+    pub app: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for SessionConfig {
@@ -88,6 +93,7 @@ impl Default for SessionConfig {
             barge_in_confirm_ms: 600,
             vad: VadBackend::Earshot,
             fault_injection: false,
+            app: serde_json::Map::new(),
         }
     }
 }
@@ -148,7 +154,8 @@ pub struct Session {
     offered_at: Instant,
     connected: bool,
     agent_started: bool,
-    audio: Option<(Mid, Option<Pt>)>,
+    /// The audio m-line, and the payload type and codec the client sends (we answer in kind).
+    audio: Option<(Mid, Option<(Pt, AudioCodec)>)>,
     events: Option<ChannelId>,
     pending_events: VecDeque<String>,
     writer: EventWriter,
@@ -184,6 +191,10 @@ pub struct Session {
     idle_since: Option<u64>,
     event_gate: EventGate,
     end_reason: Option<EndReason>,
+    /// An authenticated ICE check has arrived (setup got past ICE).
+    ice_checked: bool,
+    /// The first error str0m reported (why DTLS or ICE failed), for the end-of-session log.
+    failure: Option<String>,
     pub stats: SessionStats,
 }
 
@@ -253,6 +264,8 @@ impl Session {
             idle_since: None,
             event_gate: EventGate::new(offered_at, &config.limits),
             end_reason: None,
+            ice_checked: false,
+            failure: None,
             stats: SessionStats::default(),
             config,
         })
@@ -287,16 +300,29 @@ impl Session {
 
     /// The peer passed an authenticated STUN check (ICE consent, RFC 7675).
     pub fn on_consent(&mut self, now: Instant) {
+        self.ice_checked = true;
         self.liveness.on_consent(now);
     }
 
     /// Why the session ended (once it has).
     pub fn end_reason(&self) -> EndReason {
-        self.end_reason.unwrap_or(if self.closed {
-            EndReason::Hangup
-        } else {
-            EndReason::PeerGone
-        })
+        match self.end_reason {
+            Some(r) => r,
+            None if self.closed => EndReason::Hangup,
+            None if !self.connected => EndReason::setup_failure(self.ice_checked),
+            None => EndReason::PeerGone,
+        }
+    }
+
+    /// The first error str0m reported for this session, if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn note_failure(&mut self, e: &str) {
+        if self.failure.is_none() {
+            self.failure = Some(e.to_string());
+        }
     }
 
     /// Feeds one datagram addressed to `destination` (our advertised address).
@@ -313,7 +339,10 @@ impl Session {
             Err(e) => return Err(str0m::RtcError::Net(e)),
         };
         self.liveness.on_datagram(now);
-        self.rtc.handle_input(Input::Receive(now, r))?;
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
+            self.note_failure(&e.to_string());
+            return Err(e);
+        }
         self.drive(now, io);
         Ok(())
     }
@@ -321,6 +350,11 @@ impl Session {
     /// Handles whatever is due at `now`: str0m timers and the downlink pacer.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
         if let Some(reason) = self.liveness.expired(now, &self.config.limits) {
+            let reason = if self.connected {
+                reason
+            } else {
+                EndReason::setup_failure(self.ice_checked)
+            };
             tracing::debug!(call = %self.tag, reason = reason.label(), "session expired");
             self.end_reason = Some(reason);
             self.close(io);
@@ -329,6 +363,7 @@ impl Session {
         if self.rtc_deadline <= now {
             if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!(call = %self.tag, "timeout input: {e}");
+                self.note_failure(&e.to_string());
             }
         }
         self.drive(now, io);
@@ -408,6 +443,7 @@ impl Session {
                 Ok(Output::Event(e)) => self.on_event(now, e, io),
                 Err(e) => {
                     tracing::debug!(call = %self.tag, "rtc error: {e}");
+                    self.note_failure(&e.to_string());
                     self.rtc_deadline = now + IDLE_POLL;
                     break;
                 }
@@ -426,26 +462,39 @@ impl Session {
                     rate_hz: self.config.model_rate.hz(),
                 };
                 self.agent_started = io.to_agent(self.worker, msg);
+                if !self.config.app.is_empty() {
+                    let app = self.config.app.clone();
+                    self.forward_app_session(&app, io);
+                }
                 self.open_manual_buffer(io);
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.end_reason = Some(if self.connected {
+                    EndReason::IceDisconnected
+                } else {
+                    EndReason::setup_failure(self.ice_checked)
+                });
                 self.close(io);
             }
             Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
                 self.audio = Some((m.mid, None));
             }
             Event::MediaData(d) => {
-                let is_opus = d.params.spec().codec == Codec::Opus;
-                if !is_opus {
+                let Some(codec) = AudioCodec::from_str0m(d.params.spec().codec) else {
                     return;
-                }
-                if let Some((mid, pt @ None)) = &mut self.audio {
-                    if *mid == d.mid {
-                        *pt = Some(d.pt);
+                };
+                if let Some((mid, sending)) = &mut self.audio {
+                    if *mid == d.mid && sending.is_none_or(|(pt, _)| pt != d.pt) {
+                        *sending = Some((d.pt, codec));
+                        self.encoder.set_codec(codec);
+                        if let Some(up) = self.uplink.as_mut() {
+                            up.set_codec(codec);
+                        }
                     }
                 }
                 let seq = **d.seq_range.start();
-                self.feed_uplink(now, Some((seq, d.time.numer(), &d.data)), io);
+                let ts = codec.to_48k(d.time.numer());
+                self.feed_uplink(now, Some((seq, ts, &d.data)), io);
             }
             Event::ChannelOpen(id, label) if label == EVENTS_CHANNEL => {
                 self.events = Some(id);
@@ -454,6 +503,7 @@ impl Session {
                     &self.tag.call_id(),
                     turn,
                     self.config.model_rate.hz(),
+                    &self.config.app,
                 );
                 self.pending_events.push_front(ev);
                 self.flush_events();
@@ -716,6 +766,26 @@ impl Session {
         );
     }
 
+    /// Hands the app's session fields to the agent as a `session.update` (a bridge passes them to
+    /// its backend model; Tern's own fields were taken out by `session_object::app_fields`).
+    fn forward_app_session(
+        &mut self,
+        app: &serde_json::Map<String, serde_json::Value>,
+        io: &mut dyn SessionIo,
+    ) {
+        if !self.agent_started {
+            return;
+        }
+        let json = serde_json::json!({ "type": "session.update", "session": app }).to_string();
+        io.to_agent(
+            self.worker,
+            UplinkMsg::ClientEvent {
+                key: self.key,
+                json: json.into(),
+            },
+        );
+    }
+
     fn on_client_event(&mut self, now: Instant, data: &[u8], io: &mut dyn SessionIo) {
         if self.config.fault_injection && data == br#"{"type":"tern.test.panic"}"# {
             panic!("injected fault in session {}", self.tag);
@@ -753,7 +823,10 @@ impl Session {
         }
         let base = self.turn.settings();
         match ClientEvent::parse(data, base) {
-            Ok(ClientEvent::SessionUpdate { turn_detection }) => {
+            Ok(ClientEvent::SessionUpdate {
+                turn_detection,
+                app,
+            }) => {
                 if let Some(td) = turn_detection {
                     let was = self.turn_enabled;
                     self.turn_enabled = td.is_some();
@@ -766,10 +839,15 @@ impl Session {
                     }
                 }
                 let turn = self.turn_enabled.then(|| self.turn.settings());
+                if !app.is_empty() {
+                    self.forward_app_session(&app, io);
+                    session_object::merge(&mut self.config.app, app);
+                }
                 let e = self.writer.session_updated(
                     &self.tag.call_id(),
                     turn,
                     self.config.model_rate.hz(),
+                    &self.config.app,
                 );
                 self.send_event(e);
             }
@@ -907,7 +985,7 @@ impl Session {
 
     /// Hands the packet in `payload` to str0m.
     fn write_payload(&mut self, now: Instant, rtp_time: u64, marker: bool) {
-        let Some((mid, Some(pt))) = self.audio else {
+        let Some((mid, Some((pt, codec)))) = self.audio else {
             return;
         };
         if !self.connected {
@@ -916,7 +994,7 @@ impl Session {
         let Some(w) = self.rtc.writer(mid) else {
             return;
         };
-        let t = MediaTime::new(rtp_time, Frequency::FORTY_EIGHT_KHZ);
+        let t = MediaTime::new(codec.from_48k(rtp_time), codec.rtp_frequency());
         if let Err(e) = w
             .start_of_talkspurt(marker)
             .write(pt, now, t, &self.payload[..])

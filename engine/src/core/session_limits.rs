@@ -33,6 +33,13 @@ pub enum EndReason {
     Idle,
     ConsentExpired,
     PeerGone,
+    /// No authenticated ICE check ever arrived (wrong address, blocked UDP, a client that dropped
+    /// our replies).
+    IceFailed,
+    /// ICE worked but DTLS never completed (certificate or cipher mismatch, lost handshake).
+    DtlsFailed,
+    /// The peer's ICE connection dropped after the call was up.
+    IceDisconnected,
 }
 
 impl EndReason {
@@ -42,6 +49,23 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::ConsentExpired => "consent_expired",
             EndReason::PeerGone => "peer_gone",
+            EndReason::IceFailed => "ice_failed",
+            EndReason::DtlsFailed => "dtls_failed",
+            EndReason::IceDisconnected => "ice_disconnected",
+        }
+    }
+
+    /// Whether this end is a failure to connect that an operator should see (logged at warn).
+    pub fn is_setup_failure(self) -> bool {
+        matches!(self, EndReason::IceFailed | EndReason::DtlsFailed)
+    }
+
+    /// The reason a session that was never connected ended with, by how far its setup got.
+    pub fn setup_failure(ice_checked: bool) -> Self {
+        if ice_checked {
+            EndReason::DtlsFailed
+        } else {
+            EndReason::IceFailed
         }
     }
 }

@@ -616,12 +616,15 @@ impl ShardCore {
         if let Some(Entry::Live { value, .. }) = self.table.remove(key) {
             let mut session = value;
             let tag = session.tag;
-            let reason = if panicked {
-                "panic"
-            } else {
-                session.end_reason().label()
-            };
+            let end = session.end_reason();
+            let reason = if panicked { "panic" } else { end.label() };
             *self.counters.ended_by.entry(reason).or_insert(0) += 1;
+            if !panicked && end.is_setup_failure() {
+                tracing::warn!(
+                    call = %tag, reason, error = session.failure().unwrap_or("no error reported; the peer went silent"),
+                    "session failed to connect"
+                );
+            }
             let up = session.uplink_stats();
             tracing::debug!(
                 call = %tag, reason, decoded = up.decoded, concealed = up.concealed,

@@ -17,20 +17,23 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures_lite::{AsyncRead, AsyncWrite};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::cors::CorsPolicy;
 use super::mesh::ShardMsg;
 use super::metrics::render;
 use super::shard::SharedShard;
 use crate::core::auth::{self, Auth, AuthError, Credential};
 use crate::core::events::ClientEvent;
+use crate::core::multipart;
 use crate::core::rate_limit::IpRateLimiter;
 use crate::core::route_tag::RouteTag;
 use crate::core::rtc_setup::OfferError;
 use crate::core::session::SessionConfig;
+use crate::core::session_object;
 
 /// Limits and shared counters the HTTP side needs.
 #[derive(Debug, Clone)]
@@ -43,6 +46,10 @@ pub struct HttpContext {
     pub signaling_limit: Arc<std::sync::Mutex<IpRateLimiter>>,
     /// Set on the first SIGTERM: no new calls, existing ones go on.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Which browser origins may call (`--cors-origins`).
+    pub cors: CorsPolicy,
+    /// The server's session defaults (what a token's or a form's session is applied over).
+    pub session_defaults: SessionConfig,
 }
 
 /// Seconds a client is told to wait before retrying a draining server (another node will do).
@@ -81,34 +88,73 @@ fn authorize<B>(req: &Request<B>, ctx: &HttpContext) -> Result<Credential, Respo
     })
 }
 
+/// Most bytes of an oversized body read and thrown away so that the client, still sending, reads
+/// the 413 instead of a reset connection; beyond this (or after `DRAIN_TIME`) the connection closes.
+const DRAIN_MAX: usize = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Reads a body of at most `limit` bytes; the error is the response to send.
 #[allow(clippy::result_large_err)]
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, Response<Body>> {
     let too_large = || {
-        error(
+        let mut r = error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "invalid_request_error",
             "body_too_large",
             &format!("request body larger than {limit} bytes"),
-        )
+        );
+        r.headers_mut()
+            .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        r
     };
-    if let Some(len) = req
+    let declared = req
         .headers()
         .get(hyper::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-    {
-        if len > limit {
-            return Err(too_large());
-        }
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let expects_continue = req
+        .headers()
+        .get(hyper::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if declared.is_some_and(|len| len > limit) && (expects_continue || declared > Some(DRAIN_MAX)) {
+        // The client waits for 100 Continue (it has sent nothing), or the body is too big to
+        // drain: answer now.
+        return Err(too_large());
     }
-    match Limited::new(req.into_body(), limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
+    let mut body = req.into_body();
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let data = match frame.map(|f| f.into_data()) {
+                Ok(Ok(d)) => d,
+                Ok(Err(_)) => continue, // trailers
+                Err(e) => return Err(e),
+            };
+            seen += data.len();
+            if seen <= limit {
+                kept.extend_from_slice(&data);
+            } else if seen > DRAIN_MAX {
+                break;
+            }
         }
+        Ok(true)
+    };
+    let timed_out = async {
+        glommio::timer::sleep(DRAIN_TIME).await;
+        Ok(false)
+    };
+    let r = futures_lite::future::or(read, timed_out).await;
+    if seen > limit {
+        return Err(too_large());
+    }
+    match r {
+        Ok(true) => Ok(kept.freeze()),
+        Ok(false) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "body_timeout",
+            &format!("the body did not arrive within {} s", DRAIN_TIME.as_secs()),
+        )),
         Err(e) => Err(error(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -171,21 +217,31 @@ async fn client_secret(req: Request<Incoming>, ctx: &HttpContext) -> Response<Bo
         },
     };
     let session = v.get("session").filter(|s| !s.is_null());
-    if let Some(s) = session {
-        if let Err(e) = session_config_for(s, &SessionConfig::default()) {
+    let cfg = match session.map(|s| session_config_for(s, &ctx.session_defaults)) {
+        None => ctx.session_defaults.clone(),
+        Some(Ok(cfg)) => cfg,
+        Some(Err(e)) => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_session",
                 &e,
-            );
+            )
         }
-    }
+    };
     let (value, expires_at) = ctx.auth.mint(ttl, session, unix_now());
+    // The session as it will be: defaults, the request's fields, Tern's formats and turns.
+    let mut effective = session_object::effective(
+        &format!("sess_{:016x}", rand::random::<u64>()),
+        cfg.turn,
+        cfg.model_rate.hz(),
+        &cfg.app,
+    );
+    effective["expires_at"] = expires_at.into();
     let out = serde_json::json!({
         "value": value,
         "expires_at": expires_at,
-        "session": session.cloned().unwrap_or(serde_json::Value::Null),
+        "session": effective,
     });
     text(StatusCode::OK, "application/json", out.to_string())
 }
@@ -199,11 +255,15 @@ pub(crate) fn session_config_for(
     let update = serde_json::json!({ "type": "session.update", "session": session }).to_string();
     let defaults = base.turn.unwrap_or_default();
     match ClientEvent::parse(update.as_bytes(), defaults) {
-        Ok(ClientEvent::SessionUpdate { turn_detection }) => {
+        Ok(ClientEvent::SessionUpdate {
+            turn_detection,
+            app,
+        }) => {
             let mut cfg = base.clone();
             if let Some(td) = turn_detection {
                 cfg.turn = td;
             }
+            session_object::merge(&mut cfg.app, app);
             Ok(cfg)
         }
         Ok(_) => Ok(base.clone()),
@@ -257,7 +317,62 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
+/// Routes one request and adds the CORS headers its origin gets.
 async fn handle(
+    req: Request<Incoming>,
+    peer: Option<std::net::IpAddr>,
+    state: SharedShard,
+    ctx: Rc<HttpContext>,
+) -> Response<Body> {
+    let origin = req
+        .headers()
+        .get(hyper::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if req.method() == Method::OPTIONS {
+        return preflight(&req, origin.as_deref(), &ctx);
+    }
+    let mut r = route(req, peer, state, ctx.clone()).await;
+    ctx.cors.decorate(origin.as_deref(), r.headers_mut());
+    r
+}
+
+/// A CORS preflight: the allowed methods and headers for an allowed origin, 403 otherwise.
+fn preflight<B>(req: &Request<B>, origin: Option<&str>, ctx: &HttpContext) -> Response<Body> {
+    let allow_methods = HeaderValue::from_static("GET, POST, DELETE, OPTIONS");
+    let Some(origin) = origin else {
+        // Not a browser preflight: say what the server allows.
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut().insert(hyper::header::ALLOW, allow_methods);
+        return r;
+    };
+    let asked = req
+        .headers()
+        .get(hyper::header::ACCESS_CONTROL_REQUEST_HEADERS);
+    match ctx.cors.preflight(origin, asked) {
+        Some(headers) => {
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r.headers_mut().extend(headers);
+            r
+        }
+        None => {
+            tracing::warn!(
+                origin,
+                "CORS preflight from an origin not in --cors-origins"
+            );
+            error(
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "origin_not_allowed",
+                &format!("origin {origin} is not allowed (--cors-origins)"),
+            )
+        }
+    }
+}
+
+async fn route(
     req: Request<Incoming>,
     peer: Option<std::net::IpAddr>,
     state: SharedShard,
@@ -315,6 +430,20 @@ async fn handle(
                     }
                     hangup(id, state).await
                 }
+                // OpenAI's SIP call controls: a WebRTC call was accepted by its SDP answer.
+                (Method::POST, Some(a @ ("accept" | "reject" | "refer"))) => {
+                    if let Err(r) = authorize(&req, &ctx) {
+                        return r;
+                    }
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "unsupported_for_webrtc",
+                        &format!(
+                            "calls.{a} applies to incoming SIP calls; {id} is a WebRTC call (answered by its SDP, ended with DELETE or /hangup)"
+                        ),
+                    )
+                }
                 _ => error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "invalid_request_error",
@@ -351,15 +480,18 @@ async fn create_call(
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+        .unwrap_or("")
+        .to_string();
     let mime = ctype
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    if mime != "application/sdp" {
-        let msg = format!("Content-Type must be application/sdp, got {:?}", ctype);
+    if mime != "application/sdp" && mime != "multipart/form-data" {
+        let msg = format!(
+            "Content-Type must be application/sdp or multipart/form-data (sdp and session parts), got {ctype:?}"
+        );
         return error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request_error",
@@ -372,6 +504,43 @@ async fn create_call(
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(ctx),
         Err(r) => return r,
     };
+    // The offer, and the session config: server defaults, then a token's session, then the form's.
+    let mut config = match &credential {
+        Credential::Ephemeral {
+            session: Some(session),
+        } => match session_config_for(session, &ctx.session_defaults) {
+            Ok(cfg) => cfg,
+            Err(e) => return invalid_session(&e),
+        },
+        _ => ctx.session_defaults.clone(),
+    };
+    let offer = if mime == "multipart/form-data" {
+        let form =
+            match multipart::boundary(&ctype).and_then(|b| multipart::parse_call_form(&body, b)) {
+                Ok(f) => f,
+                Err(e) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request_error",
+                        "invalid_form",
+                        &e.to_string(),
+                    )
+                }
+            };
+        if let Some(session) = form.session {
+            let parsed = serde_json::from_slice::<serde_json::Value>(session)
+                .map_err(|e| format!("the session part is not JSON: {e}"))
+                .and_then(|v| session_config_for(&v, &config));
+            match parsed {
+                Ok(cfg) => config = cfg,
+                Err(e) => return invalid_session(&e),
+            }
+        }
+        body.slice_ref(form.sdp)
+    } else {
+        body
+    };
+    let body = offer;
     if state.borrow().stopping || ctx.draining.load(Ordering::Relaxed) {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -402,19 +571,7 @@ async fn create_call(
     let now = Instant::now();
     let result = {
         let mut s = state.borrow_mut();
-        let r = match &credential {
-            Credential::Ephemeral {
-                session: Some(session),
-            } => {
-                // Validated when the token was minted.
-                let base = &s.core.settings().session;
-                match session_config_for(session, base) {
-                    Ok(cfg) => s.core.accept_offer_with(now, &body, cfg),
-                    Err(e) => Err(OfferError::Rejected(e)),
-                }
-            }
-            _ => s.core.accept_offer(now, &body),
-        };
+        let r = s.core.accept_offer_with(now, &body, config);
         s.finish_step(now);
         r
     };
@@ -456,14 +613,27 @@ async fn create_call(
     }
 }
 
+fn invalid_session(reason: &str) -> Response<Body> {
+    error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request_error",
+        "invalid_session",
+        reason,
+    )
+}
+
 fn too_large(ctx: &HttpContext) -> Response<Body> {
     let msg = format!("SDP offer larger than {} bytes", ctx.max_sdp_bytes);
-    error(
+    let mut r = error(
         StatusCode::PAYLOAD_TOO_LARGE,
         "invalid_request_error",
         "body_too_large",
         &msg,
-    )
+    );
+    // The rest of an oversized body is not read: the connection cannot be reused.
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 async fn hangup(id: &str, state: SharedShard) -> Response<Body> {

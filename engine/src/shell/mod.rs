@@ -1,5 +1,6 @@
 //! The thin IO shell: executors and pinning, sockets, the shard loops, HTTP and metrics export.
 
+pub mod cors;
 pub mod http;
 pub mod mesh;
 pub mod metrics;

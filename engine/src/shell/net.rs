@@ -5,7 +5,7 @@
 //! and flushed with one `sendmmsg`, so a turn that answers many packets pays one syscall.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -60,10 +60,18 @@ pub const MAX_DATAGRAM: usize = 2048;
 /// Datagrams per `sendmmsg`.
 pub const SEND_BATCH: usize = 64;
 
+/// Room for one `IP_PKTINFO` or `IPV6_PKTINFO` control message (u64s keep cmsg alignment).
+type ControlBuf = [u64; 8];
+
 /// Outgoing datagrams collected during one loop turn. Buffers are allocated once.
 pub struct SendBatch {
     fd: RawFd,
+    /// The source address every datagram leaves from (see [`reply_source`]); `None`: the kernel
+    /// picks.
+    source: Option<IpAddr>,
+    control: Vec<ControlBuf>,
     bufs: Vec<[u8; MAX_DATAGRAM]>,
+    control_len: usize,
     lens: Vec<usize>,
     dests: Vec<socket2::SockAddr>,
     n: usize,
@@ -72,10 +80,22 @@ pub struct SendBatch {
 }
 
 impl SendBatch {
-    pub fn new(fd: RawFd) -> Self {
+    /// A batch on socket `fd`; with `source`, every datagram is sent from that address.
+    pub fn new(fd: RawFd, source: Option<IpAddr>) -> Self {
         let unspecified: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut control = vec![[0u64; 8]; SEND_BATCH];
+        let control_len = source.map_or(0, |ip| {
+            let mut len = 0;
+            for c in control.iter_mut() {
+                len = write_pktinfo(c, ip);
+            }
+            len
+        });
         SendBatch {
             fd,
+            source: source.filter(|_| control_len > 0),
+            control,
+            control_len,
             bufs: vec![[0; MAX_DATAGRAM]; SEND_BATCH],
             lens: vec![0; SEND_BATCH],
             dests: (0..SEND_BATCH).map(|_| unspecified.into()).collect(),
@@ -125,6 +145,12 @@ impl SendBatch {
                 msgs[i].msg_hdr.msg_namelen = self.dests[j].len();
                 msgs[i].msg_hdr.msg_iov = &mut iov[i];
                 msgs[i].msg_hdr.msg_iovlen = 1;
+                if self.source.is_some() {
+                    // The kernel may not modify control data on send; each message still gets its
+                    // own copy, as sendmmsg wants.
+                    msgs[i].msg_hdr.msg_control = self.control[j].as_mut_ptr().cast();
+                    msgs[i].msg_hdr.msg_controllen = self.control_len;
+                }
             }
             // SAFETY: msgs[..count] point into buffers owned by self that outlive the call.
             let r = unsafe {
@@ -146,6 +172,70 @@ impl SendBatch {
         }
         self.n = 0;
     }
+}
+
+/// Writes a cmsg choosing the source address `ip` (IPv4: `IP_PKTINFO` with `ipi_spec_dst`; IPv6:
+/// `IPV6_PKTINFO`); returns the control length to send.
+fn write_pktinfo(buf: &mut ControlBuf, ip: IpAddr) -> usize {
+    let (level, kind, data_len) = match ip {
+        IpAddr::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            std::mem::size_of::<libc::in_pktinfo>(),
+        ),
+        IpAddr::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            std::mem::size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    // SAFETY: CMSG_SPACE of either pktinfo (at most 40 bytes) fits the 64-byte, 8-aligned buffer;
+    // the msghdr only describes that buffer for the CMSG macros.
+    unsafe {
+        let space = libc::CMSG_SPACE(data_len as u32) as usize;
+        debug_assert!(space <= std::mem::size_of::<ControlBuf>());
+        let mut h: libc::msghdr = std::mem::zeroed();
+        h.msg_control = buf.as_mut_ptr().cast();
+        h.msg_controllen = space;
+        let c = libc::CMSG_FIRSTHDR(&h);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(data_len as u32) as usize;
+        match ip {
+            IpAddr::V4(v4) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(v4.octets()),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+            }
+            IpAddr::V6(v6) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: v6.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                std::ptr::write_unaligned(libc::CMSG_DATA(c).cast(), info);
+            }
+        }
+        space
+    }
+}
+
+/// The address replies must leave from so that strict ICE agents (Pion, aioice, GStreamer's
+/// libnice) accept them: the advertised candidate address, when the socket is bound to the
+/// wildcard and that address is one of this host's. A socket bound to 0.0.0.0 otherwise sends from
+/// whatever source the kernel prefers for the destination (a check sent to 127.0.0.1 from
+/// 192.0.2.2 would be answered from 192.0.2.2, and the client drops it as "no such remote").
+/// Behind 1:1 NAT the advertised address is not local: the kernel's choice is right there.
+pub fn reply_source(bind: IpAddr, advertised: IpAddr) -> Option<IpAddr> {
+    let same_family = bind.is_ipv4() == advertised.is_ipv4();
+    let local = UdpSocket::bind(SocketAddr::new(advertised, 0)).is_ok();
+    (bind.is_unspecified() && same_family && local).then_some(advertised)
 }
 
 /// The source address of the default route: a sensible advertised address when none is given.

@@ -12,9 +12,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use super::cors::CorsPolicy;
 use super::http::{serve_connection, HttpContext};
 use super::mesh::Mesh;
-use super::net::{attach_cpu_steering, bind_tcp, bind_udp, Steering};
+use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering};
 use super::rings::Doorbell;
 use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
 use crate::agent::worker::{self, WorkerLink, WorkerPlan};
@@ -48,6 +49,9 @@ pub struct EngineConfig {
     pub steering: Steering,
     /// Datagrams per `recvmmsg` when draining a backlog (1: no batching).
     pub recv_batch: usize,
+    /// `--cors-origins`: browser origins allowed to call (`None`: any while auth is off, none with
+    /// auth on).
+    pub cors_origins: Option<Vec<String>>,
     pub shard: ShardSettings,
 }
 
@@ -72,6 +76,7 @@ impl EngineConfig {
             offers_per_ip: 20,
             steering: Steering::Hash,
             recv_batch: 32,
+            cors_origins: None,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -288,6 +293,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     } else {
         cfg.public
     };
+    let reply_from = reply_source(cfg.udp_bind.ip(), public.ip());
+    tracing::info!(reply_from = ?reply_from, "media replies leave from the advertised address when it is local");
     let settings = Arc::new(ShardSettings {
         public,
         shards: shards as u16,
@@ -303,6 +310,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         admitted: admitted.clone(),
         auth: Arc::new(Auth::new(&cfg.api_keys, &secret)),
         draining: draining.clone(),
+        cors: CorsPolicy::from_flag(cfg.cors_origins.as_deref(), !cfg.api_keys.is_empty()),
+        session_defaults: settings.session.clone(),
         signaling_limit: Arc::new(std::sync::Mutex::new(IpRateLimiter::new(
             cfg.offers_per_ip,
             cfg.offers_per_ip.saturating_mul(2),
@@ -343,6 +352,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 let state = Rc::new(RefCell::new(ShardState::new(
                     core,
                     socket.as_raw_fd(),
+                    reply_from,
                     mesh,
                     workers,
                     admitted,

@@ -154,9 +154,11 @@ pub struct ShardState {
 pub type SharedShard = Rc<RefCell<ShardState>>;
 
 impl ShardState {
+    /// `reply_from`: the source address of every datagram sent (see `net::reply_source`).
     pub fn new(
         core: ShardCore,
         fd: std::os::fd::RawFd,
+        reply_from: Option<std::net::IpAddr>,
         mesh: Mesh,
         workers: Vec<(Arc<WorkerLink>, Thread)>,
         admitted: Arc<AtomicUsize>,
@@ -165,7 +167,7 @@ impl ShardState {
         ShardState {
             core,
             io: ShardIo {
-                batch: SendBatch::new(fd),
+                batch: SendBatch::new(fd, reply_from),
                 latencies: Latencies::default(),
                 workers,
                 wake_worker: vec![false; n],

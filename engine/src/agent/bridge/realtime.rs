@@ -9,12 +9,13 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::protocol::{
     error_event, pcm_from_le_bytes, pcm_to_le_bytes, BackendEvent, Protocol, WsMsg,
 };
 use crate::core::media::frame::PcmFrame;
+use crate::core::session_object;
 use crate::core::turn::detector::TurnEvent;
 
 /// Client events that Tern itself turns into backend commands (so they are not forwarded twice).
@@ -27,6 +28,7 @@ const OWNED_CLIENT_EVENTS: [&str; 4] = [
 
 #[derive(Debug, Default)]
 pub struct RealtimeProtocol {
+    rate_hz: u32,
     /// The assistant item whose audio is playing (for truncation).
     audio_item: Option<String>,
     /// Whether a response is in progress on the backend (for `response.cancel`).
@@ -38,25 +40,34 @@ impl RealtimeProtocol {
     fn send(out: &mut Vec<WsMsg>, v: Value) {
         out.push(WsMsg::Text(v.to_string()));
     }
+
+    /// A backend `session.update` with the app's fields and what Tern fixes: PCM16 at the model
+    /// rate both ways, and no server turn detection (Tern decides turns).
+    fn session_update(&self, mut app: Map<String, Value>) -> Value {
+        let rate = self.rate_hz;
+        session_object::merge(
+            &mut app,
+            match json!({
+                "type": "realtime",
+                "audio": {
+                    "input": { "format": { "type": "audio/pcm", "rate": rate }, "turn_detection": null },
+                    "output": { "format": { "type": "audio/pcm", "rate": rate } }
+                }
+            }) {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+        );
+        json!({ "type": "session.update", "session": app })
+    }
 }
 
 impl Protocol for RealtimeProtocol {
     fn on_connect(&mut self, _call_id: &str, rate_hz: u32, out: &mut Vec<WsMsg>) {
         self.audio_item = None;
         self.responding = false;
-        Self::send(
-            out,
-            json!({
-                "type": "session.update",
-                "session": {
-                    "type": "realtime",
-                    "audio": {
-                        "input": { "format": { "type": "audio/pcm", "rate": rate_hz }, "turn_detection": null },
-                        "output": { "format": { "type": "audio/pcm", "rate": rate_hz } }
-                    }
-                }
-            }),
-        );
+        self.rate_hz = rate_hz;
+        Self::send(out, self.session_update(Map::new()));
     }
 
     fn on_audio(&mut self, frame: &PcmFrame, out: &mut Vec<WsMsg>) {
@@ -97,11 +108,20 @@ impl Protocol for RealtimeProtocol {
     }
 
     fn on_client_event(&mut self, json: &str, out: &mut Vec<WsMsg>) {
-        let kind = serde_json::from_str::<Value>(json)
-            .ok()
+        let v = serde_json::from_str::<Value>(json).ok();
+        let kind = v
+            .as_ref()
             .and_then(|v| v["type"].as_str().map(String::from));
         match kind.as_deref() {
             Some(k) if OWNED_CLIENT_EVENTS.contains(&k) => {}
+            // The session forwards only the app's fields (see `session_object`): add Tern's.
+            Some("session.update") => {
+                let app = match v.and_then(|mut v| v.get_mut("session").map(Value::take)) {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                Self::send(out, self.session_update(app));
+            }
             Some("response.create") => {
                 self.responding = true;
                 out.push(WsMsg::Text(json.to_string()));
@@ -218,6 +238,28 @@ mod tests {
         assert_eq!(v[1]["type"], "conversation.item.truncate");
         assert_eq!(v[1]["item_id"], "item_7");
         assert_eq!(v[1]["audio_end_ms"], 740);
+    }
+
+    #[test]
+    fn app_session_update_reaches_the_backend_with_terns_formats() {
+        let mut p = RealtimeProtocol::default();
+        let mut out = Vec::new();
+        p.on_connect("rtc_1", 24_000, &mut out);
+        out.clear();
+        let app = r#"{"type":"session.update","session":{"instructions":"be brief","audio":{"output":{"voice":"marin"}},"tools":[{"type":"function","name":"f"}]}}"#;
+        p.on_client_event(app, &mut out);
+        let v = texts(&out);
+        assert_eq!(v.len(), 1);
+        let s = &v[0]["session"];
+        assert_eq!(s["instructions"], "be brief");
+        assert_eq!(s["audio"]["output"]["voice"], "marin");
+        assert_eq!(s["tools"][0]["name"], "f");
+        assert_eq!(s["type"], "realtime");
+        assert!(
+            s["audio"]["input"]["turn_detection"].is_null(),
+            "Tern keeps turns"
+        );
+        assert_eq!(s["audio"]["input"]["format"]["rate"], 24_000);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Uplink decoding: Opus RTP payloads in, 20 ms PCM frames at the model rate out.
+//! Uplink decoding: Opus (or G.711) RTP payloads in, 20 ms PCM frames at the model rate out.
 //!
-//! libopus decodes straight at 16 or 24 kHz, so nothing is resampled. A gap in sequence numbers is
+//! libopus decodes straight at 16 or 24 kHz, so nothing is resampled; G.711 is decoded at 8 kHz
+//! and upsampled, its losses become silence (it has no FEC, and libopus's PLC is for Opus). A gap in sequence numbers is
 //! concealed rather than skipped: the last lost frame is rebuilt from the in-band FEC of the packet
 //! that follows it (libopus falls back to PLC when there is none), earlier ones by PLC. A jump in
 //! RTP time without a sequence gap is DTX or a paused sender, and becomes silence. Packets that
@@ -10,7 +11,9 @@ use audiopus::coder::Decoder;
 use audiopus::packet::Packet;
 use audiopus::{Channels, MutSignals, SampleRate};
 
+use super::codec::AudioCodec;
 use super::frame::{ModelRate, PcmFrame, RTP_TICKS_PER_FRAME};
+use super::g711::G711Decoder;
 
 /// At most this many frames are concealed for one gap (longer gaps are silence).
 pub const MAX_CONCEALED_PER_GAP: u64 = 5;
@@ -58,6 +61,9 @@ pub struct DecoderError(#[from] audiopus::Error);
 
 pub struct UplinkDecoder {
     dec: Decoder,
+    /// Set while the session speaks G.711.
+    g711: Option<G711Decoder>,
+    g711_pcm: Vec<i16>,
     rate: ModelRate,
     next_seq: Option<u64>,
     next_ts: Option<u64>,
@@ -83,6 +89,8 @@ impl UplinkDecoder {
         };
         Ok(UplinkDecoder {
             dec: Decoder::new(sr, Channels::Mono)?,
+            g711: None,
+            g711_pcm: Vec::new(),
             rate,
             next_seq: None,
             next_ts: None,
@@ -93,8 +101,17 @@ impl UplinkDecoder {
         })
     }
 
-    /// Feeds one RTP packet (extended sequence number, 48 kHz RTP time, Opus payload) and emits
-    /// every complete 20 ms frame it yields, concealment first.
+    /// The codec of the packets that follow (the session learns it from the first one).
+    pub fn set_codec(&mut self, codec: AudioCodec) {
+        let law = codec.law();
+        if self.g711.as_ref().map(|g| g.law()) != law {
+            self.g711 = law.map(|l| G711Decoder::new(l, self.rate.hz()));
+        }
+    }
+
+    /// Feeds one RTP packet (extended sequence number, RTP time on the 48 kHz clock, payload in
+    /// the codec set by `set_codec`) and emits every complete 20 ms frame it yields, concealment
+    /// first.
     pub fn on_packet(
         &mut self,
         seq: u64,
@@ -126,15 +143,25 @@ impl UplinkDecoder {
                 }
             }
         }
-        let n = match Packet::try_from(payload)
-            .map_err(DecoderError::from)
-            .and_then(|p| self.decode_into(Some(p), false))
-        {
-            Ok(n) => n,
-            Err(_) => {
-                self.stats.errors += 1;
-                // A corrupt payload is concealed so that the stream keeps its timing.
-                self.decode_into(None, false).unwrap_or(0)
+        let n = if let Some(g) = self.g711.as_mut() {
+            self.g711_pcm.clear();
+            g.decode(payload, &mut self.g711_pcm);
+            let n = self.g711_pcm.len().min(MAX_PACKET_SAMPLES);
+            self.pcm[..n].copy_from_slice(&self.g711_pcm[..n]);
+            n
+        } else {
+            match Packet::try_from(payload)
+                .map_err(DecoderError::from)
+                .and_then(|p| self.decode_into(Some(p), false))
+            {
+                Ok(n) => n,
+                Err(_) => {
+                    self.stats.errors += 1;
+                    // A corrupt payload is concealed (one frame) so that the stream keeps its
+                    // timing: PLC produces as many samples as it is given room for.
+                    let frame = self.rate.frame_samples();
+                    self.decode_n(None, false, frame).unwrap_or(0)
+                }
             }
         };
         self.stats.decoded += 1;
@@ -150,6 +177,11 @@ impl UplinkDecoder {
         use_fec: bool,
         emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
     ) {
+        if self.g711.is_some() {
+            // G.711 has neither FEC nor a concealment of its own here: the gap is silence.
+            self.emit_silence(emit);
+            return;
+        }
         let frame = self.rate.frame_samples();
         let (res, origin) = match (use_fec, Packet::try_from(next_payload)) {
             (true, Ok(p)) => (
@@ -250,5 +282,43 @@ mod tests {
             panic!("late packet must not emit")
         });
         assert_eq!(dec.stats.late, 1);
+    }
+
+    /// Regression (issue 16): a corrupt payload was concealed into the 120 ms buffer, six frames.
+    #[test]
+    fn a_corrupt_payload_is_one_concealed_frame() {
+        let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
+        let mut frames = 0;
+        // TOC byte of a code-3 packet with a frame count of zero: libopus refuses it.
+        dec.on_packet(0, 0, &[0x03, 0x00], &mut |_, _| frames += 1);
+        assert_eq!(dec.stats.errors, 1);
+        assert_eq!(frames, 1, "20 ms in, 20 ms out");
+    }
+
+    #[test]
+    fn g711_packets_become_model_rate_frames_and_gaps_silence() {
+        use crate::core::media::g711::{G711Encoder, Law};
+        let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
+        dec.set_codec(AudioCodec::Pcmu);
+        let mut enc = G711Encoder::new(Law::Mu, 24_000);
+        let tone: Vec<i16> = (0..480)
+            .map(|i| ((i as f32 * 0.1).sin() * 6000.0) as i16)
+            .collect();
+        let mut frames = Vec::new();
+        for seq in 0..6u64 {
+            let payload = enc.encode(&tone).to_vec();
+            if seq == 3 {
+                continue; // lost
+            }
+            // RTP time on the 48 kHz clock (the session converts G.711's 8 kHz).
+            dec.on_packet(seq, seq * 960, &payload, &mut |f, o| {
+                let loud = f.samples().iter().any(|s| s.abs() > 1000);
+                frames.push((f.len(), o, loud))
+            });
+        }
+        assert_eq!(frames.len(), 6);
+        assert!(frames.iter().all(|(n, ..)| *n == 480));
+        assert_eq!(frames[3].1, FrameOrigin::Silence, "the lost packet");
+        assert!(frames[5].2 && frames[5].1 == FrameOrigin::Decoded);
     }
 }

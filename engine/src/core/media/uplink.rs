@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::codec::AudioCodec;
 use super::decoder::{DecoderError, FrameOrigin, UplinkDecoder};
 use super::frame::{ModelRate, PcmFrame};
 use super::reorder::{HoldHistogram, ReorderBuffer};
@@ -46,7 +47,13 @@ impl UplinkPath {
         })
     }
 
-    /// One RTP packet received at `now`; false when it came too late and was dropped.
+    /// The codec the session's packets are in (see `UplinkDecoder::set_codec`).
+    pub fn set_codec(&mut self, codec: AudioCodec) {
+        self.decoder.set_codec(codec);
+    }
+
+    /// One RTP packet received at `now` (RTP time on the 48 kHz clock); false when it came too
+    /// late and was dropped.
     pub fn on_packet(
         &mut self,
         now: Instant,

@@ -1,0 +1,210 @@
+//! The session object in OpenAI's Realtime shape: what `client_secrets` returns and what
+//! `session.created` / `session.updated` carry.
+//!
+//! Tern owns the audio formats and turn detection; everything else the app asks for
+//! (instructions, voice, model, tools, transcription, ...) belongs to the agent behind Tern. Those
+//! "app fields" are kept per session, merged on every `session.update`, forwarded to a bridged
+//! backend, and shown back in the effective session so an app sees what it set.
+
+use serde_json::{json, Map, Value};
+
+use super::events::EventError;
+use super::turn::detector::ServerVadSettings;
+
+/// Fields of a session (GA and beta shapes) that Tern decides itself.
+const TERN_OWNED_TOP: [&str; 3] = [
+    "turn_detection",
+    "input_audio_format",
+    "output_audio_format",
+];
+
+/// The app fields of a `session` object from a token, a form or a `session.update`: the session
+/// minus what Tern owns. A session type other than `realtime` is refused: Tern has no
+/// transcription-only sessions.
+pub fn app_fields(session: &Value) -> Result<Map<String, Value>, EventError> {
+    let Value::Object(s) = session else {
+        return Err(EventError::Invalid {
+            field: "session",
+            reason: "must be a JSON object".into(),
+        });
+    };
+    match s.get("type") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(t)) if t == "realtime" => {}
+        Some(Value::String(t)) if t == "transcription" => {
+            return Err(EventError::Invalid {
+                field: "session.type",
+                reason: "transcription sessions are not supported by this server; use \"realtime\""
+                    .into(),
+            })
+        }
+        Some(other) => {
+            return Err(EventError::Invalid {
+                field: "session.type",
+                reason: format!("unknown session type {other}; use \"realtime\""),
+            })
+        }
+    }
+    let mut app = s.clone();
+    app.remove("type");
+    for k in TERN_OWNED_TOP {
+        app.remove(k);
+    }
+    if let Some(Value::Object(audio)) = app.get_mut("audio") {
+        for dir in ["input", "output"] {
+            if let Some(Value::Object(d)) = audio.get_mut(dir) {
+                d.remove("format");
+                d.remove("turn_detection");
+                if d.is_empty() {
+                    audio.remove(dir);
+                }
+            }
+        }
+        if audio.is_empty() {
+            app.remove("audio");
+        }
+    }
+    Ok(app)
+}
+
+/// Merges `update` into `into`: objects field by field, anything else replaced (as OpenAI applies
+/// a partial `session.update`).
+pub fn merge(into: &mut Map<String, Value>, update: Map<String, Value>) {
+    for (k, v) in update {
+        match (into.get_mut(&k), v) {
+            (Some(Value::Object(old)), Value::Object(new)) => merge(old, new),
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// The effective session: OpenAI's defaults, the app's fields over them, Tern's formats and turn
+/// detection over both.
+pub fn effective(
+    id: &str,
+    turn: Option<ServerVadSettings>,
+    rate: u32,
+    app: &Map<String, Value>,
+) -> Value {
+    let mut s = match json!({
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": id,
+        "model": "tern",
+        "output_modalities": ["audio"],
+        "instructions": "",
+        "tools": [],
+        "tool_choice": "auto",
+        "max_output_tokens": "inf",
+        "tracing": null,
+        "prompt": null,
+        "include": null,
+        "expires_at": 0,
+        "audio": {
+            "input": { "transcription": null, "noise_reduction": null },
+            "output": { "voice": "alloy", "speed": 1.0 }
+        }
+    }) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    merge(&mut s, app.clone());
+    let format = json!({ "type": "audio/pcm", "rate": rate });
+    merge(
+        &mut s,
+        match json!({
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": id,
+            "audio": {
+                "input": { "format": format, "turn_detection": turn_detection_json(turn) },
+                "output": { "format": format }
+            }
+        }) {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+    );
+    Value::Object(s)
+}
+
+fn turn_detection_json(turn: Option<ServerVadSettings>) -> Value {
+    match turn {
+        None => Value::Null,
+        Some(t) => match t.eagerness {
+            Some(e) => json!({
+                "type": "semantic_vad",
+                "eagerness": e.label(),
+                "create_response": t.create_response,
+                "interrupt_response": t.interrupt_response,
+            }),
+            None => json!({
+                "type": "server_vad",
+                "threshold": t.threshold,
+                "prefix_padding_ms": t.prefix_padding_ms,
+                "silence_duration_ms": t.silence_duration_ms,
+                "idle_timeout_ms": t.idle_timeout_ms,
+                "create_response": t.create_response,
+                "interrupt_response": t.interrupt_response,
+            }),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_fields_drop_what_tern_owns_and_keep_the_rest() {
+        let s = json!({
+            "type": "realtime", "instructions": "be brief", "model": "gpt-realtime",
+            "turn_detection": {"type": "server_vad"},
+            "audio": {"input": {"format": {"type": "audio/pcmu"}, "transcription": {"model": "whisper-1"},
+                                 "turn_detection": null},
+                      "output": {"voice": "marin", "format": {"type": "audio/pcm"}}}
+        });
+        let app = app_fields(&s).unwrap();
+        assert_eq!(
+            Value::Object(app),
+            json!({"instructions": "be brief", "model": "gpt-realtime",
+                   "audio": {"input": {"transcription": {"model": "whisper-1"}}, "output": {"voice": "marin"}}})
+        );
+    }
+
+    #[test]
+    fn transcription_and_unknown_types_are_refused_with_a_reason() {
+        let e = app_fields(&json!({"type": "transcription"})).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("transcription sessions are not supported"),
+            "{e}"
+        );
+        assert!(app_fields(&json!({"type": 3})).is_err());
+        assert!(app_fields(&json!("realtime")).is_err());
+    }
+
+    #[test]
+    fn effective_session_layers_defaults_app_and_tern() {
+        let mut app =
+            app_fields(&json!({"instructions": "hi", "audio": {"output": {"voice": "marin"}}}))
+                .unwrap();
+        merge(
+            &mut app,
+            app_fields(&json!({"audio": {"output": {"speed": 1.2}}})).unwrap(),
+        );
+        let s = effective("rtc_x", Some(ServerVadSettings::default()), 24_000, &app);
+        assert_eq!(s["object"], "realtime.session");
+        assert_eq!(s["id"], "rtc_x");
+        assert_eq!(s["instructions"], "hi");
+        assert_eq!(s["audio"]["output"]["voice"], "marin");
+        assert_eq!(s["audio"]["output"]["speed"], 1.2);
+        assert_eq!(s["audio"]["output"]["format"]["rate"], 24_000);
+        assert_eq!(s["audio"]["input"]["turn_detection"]["type"], "server_vad");
+        assert_eq!(s["tool_choice"], "auto", "defaults fill what nobody set");
+        let off = effective("rtc_x", None, 24_000, &Map::new());
+        assert!(off["audio"]["input"]["turn_detection"].is_null());
+    }
+}
