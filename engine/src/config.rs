@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// UDP port for all media (ICE, DTLS, SRTP), shared by every shard with SO_REUSEPORT.
     #[arg(long, default_value_t = 3478, value_parser = clap::value_parser!(u16).range(1..))]
     pub udp_port: u16,
+    /// TCP port for ICE-TCP passive candidates (RFC 6544/4571) for networks that block UDP (443
+    /// passes most firewalls). Default: the same number as --udp-port; 0 turns ICE-TCP off.
+    #[arg(long)]
+    pub ice_tcp_port: Option<u16>,
     /// Local address the UDP sockets bind to.
     #[arg(long, default_value = "0.0.0.0")]
     pub udp_bind: IpAddr,

@@ -11,6 +11,7 @@ use crate::core::auth::Auth;
 use crate::core::events::ClientEvent;
 use crate::core::media::decoder::UplinkDecoder;
 use crate::core::media::frame::ModelRate;
+use crate::core::peer_addr::Peer;
 use crate::core::ring_msg::UplinkMsg;
 use crate::core::route_tag::{server_ufrag, RouteTag};
 use crate::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
@@ -22,7 +23,7 @@ use crate::core::turn::detector::ServerVadSettings;
 struct NullIo;
 
 impl SessionIo for NullIo {
-    fn transmit(&mut self, _: SocketAddr, _: SocketAddr, _: &[u8]) {}
+    fn transmit(&mut self, _: Peer, _: SocketAddr, _: &[u8]) {}
     fn to_agent(&mut self, _: u16, _: UplinkMsg) -> bool {
         true
     }
@@ -36,6 +37,7 @@ fn settings() -> Arc<ShardSettings> {
         shards: 2,
         workers: 1,
         public: SocketAddr::from(([10, 0, 0, 1], 3478)),
+        public_tcp: Some(SocketAddr::from(([10, 0, 0, 1], 443))),
         max_sessions_per_shard: 64,
         session: SessionConfig::default(),
     })
@@ -67,7 +69,13 @@ pub fn datagram(data: &[u8]) {
         };
         let now = Instant::now();
         if let Route::Local(k) = core.route(now, source, payload) {
-            core.deliver(now, k, source, payload, &mut NullIo);
+            // Both transports reach the same session code.
+            let from = if pick & 2 == 0 {
+                Peer::udp(source)
+            } else {
+                Peer::tcp(source)
+            };
+            core.deliver(now, k, from, payload, &mut NullIo);
         }
         core.handle_timeouts(now, &mut NullIo);
     });
@@ -99,7 +107,14 @@ pub fn offer(data: &[u8]) {
                 generation: 1,
                 secret: 7,
             };
-            let _ = answer_offer(c, Instant::now(), tag, settings().public, offer);
+            let _ = answer_offer(
+                c,
+                Instant::now(),
+                tag,
+                settings().public,
+                settings().public_tcp,
+                offer,
+            );
         });
     }
 }

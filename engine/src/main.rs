@@ -123,11 +123,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         recv_batch: args.recv_batch as usize,
         cors_origins: args.cors_origins.clone(),
+        ice_tcp_port: match args.ice_tcp_port {
+            None => Some(args.udp_port),
+            Some(0) => None,
+            Some(p) => Some(p),
+        },
         shard: ShardSettings {
             node: args.node_id,
             shards: cores.len() as u16,
             workers: args.workers,
             public: SocketAddr::new(public_ip, args.udp_port),
+            // Set by the runtime from the bound ICE-TCP port.
+            public_tcp: None,
             // A shard may hold sessions it answered and sessions it adopted.
             max_sessions_per_shard: per_shard,
             session: SessionConfig {

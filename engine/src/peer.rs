@@ -39,6 +39,8 @@ pub fn load_wav(path: &str) -> (u32, Vec<i16>) {
 
 /// A WebRTC client peer: sends the fixture (then silence), records events and reply audio.
 pub struct Client {
+    /// The transport of its one candidate.
+    pub proto: Protocol,
     pub rtc: Rtc,
     pub addr: SocketAddr,
     pending: Option<SdpPendingOffer>,
@@ -66,8 +68,27 @@ pub struct Client {
 
 impl Client {
     pub fn new(now: Instant, addr: SocketAddr, speech: Vec<i16>) -> (Self, String) {
+        Self::new_on(now, addr, Protocol::Udp, speech)
+    }
+
+    /// A client whose one candidate is `addr` over `proto`: UDP, or TCP as an active ICE-TCP
+    /// candidate (`addr` is then the local address of its connected TCP stream).
+    pub fn new_on(
+        now: Instant,
+        addr: SocketAddr,
+        proto: Protocol,
+        speech: Vec<i16>,
+    ) -> (Self, String) {
         let mut rtc = Rtc::builder().set_reordering_size_audio(0).build(now);
-        let cand = Candidate::host(addr, "udp").expect("valid candidate");
+        let cand = match proto {
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(str0m::net::TcpType::Active)
+                .build(),
+            _ => Candidate::host(addr, "udp"),
+        }
+        .expect("valid candidate");
         rtc.add_local_candidate(cand);
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
@@ -79,6 +100,7 @@ impl Client {
         let c = Client {
             rtc,
             addr,
+            proto,
             pending: Some(pending),
             mid,
             channel,
@@ -110,7 +132,7 @@ impl Client {
     }
 
     pub fn receive(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
-        let r = Receive::new(Protocol::Udp, from, self.addr, data).expect("datagram");
+        let r = Receive::new(self.proto, from, self.addr, data).expect("datagram");
         self.rtc
             .handle_input(Input::Receive(now, r))
             .expect("client input");

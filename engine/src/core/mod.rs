@@ -7,6 +7,7 @@ pub mod deadlines;
 pub mod events;
 pub mod media;
 pub mod multipart;
+pub mod peer_addr;
 pub mod rate_limit;
 pub mod ring_msg;
 pub mod route_tag;

@@ -15,6 +15,7 @@ use str0m::crypto::dtls::{
     DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, ProtocolVersion,
 };
 use str0m::crypto::{CryptoError, CryptoProvider};
+use str0m::net::TcpType;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use super::route_tag::RouteTag;
@@ -266,12 +267,23 @@ pub fn answer_offer(
     now: Instant,
     tag: RouteTag,
     public: SocketAddr,
+    public_tcp: Option<SocketAddr>,
     offer: SdpOffer,
 ) -> Result<(Rtc, String), OfferError> {
     let pass = random_ice_password();
     let mut rtc = crypto.server_config(tag.ufrag(), pass).build(now);
     let cand = Candidate::host(public, "udp").map_err(|e| OfferError::Rejected(e.to_string()))?;
     rtc.add_local_candidate(cand);
+    if let Some(addr) = public_tcp {
+        // A passive ICE-TCP candidate: clients behind UDP-blocking networks connect to it.
+        let tcp = Candidate::builder()
+            .tcp()
+            .host(addr)
+            .tcptype(TcpType::Passive)
+            .build()
+            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+        rtc.add_local_candidate(tcp);
+    }
     let answer = rtc
         .sdp_api()
         .accept_offer(offer)

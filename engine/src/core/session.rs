@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use str0m::channel::ChannelId;
 use str0m::media::{MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
+use str0m::net::Receive;
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 
 use super::events::{ClientEvent, EventWriter};
@@ -21,6 +21,7 @@ use super::media::encoder::DownlinkEncoder;
 use super::media::frame::{ModelRate, PcmFrame};
 use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
 use super::media::uplink::{UplinkPath, UplinkStats};
+use super::peer_addr::Peer;
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
@@ -101,8 +102,9 @@ impl Default for SessionConfig {
 /// Where a session's outputs go. Implemented by the shard shell (sockets, rings, metrics) and by
 /// test harnesses (vectors).
 pub trait SessionIo {
-    /// A datagram to send from `source` to `destination`.
-    fn transmit(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]);
+    /// A datagram to send to `to` (over UDP, or framed on its TCP connection) from our local
+    /// address `source`.
+    fn transmit(&mut self, to: Peer, source: SocketAddr, payload: &[u8]);
     /// A message for the session's inference worker; false when the ring was full (counted there).
     fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool;
     /// The session connected `setup` after its offer arrived.
@@ -325,16 +327,17 @@ impl Session {
         }
     }
 
-    /// Feeds one datagram addressed to `destination` (our advertised address).
+    /// Feeds one datagram from `from` addressed to `destination` (our advertised address for that
+    /// transport).
     pub fn handle_datagram(
         &mut self,
         now: Instant,
-        source: SocketAddr,
+        from: Peer,
         destination: SocketAddr,
         payload: &[u8],
         io: &mut dyn SessionIo,
     ) -> Result<(), str0m::RtcError> {
-        let r = match Receive::new(Protocol::Udp, source, destination, payload) {
+        let r = match Receive::new(from.proto, from.addr, destination, payload) {
             Ok(r) => r,
             Err(e) => return Err(str0m::RtcError::Net(e)),
         };
@@ -439,7 +442,14 @@ impl Session {
                     self.rtc_deadline = t.min(now + IDLE_POLL);
                     break;
                 }
-                Ok(Output::Transmit(t)) => io.transmit(t.source, t.destination, &t.contents),
+                Ok(Output::Transmit(t)) => io.transmit(
+                    Peer {
+                        addr: t.destination,
+                        proto: t.proto,
+                    },
+                    t.source,
+                    &t.contents,
+                ),
                 Ok(Output::Event(e)) => self.on_event(now, e, io),
                 Err(e) => {
                     tracing::debug!(call = %self.tag, "rtc error: {e}");

@@ -22,6 +22,7 @@ use str0m::ice::StunMessage;
 
 use super::classify::{classify, DatagramKind};
 use super::deadlines::DeadlineQueue;
+use super::peer_addr::{Peer, Protocol};
 use super::ring_msg::{DownlinkMsg, SessionKey};
 use super::route_tag::{server_ufrag, RouteTag};
 use super::rtc_setup::{answer_offer, parse_offer, OfferError, ServerCrypto};
@@ -142,6 +143,9 @@ pub struct ShardSettings {
     pub workers: u16,
     /// The advertised ICE candidate address (also the `destination` of every Receive).
     pub public: SocketAddr,
+    /// The advertised ICE-TCP passive candidate (RFC 6544, RFC 4571 framing), for networks that
+    /// block UDP; `None`: UDP only.
+    pub public_tcp: Option<SocketAddr>,
     pub max_sessions_per_shard: usize,
     pub session: SessionConfig,
 }
@@ -241,13 +245,19 @@ impl ShardCore {
             secret,
         };
         let worker = self.next_worker % self.settings.workers.max(1);
-        let built = answer_offer(&self.crypto, now, tag, self.settings.public, offer).and_then(
-            |(rtc, answer)| {
-                Session::new(tag, rtc, config, now, worker)
-                    .map(|s| (s, answer))
-                    .map_err(|e| OfferError::Rejected(e.to_string()))
-            },
-        );
+        let built = answer_offer(
+            &self.crypto,
+            now,
+            tag,
+            self.settings.public,
+            self.settings.public_tcp,
+            offer,
+        )
+        .and_then(|(rtc, answer)| {
+            Session::new(tag, rtc, config, now, worker)
+                .map(|s| (s, answer))
+                .map_err(|e| OfferError::Rejected(e.to_string()))
+        });
         match built {
             Ok((mut session, answer)) => {
                 self.next_worker = self.next_worker.wrapping_add(1);
@@ -374,11 +384,22 @@ impl ShardCore {
         &mut self,
         now: Instant,
         key: SlotKey,
-        source: SocketAddr,
+        from: Peer,
         buf: &[u8],
         io: &mut dyn SessionIo,
     ) {
-        let public = self.settings.public;
+        let Peer {
+            addr: source,
+            proto,
+        } = from;
+        let local = match proto {
+            Protocol::Tcp => self.settings.public_tcp,
+            _ => Some(self.settings.public),
+        };
+        let Some(local) = local else {
+            self.count_drop(DropReason::Rejected);
+            return;
+        };
         let is_stun = classify(buf) == DatagramKind::Stun;
         let Some(session) = self.table.get_mut(key) else {
             self.count_drop(DropReason::StaleSession);
@@ -391,7 +412,7 @@ impl ShardCore {
                 source,
                 answered: &mut answered,
             };
-            let r = session.handle_datagram(now, source, public, buf, &mut watch);
+            let r = session.handle_datagram(now, from, local, buf, &mut watch);
             (r.is_ok(), session.deadline())
         }));
         match result {
@@ -664,11 +685,11 @@ struct WatchReply<'a> {
 }
 
 impl SessionIo for WatchReply<'_> {
-    fn transmit(&mut self, source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
-        if destination == self.source {
+    fn transmit(&mut self, to: Peer, source: SocketAddr, payload: &[u8]) {
+        if to.addr == self.source {
             *self.answered = true;
         }
-        self.inner.transmit(source, destination, payload);
+        self.inner.transmit(to, source, payload);
     }
     fn to_agent(&mut self, worker: u16, msg: super::ring_msg::UplinkMsg) -> bool {
         self.inner.to_agent(worker, msg)

@@ -10,20 +10,21 @@ use futures_channel::oneshot;
 use super::metrics::ShardSnapshot;
 use super::net::MAX_DATAGRAM;
 use super::rings::{Doorbell, Ring};
+use crate::core::peer_addr::Peer;
 use crate::core::route_tag::RouteTag;
 use crate::core::session::Session;
 
 /// A datagram copied inline (no allocation).
 #[derive(Clone)]
 pub struct Datagram {
-    pub source: SocketAddr,
+    pub source: Peer,
     len: u16,
     buf: [u8; MAX_DATAGRAM],
 }
 
 impl Datagram {
     /// Copies `data` (truncated to `MAX_DATAGRAM`, which our receive buffer never exceeds).
-    pub fn new(source: SocketAddr, data: &[u8]) -> Self {
+    pub fn new(source: Peer, data: &[u8]) -> Self {
         let len = data.len().min(MAX_DATAGRAM);
         let mut buf = [0u8; MAX_DATAGRAM];
         buf[..len].copy_from_slice(&data[..len]);

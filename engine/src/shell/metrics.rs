@@ -62,6 +62,8 @@ pub struct ShardSnapshot {
     pub uplink_frames: HashMap<&'static str, u64>,
     /// Messages waiting in this shard's rings to and from the workers.
     pub ring_queued: usize,
+    /// ICE-TCP connections and frames by outcome (see `ice_tcp::LABELS`).
+    pub ice_tcp: HashMap<&'static str, u64>,
 }
 
 /// A counter with a `reason` label per shard (the label names why, or the outcome).
@@ -238,6 +240,13 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "tern_sessions_ended_by_total",
         "Sessions ended, by reason.",
         |s| &s.counters.ended_by,
+    );
+    labelled(
+        &mut o,
+        snaps,
+        "tern_ice_tcp_total",
+        "ICE-TCP connections (accepted, closed, refused) and frames dropped (queue_full, no_connection, oversized_frame).",
+        |s| &s.ice_tcp,
     );
     labelled(
         &mut o,

@@ -2,6 +2,7 @@
 
 pub mod cors;
 pub mod http;
+pub mod ice_tcp;
 pub mod mesh;
 pub mod metrics;
 pub mod net;

@@ -14,6 +14,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 
 use super::cors::CorsPolicy;
 use super::http::{serve_connection, HttpContext};
+use super::ice_tcp;
 use super::mesh::Mesh;
 use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering};
 use super::rings::Doorbell;
@@ -49,6 +50,9 @@ pub struct EngineConfig {
     pub steering: Steering,
     /// Datagrams per `recvmmsg` when draining a backlog (1: no batching).
     pub recv_batch: usize,
+    /// `--ice-tcp-port`: the TCP port for ICE-TCP passive candidates (0: any free port); `None`:
+    /// UDP only.
+    pub ice_tcp_port: Option<u16>,
     /// `--cors-origins`: browser origins allowed to call (`None`: any while auth is off, none with
     /// auth on).
     pub cors_origins: Option<Vec<String>>,
@@ -77,11 +81,13 @@ impl EngineConfig {
             steering: Steering::Hash,
             recv_batch: 32,
             cors_origins: None,
+            ice_tcp_port: None,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
                 workers: 1,
                 public: udp,
+                public_tcp: None,
                 max_sessions_per_shard: max_sessions.div_ceil(shards) * 2 + 16,
                 session: SessionConfig::default(),
             },
@@ -271,8 +277,20 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     // once and kept (adding or closing a socket remaps flows).
     let mut udp = Vec::new();
     let mut tcp = Vec::new();
+    let mut ice_tcp = Vec::new();
     let (mut udp_addr, mut http_bind) = (cfg.udp_bind, cfg.http);
+    let mut ice_tcp_addr = cfg
+        .ice_tcp_port
+        .map(|p| SocketAddr::new(cfg.udp_bind.ip(), p));
     for _ in 0..shards {
+        if let Some(addr) = ice_tcp_addr.as_mut() {
+            let l = bind_tcp(*addr)
+                .with_context(|| format!("binding ICE-TCP {addr} (--ice-tcp-port)"))?;
+            addr.set_port(l.local_addr()?.port());
+            ice_tcp.push(Some(l));
+        } else {
+            ice_tcp.push(None);
+        }
         let u =
             bind_udp(udp_addr).with_context(|| format!("binding UDP {udp_addr} (--udp-port)"))?;
         let t =
@@ -295,8 +313,10 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     };
     let reply_from = reply_source(cfg.udp_bind.ip(), public.ip());
     tracing::info!(reply_from = ?reply_from, "media replies leave from the advertised address when it is local");
+    let public_tcp = ice_tcp_addr.map(|a| SocketAddr::new(public.ip(), a.port()));
     let settings = Arc::new(ShardSettings {
         public,
+        public_tcp,
         shards: shards as u16,
         ..cfg.shard.clone()
     });
@@ -321,7 +341,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let mut joins = Vec::new();
-    for (i, (&cpu, (u, t))) in cfg.cores.iter().zip(udp.into_iter().zip(tcp)).enumerate() {
+    let sockets = udp.into_iter().zip(tcp).zip(ice_tcp);
+    for (i, (&cpu, ((u, t), it))) in cfg.cores.iter().zip(sockets).enumerate() {
         let shard_links: Vec<Arc<WorkerLink>> = links.iter().map(|l| l[i].clone()).collect();
         let workers: Vec<_> = shard_links
             .iter()
@@ -337,6 +358,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let ready = ready_tx.clone();
         let recv_batch = cfg.recv_batch;
         let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
+        let itfd = it.map(|l| l.into_raw_fd());
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("tern-shard-{i}"))
             .io_memory(cfg.io_memory)
@@ -360,6 +382,11 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 let done = Rc::new(Cell::new(false));
                 let _ = ready.send(Ok(()));
                 glommio::spawn_local(recv_loop(state.clone(), socket, recv_batch)).detach();
+                if let Some(fd) = itfd {
+                    // SAFETY: bound above and handed over to this executor alone.
+                    let l = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
+                    glommio::spawn_local(ice_tcp::accept_loop(state.clone(), l)).detach();
+                }
                 glommio::spawn_local(inbox_loop(state.clone(), bell, shard_links, done)).detach();
                 let ctx = Rc::new(ctx);
                 let st = state.clone();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::worker::WorkerLink;
 use crate::core::media::decoder::FrameOrigin;
+use crate::core::peer_addr::{Peer, Protocol};
 use crate::core::ring_msg::UplinkMsg;
 use crate::core::session::SessionIo;
 use crate::core::session_limits::EventRejected;
@@ -28,6 +29,7 @@ use crate::core::shard::CallLocation;
 use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
 use crate::core::turn::barge_in::BargeInOutcome;
 
+use super::ice_tcp::{self, TcpPeers};
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
 use super::net::{SendBatch, MAX_DATAGRAM};
@@ -51,6 +53,8 @@ pub struct ShardIo {
     barge_ins: HashMap<&'static str, u64>,
     /// Uplink frames by origin, then late packets (see `UPLINK_LABELS`).
     uplink_frames: [u64; 5],
+    /// ICE-TCP connections held by this shard.
+    pub tcp: TcpPeers,
 }
 
 const UPLINK_LABELS: [&str; 5] = [
@@ -62,8 +66,11 @@ const UPLINK_LABELS: [&str; 5] = [
 ];
 
 impl SessionIo for ShardIo {
-    fn transmit(&mut self, _source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
-        self.batch.push(destination, payload);
+    fn transmit(&mut self, to: Peer, _source: SocketAddr, payload: &[u8]) {
+        match to.proto {
+            Protocol::Udp => self.batch.push(to.addr, payload),
+            _ => self.tcp.send(to.addr, payload),
+        }
     }
 
     fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool {
@@ -175,6 +182,7 @@ impl ShardState {
                 events_rejected: HashMap::new(),
                 barge_ins: HashMap::new(),
                 uplink_frames: [0; 5],
+                tcp: TcpPeers::default(),
                 admitted,
             },
             mesh,
@@ -186,9 +194,9 @@ impl ShardState {
     }
 
     /// Routes and handles one received datagram.
-    pub fn on_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    pub fn on_datagram(&mut self, now: Instant, source: Peer, data: &[u8]) {
         self.core.counters.datagrams_in += 1;
-        match self.core.route(now, source, data) {
+        match self.core.route(now, source.addr, data) {
             Route::Local(key) => self.core.deliver(now, key, source, data, &mut self.io),
             Route::Claim { home, tag } => {
                 let msg = ShardMsg::Claim {
@@ -205,7 +213,7 @@ impl ShardState {
         }
     }
 
-    fn forward(&mut self, shard: u16, source: SocketAddr, data: &[u8]) {
+    fn forward(&mut self, shard: u16, source: Peer, data: &[u8]) {
         let msg = ShardMsg::Forward {
             datagram: Box::new(Datagram::new(source, data)),
         };
@@ -238,7 +246,11 @@ impl ShardState {
                 }
                 ClaimOutcome::Forward { shard } => {
                     let source = datagram.source;
-                    let _ = self.mesh.send(from, ShardMsg::Learn { source, shard });
+                    let learn = ShardMsg::Learn {
+                        source: source.addr,
+                        shard,
+                    };
+                    let _ = self.mesh.send(from, learn);
                     self.forward(shard, source, datagram.data());
                 }
                 ClaimOutcome::Drop(r) => self.core.count_drop(r),
@@ -256,7 +268,7 @@ impl ShardState {
             },
             ShardMsg::Forward { datagram } => {
                 self.core.counters.forwarded_in += 1;
-                match self.core.route(now, datagram.source, datagram.data()) {
+                match self.core.route(now, datagram.source.addr, datagram.data()) {
                     Route::Local(key) => {
                         self.core
                             .deliver(now, key, datagram.source, datagram.data(), &mut self.io)
@@ -320,7 +332,7 @@ impl ShardState {
             .map(|(l, _)| l.uplink.len() + l.downlink.len())
             .sum();
         let mut counters = self.core.counters.clone();
-        counters.datagrams_out = self.io.batch.sent;
+        counters.datagrams_out = self.io.batch.sent + self.io.tcp.sent;
         ShardSnapshot {
             shard: self.core.id,
             sessions: self.core.live_sessions(),
@@ -331,6 +343,11 @@ impl ShardState {
             uplink_ring_drops: up,
             downlink_ring_drops: down,
             send_errors: self.io.batch.send_errors,
+            ice_tcp: ice_tcp::LABELS
+                .iter()
+                .zip(self.io.tcp.counts)
+                .map(|(l, c)| (*l, c))
+                .collect(),
             events_rejected: self.io.events_rejected.clone(),
             barge_ins: self.io.barge_ins.clone(),
             uplink_frames: UPLINK_LABELS
@@ -387,7 +404,7 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
             if s.stopping {
                 return;
             }
-            s.on_datagram(now, source, &buf[..n]);
+            s.on_datagram(now, Peer::udp(source), &buf[..n]);
             // The datagrams queued behind this one, a batch per syscall.
             if let Some(b) = backlog.as_mut() {
                 while handled < RECV_BUDGET && b.recv() > 0 {
@@ -395,7 +412,7 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
                     for i in 0..b.len() {
                         // A UDP/IP socket only yields IP sources.
                         if let (Some(from), data) = b.get(i) {
-                            s.on_datagram(now, from, data);
+                            s.on_datagram(now, Peer::udp(from), data);
                         }
                     }
                     handled += b.len();

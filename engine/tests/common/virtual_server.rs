@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tern_engine::agent::echo::EchoAgent;
 use tern_engine::agent::{Agent, AgentOutput};
 use tern_engine::core::media::decoder::FrameOrigin;
+use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
@@ -32,8 +33,8 @@ pub struct CollectIo {
 }
 
 impl SessionIo for CollectIo {
-    fn transmit(&mut self, _source: SocketAddr, destination: SocketAddr, payload: &[u8]) {
-        self.out.push((destination, payload.to_vec()));
+    fn transmit(&mut self, to: Peer, _source: SocketAddr, payload: &[u8]) {
+        self.out.push((to.addr, payload.to_vec()));
     }
     fn to_agent(&mut self, _worker: u16, msg: UplinkMsg) -> bool {
         self.to_agent.push(msg);
@@ -86,6 +87,7 @@ impl VirtualServer {
             shards: 1,
             workers: 1,
             public,
+            public_tcp: None,
             max_sessions_per_shard: 64,
             session: SessionConfig::default(),
         };
@@ -140,7 +142,7 @@ impl VirtualServer {
             }
             for (from, _to, d) in up.due(now) {
                 match self.core.route(now, from, &d) {
-                    Route::Local(k) => self.core.deliver(now, k, from, &d, &mut self.io),
+                    Route::Local(k) => self.core.deliver(now, k, Peer::udp(from), &d, &mut self.io),
                     _ => self.unrouted += 1,
                 }
             }
