@@ -282,6 +282,10 @@ impl HashAlgorithm {
     /// SHA-512 hash.
     pub const SHA512: Self = Self(6);
 
+    /// Tern patch: "intrinsic" (8), the hash byte of TLS 1.3 signature schemes such as
+    /// rsa_pss_rsae_sha256 (0x0804) when TLS 1.2 carries them; the scheme names the hash.
+    pub const INTRINSIC: Self = Self(8);
+
     pub(crate) const UNKNOWN_DERIVED: Self = Self(u8::MAX);
 
     /// Convert a wire format u8 value to a `HashAlgorithm`.
@@ -363,6 +367,12 @@ impl SignatureAlgorithm {
     pub const DSA: Self = Self(2);
     /// ECDSA signatures.
     pub const ECDSA: Self = Self(3);
+    /// Tern patch: RSA-PSS with rsaEncryption keys and SHA-256/384/512 (with hash `INTRINSIC`).
+    pub const RSA_PSS_RSAE_SHA256: Self = Self(4);
+    /// See `RSA_PSS_RSAE_SHA256`.
+    pub const RSA_PSS_RSAE_SHA384: Self = Self(5);
+    /// See `RSA_PSS_RSAE_SHA256`.
+    pub const RSA_PSS_RSAE_SHA512: Self = Self(6);
 
     pub(crate) const UNKNOWN_DERIVED: Self = Self(u8::MAX);
 

@@ -191,8 +191,16 @@ impl SignatureVerifier for AwsLcSignatureVerifier {
         hash_alg: HashAlgorithm,
         sig_alg: SignatureAlgorithm,
     ) -> Result<(), CryptoError> {
-        if sig_alg == SignatureAlgorithm::RSA {
-            return verify_rsa_pkcs1(cert_der, data, signature, hash_alg);
+        if sig_alg == SignatureAlgorithm::RSA
+            || (hash_alg == HashAlgorithm::INTRINSIC
+                && [
+                    SignatureAlgorithm::RSA_PSS_RSAE_SHA256,
+                    SignatureAlgorithm::RSA_PSS_RSAE_SHA384,
+                    SignatureAlgorithm::RSA_PSS_RSAE_SHA512,
+                ]
+                .contains(&sig_alg))
+        {
+            return verify_rsa(cert_der, data, signature, hash_alg, sig_alg);
         }
         if sig_alg != SignatureAlgorithm::ECDSA {
             return Err(CryptoError::UnsupportedSignatureAlgorithm(sig_alg));
@@ -250,16 +258,18 @@ impl SignatureVerifier for AwsLcSignatureVerifier {
     }
 }
 
-/// Tern patch: RSA PKCS#1 v1.5 verification (2048-8192 bit keys) for DTLS 1.2 client
+/// Tern patch: RSA verification (PKCS#1 v1.5 or PSS, 2048-8192 bit keys) for DTLS 1.2 client
 /// certificates, as GStreamer's DTLS element and RSA-keyed Pion peers send them.
-fn verify_rsa_pkcs1(
+fn verify_rsa(
     cert_der: &[u8],
     data: &[u8],
     signature: &[u8],
     hash_alg: HashAlgorithm,
+    sig_alg: SignatureAlgorithm,
 ) -> Result<(), CryptoError> {
     use aws_lc_rs::signature::{
         RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_2048_8192_SHA384, RSA_PKCS1_2048_8192_SHA512,
+        RSA_PSS_2048_8192_SHA256, RSA_PSS_2048_8192_SHA384, RSA_PSS_2048_8192_SHA512,
     };
     const OID_RSA_ENCRYPTION: ObjectIdentifier =
         ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
@@ -273,16 +283,19 @@ fn verify_rsa_pkcs1(
         .subject_public_key
         .as_bytes()
         .ok_or(CryptoError::InvalidSubjectPublicKey)?;
-    let algorithm: &'static aws_lc_rs::signature::RsaParameters = match hash_alg {
-        HashAlgorithm::SHA256 => &RSA_PKCS1_2048_8192_SHA256,
-        HashAlgorithm::SHA384 => &RSA_PKCS1_2048_8192_SHA384,
-        HashAlgorithm::SHA512 => &RSA_PKCS1_2048_8192_SHA512,
-        _ => return Err(CryptoError::UnsupportedSignatureAlgorithm(SignatureAlgorithm::RSA)),
+    let algorithm: &'static aws_lc_rs::signature::RsaParameters = match (sig_alg, hash_alg) {
+        (SignatureAlgorithm::RSA, HashAlgorithm::SHA256) => &RSA_PKCS1_2048_8192_SHA256,
+        (SignatureAlgorithm::RSA, HashAlgorithm::SHA384) => &RSA_PKCS1_2048_8192_SHA384,
+        (SignatureAlgorithm::RSA, HashAlgorithm::SHA512) => &RSA_PKCS1_2048_8192_SHA512,
+        (SignatureAlgorithm::RSA_PSS_RSAE_SHA256, _) => &RSA_PSS_2048_8192_SHA256,
+        (SignatureAlgorithm::RSA_PSS_RSAE_SHA384, _) => &RSA_PSS_2048_8192_SHA384,
+        (SignatureAlgorithm::RSA_PSS_RSAE_SHA512, _) => &RSA_PSS_2048_8192_SHA512,
+        _ => return Err(CryptoError::UnsupportedSignatureAlgorithm(sig_alg)),
     };
     UnparsedPublicKey::new(algorithm, pubkey)
         .verify(data, signature)
         .map_err(|_| CryptoError::SignatureVerificationFailed {
-            signature: SignatureAlgorithm::RSA,
+            signature: sig_alg,
             hash: hash_alg,
             group: NamedGroup::from_u16(0),
         })

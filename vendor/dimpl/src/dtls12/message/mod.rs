@@ -351,12 +351,16 @@ impl SignatureAndHashAlgorithm {
     }
 
     /// Supported signature+hash combinations.
-    // Tern patch: RSA PKCS#1 v1.5 signatures (verified only: our own key stays ECDSA, and the
-    // ServerKeyExchange signature follows our key's type).
-    pub const fn supported() -> &'static [SignatureAndHashAlgorithm; 5] {
-        const SUPPORTED: &[SignatureAndHashAlgorithm; 5] = &[
+    // Tern patch: RSA signatures, PKCS#1 v1.5 and RSA-PSS (rsa_pss_rsae_*, TLS 1.3 code points
+    // 0x0804-0x0806 that TLS 1.2 carries as hash 8 / signature 4-6). Verified only: our own key
+    // stays ECDSA, and the ServerKeyExchange signature follows our key's type.
+    pub const fn supported() -> &'static [SignatureAndHashAlgorithm; 8] {
+        const SUPPORTED: &[SignatureAndHashAlgorithm; 8] = &[
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::ECDSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA384, SignatureAlgorithm::ECDSA),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::INTRINSIC, SignatureAlgorithm::RSA_PSS_RSAE_SHA256),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::INTRINSIC, SignatureAlgorithm::RSA_PSS_RSAE_SHA384),
+            SignatureAndHashAlgorithm::new(HashAlgorithm::INTRINSIC, SignatureAlgorithm::RSA_PSS_RSAE_SHA512),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA256, SignatureAlgorithm::RSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA384, SignatureAlgorithm::RSA),
             SignatureAndHashAlgorithm::new(HashAlgorithm::SHA512, SignatureAlgorithm::RSA),
