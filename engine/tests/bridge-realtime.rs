@@ -105,6 +105,67 @@ fn full_turn_through_the_realtime_backend() {
     );
 }
 
+/// The app's session (from the offer's form, then a `session.update` on the data channel) reaches
+/// the backend model, with Tern's formats and turn detection kept; `session.created` and
+/// `session.updated` show it to the client.
+#[test]
+fn the_apps_session_reaches_the_backend() {
+    let server = RealtimeServer::start(Mode::Normal, 500);
+    let engine = engine_for(server.url());
+    let form =
+        r#"{"type":"realtime","instructions":"be brief","audio":{"output":{"voice":"marin"}}}"#;
+    let mut c = UdpClient::connect_with_session(engine.http, speech(), Some(form));
+    assert!(c.run_until(Duration::from_secs(10), |cl| cl.channel_open
+        && !cl.events_of("session.created").is_empty()));
+    let created = c.client.events_of("session.created")[0].clone();
+    assert_eq!(created["session"]["instructions"], "be brief");
+    assert_eq!(created["session"]["audio"]["output"]["voice"], "marin");
+    let update = r#"{"type":"session.update","session":{"tools":[{"type":"function","name":"lookup"}],"audio":{"input":{"turn_detection":{"type":"server_vad","silence_duration_ms":600}}}}}"#;
+    assert!(c.client.send_event(update));
+    assert!(c.run_until(Duration::from_secs(10), |cl| {
+        !cl.events_of("session.updated").is_empty()
+    }));
+    let updated = c.client.events_of("session.updated")[0].clone();
+    assert_eq!(updated["session"]["tools"][0]["name"], "lookup");
+    assert_eq!(
+        updated["session"]["instructions"], "be brief",
+        "merged, not replaced"
+    );
+    let td = &updated["session"]["audio"]["input"]["turn_detection"];
+    assert_eq!(
+        td["silence_duration_ms"], 600,
+        "Tern applied the turn settings"
+    );
+    // The backend got the form's fields (in the session.update that opens its connection, or
+    // right after it) and then the update's, always with Tern's formats and turn detection.
+    let seen = |f: &dyn Fn(&serde_json::Value) -> bool| {
+        server
+            .seen
+            .of_type("session.update")
+            .iter()
+            .any(|u| f(&u["session"]))
+    };
+    let form_seen = |s: &serde_json::Value| {
+        s["instructions"] == "be brief" && s["audio"]["output"]["voice"] == "marin"
+    };
+    let tools_seen = |s: &serde_json::Value| s["tools"][0]["name"] == "lookup";
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(seen(&form_seen) && seen(&tools_seen)) && std::time::Instant::now() < deadline {
+        c.run_until(Duration::from_millis(50), |_| false);
+    }
+    let upd = server.seen.of_type("session.update");
+    let all = serde_json::to_string(&upd).unwrap();
+    assert!(seen(&form_seen), "form's session not forwarded: {all}");
+    assert!(seen(&tools_seen), "session.update not forwarded: {all}");
+    for u in &upd {
+        assert!(
+            u["session"]["audio"]["input"]["turn_detection"].is_null(),
+            "{u}"
+        );
+        assert_eq!(u["session"]["audio"]["input"]["format"]["rate"], 24_000);
+    }
+}
+
 #[test]
 fn barge_in_cancels_and_truncates_at_the_played_position() {
     let server = RealtimeServer::start(Mode::Normal, 8000);

@@ -288,7 +288,10 @@ impl Session {
             Some(p) if p < self.rtc_deadline => p,
             _ => self.rtc_deadline,
         };
-        let d = d.min(self.liveness.deadline(&self.config.limits));
+        let mut d = d.min(self.liveness.deadline(&self.config.limits));
+        if !self.connected {
+            d = d.min(self.offered_at + self.config.limits.setup_timeout);
+        }
         match self.uplink.as_ref().and_then(|u| u.deadline()) {
             Some(u) => d.min(u),
             None => d,
@@ -352,11 +355,12 @@ impl Session {
 
     /// Handles whatever is due at `now`: str0m timers and the downlink pacer.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
-        if let Some(reason) = self.liveness.expired(now, &self.config.limits) {
-            let reason = if self.connected {
-                reason
-            } else {
-                EndReason::setup_failure(self.ice_checked)
+        let setup_over = now >= self.offered_at + self.config.limits.setup_timeout;
+        let expired = self.liveness.expired(now, &self.config.limits);
+        if expired.is_some() || (!self.connected && setup_over) {
+            let reason = match expired {
+                Some(r) if self.connected => r,
+                _ => EndReason::setup_failure(self.ice_checked),
             };
             tracing::debug!(call = %self.tag, reason = reason.label(), "session expired");
             self.end_reason = Some(reason);

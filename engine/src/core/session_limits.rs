@@ -13,6 +13,9 @@ pub struct SessionLimits {
     pub max_event_bytes: usize,
     /// Sustained data-channel events per second (bursts of twice this are allowed).
     pub events_per_sec: u32,
+    /// A call not connected (ICE and DTLS done) this long after its offer has failed to set up,
+    /// even while ICE checks keep it alive (a DTLS handshake that never completes).
+    pub setup_timeout: Duration,
 }
 
 impl Default for SessionLimits {
@@ -22,6 +25,7 @@ impl Default for SessionLimits {
             consent_timeout: Duration::from_secs(30),
             max_event_bytes: 16 * 1024,
             events_per_sec: 50,
+            setup_timeout: Duration::from_secs(20),
         }
     }
 }

@@ -94,6 +94,8 @@ pub struct Link {
     /// Extra random delay (0..jitter) per media packet: packets overtake each other.
     pub jitter: Duration,
     pub dropped: usize,
+    /// Drop every DTLS record (a middlebox or a peer whose handshake never gets through).
+    pub drop_dtls: bool,
 }
 
 impl Link {
@@ -105,6 +107,7 @@ impl Link {
             delay,
             jitter: Duration::ZERO,
             dropped: 0,
+            drop_dtls: false,
         }
     }
 
@@ -120,7 +123,8 @@ impl Link {
     pub fn send(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
         let is_rtp = data.first().is_some_and(|b| (128..192).contains(b))
             && data.get(1).is_some_and(|b| !(64..96).contains(&(b & 0x7f)));
-        if is_rtp && self.rand() < self.loss {
+        let is_dtls = data.first().is_some_and(|b| (20..64).contains(b));
+        if (is_rtp && self.rand() < self.loss) || (is_dtls && self.drop_dtls) {
             self.dropped += 1;
             return;
         }

@@ -22,18 +22,37 @@ pub struct UdpClient {
 impl UdpClient {
     /// POSTs the offer to `http_addr` and applies the answer.
     pub fn connect(http_addr: SocketAddr, speech: Vec<i16>) -> Self {
+        Self::connect_with_session(http_addr, speech, None)
+    }
+
+    /// The same; with a `session`, the offer goes as `multipart/form-data` with `sdp` and
+    /// `session` parts, as OpenAI's SDKs send it.
+    pub fn connect_with_session(
+        http_addr: SocketAddr,
+        speech: Vec<i16>,
+        session: Option<&str>,
+    ) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");
         let addr = sock.local_addr().expect("addr");
         let (mut client, offer) = Client::new(Instant::now(), addr, speech);
-        let (status, _, body) = http(
-            http_addr,
-            "POST",
-            "/v1/realtime/calls",
-            Some("application/sdp"),
-            offer.as_bytes(),
-        );
+        let (ctype, body) = match session {
+            None => ("application/sdp".to_string(), offer.into_bytes()),
+            Some(s) => {
+                let b = "tern-form-boundary";
+                let form = format!(
+                    "--{b}\r\nContent-Disposition: form-data; name=\"sdp\"\r\n\r\n{offer}\r\n\
+                     --{b}\r\nContent-Disposition: form-data; name=\"session\"\r\n\
+                     Content-Type: application/json\r\n\r\n{s}\r\n--{b}--\r\n"
+                );
+                (
+                    format!("multipart/form-data; boundary={b}"),
+                    form.into_bytes(),
+                )
+            }
+        };
+        let (status, _, body) = http(http_addr, "POST", "/v1/realtime/calls", Some(&ctype), &body);
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
         let answer = String::from_utf8(body).expect("answer is UTF-8");
         client.accept_answer(&answer);

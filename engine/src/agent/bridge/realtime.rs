@@ -29,6 +29,9 @@ const OWNED_CLIENT_EVENTS: [&str; 4] = [
 #[derive(Debug, Default)]
 pub struct RealtimeProtocol {
     rate_hz: u32,
+    /// The app's session fields so far: sent again whole on every (re)connect, so a backend that
+    /// came up late, or a new connection after a failure, gets what the app asked for.
+    app: Map<String, Value>,
     /// The assistant item whose audio is playing (for truncation).
     audio_item: Option<String>,
     /// Whether a response is in progress on the backend (for `response.cancel`).
@@ -67,7 +70,7 @@ impl Protocol for RealtimeProtocol {
         self.audio_item = None;
         self.responding = false;
         self.rate_hz = rate_hz;
-        Self::send(out, self.session_update(Map::new()));
+        Self::send(out, self.session_update(self.app.clone()));
     }
 
     fn on_audio(&mut self, frame: &PcmFrame, out: &mut Vec<WsMsg>) {
@@ -120,6 +123,7 @@ impl Protocol for RealtimeProtocol {
                     Some(Value::Object(m)) => m,
                     _ => Map::new(),
                 };
+                session_object::merge(&mut self.app, app.clone());
                 Self::send(out, self.session_update(app));
             }
             Some("response.create") => {
@@ -260,6 +264,16 @@ mod tests {
             "Tern keeps turns"
         );
         assert_eq!(s["audio"]["input"]["format"]["rate"], 24_000);
+        // A reconnect sends everything the app set so far.
+        out.clear();
+        let kind = r#"{"type":"session.update","session":{"instructions":"be kind"}}"#;
+        p.on_client_event(kind, &mut out);
+        out.clear();
+        p.on_connect("rtc_1", 24_000, &mut out);
+        let s = &texts(&out)[0]["session"];
+        assert_eq!(s["instructions"], "be kind");
+        assert_eq!(s["audio"]["output"]["voice"], "marin");
+        assert!(s["audio"]["input"]["turn_detection"].is_null());
     }
 
     #[test]
