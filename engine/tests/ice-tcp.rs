@@ -11,7 +11,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{http, load_wav, metric, Client};
+use common::{http, load_wav, metric, post_offer, Client};
 use tern_engine::core::peer_addr::Protocol;
 
 /// The passive TCP candidate's address in an SDP answer.
@@ -34,14 +34,7 @@ fn a_tcp_only_client_completes_a_turn() {
 
     // Learn the TCP port from a first answer, then connect and offer from that connection.
     let probe = Client::new(Instant::now(), "127.0.0.1:9".parse().unwrap(), Vec::new()).1;
-    let (_, _, body) = http(
-        engine.http,
-        "POST",
-        "/v1/realtime/calls",
-        Some("application/sdp"),
-        probe.as_bytes(),
-    );
-    let server_tcp = tcp_candidate(&String::from_utf8(body).unwrap());
+    let server_tcp = tcp_candidate(&post_offer(engine.http, &probe));
     let mut stream = TcpStream::connect(server_tcp).unwrap();
     stream.set_nodelay(true).unwrap();
     stream
@@ -49,15 +42,7 @@ fn a_tcp_only_client_completes_a_turn() {
         .unwrap();
     let local = stream.local_addr().unwrap();
     let (mut client, offer) = Client::new_on(Instant::now(), local, Protocol::Tcp, speech);
-    let (status, _, body) = http(
-        engine.http,
-        "POST",
-        "/v1/realtime/calls",
-        Some("application/sdp"),
-        offer.as_bytes(),
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let answer = String::from_utf8(body).unwrap();
+    let answer = post_offer(engine.http, &offer);
     assert_eq!(tcp_candidate(&answer), server_tcp);
     client.accept_answer(&answer);
 

@@ -10,7 +10,7 @@ mod common;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use common::{http, load_wav, Client};
+use common::{load_wav, post_offer, Client};
 
 #[test]
 fn replies_leave_from_the_advertised_address() {
@@ -24,15 +24,7 @@ fn replies_leave_from_the_advertised_address() {
     sock.set_read_timeout(Some(Duration::from_millis(2)))
         .unwrap();
     let (mut client, offer) = Client::new(Instant::now(), sock.local_addr().unwrap(), speech);
-    let (status, _, body) = http(
-        engine.http,
-        "POST",
-        "/v1/realtime/calls",
-        Some("application/sdp"),
-        offer.as_bytes(),
-    );
-    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
-    let answer = String::from_utf8(body).unwrap();
+    let answer = post_offer(engine.http, &offer);
     assert!(answer.contains("127.0.0.3"), "{answer}");
     client.accept_answer(&answer);
 

@@ -75,6 +75,19 @@ pub fn http_with(
     (status, headers, resp[split + 4..].to_vec())
 }
 
+/// POSTs an SDP offer as `application/sdp`; asserts `201` and returns the answer.
+pub fn post_offer(addr: SocketAddr, offer: &str) -> String {
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        "/v1/realtime/calls",
+        Some("application/sdp"),
+        offer.as_bytes(),
+    );
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    String::from_utf8(body).expect("answer is UTF-8")
+}
+
 /// Sums a Prometheus metric over all label sets matching `filter`.
 pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
     text.lines()
