@@ -148,6 +148,10 @@ pub struct ServeArgs {
     /// Close a session after this many seconds without an ICE consent check (RFC 7675 uses 30).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(5..=3600))]
     pub consent_timeout_s: u64,
+    /// End a call this many seconds after its offer, with an `error` event (`session_expired`)
+    /// first. Default: no limit.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub max_session_s: Option<u64>,
     /// Largest data-channel event accepted from a client, bytes; larger get an error event.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
     pub max_event_bytes: u64,

@@ -152,6 +152,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     consent_timeout: Duration::from_secs(args.consent_timeout_s),
                     max_event_bytes: args.max_event_bytes as usize,
                     events_per_sec: args.max_events_per_sec,
+                    max_duration: args.max_session_s.map(Duration::from_secs),
                     ..Default::default()
                 },
                 ..Default::default()

@@ -292,6 +292,9 @@ impl Session {
         if !self.connected {
             d = d.min(self.offered_at + self.config.limits.setup_timeout);
         }
+        if let Some(max) = self.config.limits.max_duration {
+            d = d.min(self.offered_at + max);
+        }
         match self.uplink.as_ref().and_then(|u| u.deadline()) {
             Some(u) => d.min(u),
             None => d,
@@ -355,6 +358,23 @@ impl Session {
 
     /// Handles whatever is due at `now`: str0m timers and the downlink pacer.
     pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        if let Some(max) = self.config.limits.max_duration {
+            if now >= self.offered_at + max && !self.closed {
+                let e = self.writer.error(
+                    "invalid_request_error",
+                    "session_expired",
+                    &format!(
+                        "the session reached its maximum duration of {} s (--max-session-s)",
+                        max.as_secs()
+                    ),
+                );
+                self.send_event(e);
+                self.drive(now, io);
+                self.end_reason = Some(EndReason::MaxDuration);
+                self.close(io);
+                return;
+            }
+        }
         let setup_over = now >= self.offered_at + self.config.limits.setup_timeout;
         let expired = self.liveness.expired(now, &self.config.limits);
         if expired.is_some() || (!self.connected && setup_over) {

@@ -16,6 +16,9 @@ pub struct SessionLimits {
     /// A call not connected (ICE and DTLS done) this long after its offer has failed to set up,
     /// even while ICE checks keep it alive (a DTLS handshake that never completes).
     pub setup_timeout: Duration,
+    /// Longest call (`--max-session-s`); `None`: no limit. The client gets an `error` event
+    /// (`session_expired`, as OpenAI's hosted sessions send) before the call ends.
+    pub max_duration: Option<Duration>,
 }
 
 impl Default for SessionLimits {
@@ -26,6 +29,7 @@ impl Default for SessionLimits {
             max_event_bytes: 16 * 1024,
             events_per_sec: 50,
             setup_timeout: Duration::from_secs(20),
+            max_duration: None,
         }
     }
 }
@@ -44,6 +48,8 @@ pub enum EndReason {
     DtlsFailed,
     /// The peer's ICE connection dropped after the call was up.
     IceDisconnected,
+    /// The call reached `--max-session-s`.
+    MaxDuration,
 }
 
 impl EndReason {
@@ -56,6 +62,7 @@ impl EndReason {
             EndReason::IceFailed => "ice_failed",
             EndReason::DtlsFailed => "dtls_failed",
             EndReason::IceDisconnected => "ice_disconnected",
+            EndReason::MaxDuration => "max_duration",
         }
     }
 

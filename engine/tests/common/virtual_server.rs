@@ -81,6 +81,11 @@ pub struct VirtualServer {
 
 impl VirtualServer {
     pub fn new() -> Self {
+        Self::with_session(SessionConfig::default())
+    }
+
+    /// A server whose sessions get `session` (limits, turn settings).
+    pub fn with_session(session: SessionConfig) -> Self {
         let public: SocketAddr = "10.0.0.1:3478".parse().expect("addr");
         let settings = ShardSettings {
             node: 0,
@@ -89,7 +94,7 @@ impl VirtualServer {
             public,
             public_tcp: None,
             max_sessions_per_shard: 64,
-            session: SessionConfig::default(),
+            session,
         };
         let crypto = ServerCrypto::new().expect("crypto");
         VirtualServer {
