@@ -90,6 +90,7 @@ fn open_call(t: &Tern) -> UdpClient {
 fn drain_refuses_new_calls_and_lets_a_live_call_finish() {
     let mut t = Tern::start(60);
     let mut c = open_call(&t);
+    assert_eq!(http(t.http, "GET", "/readyz", None, b"").0, 200);
     t.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(200));
 
@@ -110,6 +111,12 @@ fn drain_refuses_new_calls_and_lets_a_live_call_finish() {
     assert_eq!(
         (s, String::from_utf8_lossy(&body).contains("draining")),
         (503, true)
+    );
+    let (s, _, body) = http(t.http, "GET", "/readyz", None, b"");
+    assert_eq!(
+        (s, String::from_utf8_lossy(&body).contains("draining")),
+        (503, true),
+        "not ready while draining"
     );
 
     // The live call still completes a whole turn during the drain.

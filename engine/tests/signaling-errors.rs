@@ -63,7 +63,8 @@ fn signaling_errors() {
     assert_eq!(s, 413);
     assert_eq!(err(&b)["code"], "body_too_large");
 
-    // A good offer -> 201; the next one exceeds --max-sessions 1 -> 503.
+    // A good offer -> 201; the next one exceeds --max-sessions 1 -> 503 (and /readyz says full).
+    assert_eq!(http(engine.http, "GET", "/readyz", None, b"").0, 200);
     let (_, offer) = Client::new(Instant::now(), "127.0.0.1:40000".parse().unwrap(), vec![]);
     let (s, h, _) = http(
         engine.http,
@@ -86,6 +87,16 @@ fn signaling_errors() {
     );
     assert_eq!(s, 503);
     assert_eq!(err(&b)["code"], "session_limit");
+    let (s, _, b) = http(engine.http, "GET", "/readyz", None, b"");
+    assert_eq!(
+        (s, String::from_utf8_lossy(&b).contains("full")),
+        (503, true)
+    );
+    assert_eq!(
+        http(engine.http, "GET", "/healthz", None, b"").0,
+        200,
+        "alive all the same"
+    );
 
     // Unknown calls -> 404; unknown routes -> 404; wrong method -> 405.
     let (s, _, b) = http(

@@ -416,6 +416,18 @@ async fn route(
                 text(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
             }
         }
+        (Method::GET, "/readyz") => {
+            // Ready = this node takes new calls: not draining, and room left under
+            // --max-sessions. A load balancer stops sending offers on 503.
+            let draining = state.borrow().stopping || ctx.draining.load(Ordering::Relaxed);
+            let full = ctx.admitted.load(Ordering::Acquire) >= ctx.max_sessions;
+            let (status, body) = match (draining, full) {
+                (true, _) => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#),
+                (_, true) => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"full"}"#),
+                _ => (StatusCode::OK, r#"{"status":"ready"}"#),
+            };
+            text(status, "application/json", body)
+        }
         (Method::GET, "/metrics") => metrics(state, &ctx).await,
         (m, p) if p.starts_with("/v1/realtime/calls/") => {
             let rest = &p["/v1/realtime/calls/".len()..];
