@@ -18,5 +18,7 @@ if command -v cargo-nextest >/dev/null; then
 else
   phase tests cargo test --workspace --no-fail-fast
 fi
+# The host tuning script's dry run must keep working (it changes nothing).
+phase tune-host ./scripts/tune-host.sh
 # Real clients: browsers, SDKs and other WebRTC stacks against a real `tern serve`.
 phase interop ./scripts/interop.sh
