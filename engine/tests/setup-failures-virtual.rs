@@ -11,12 +11,18 @@ use std::time::{Duration, Instant};
 use common::virtual_server::VirtualServer;
 use common::{Client, Link};
 
-#[test]
-fn silence_after_the_answer_ends_as_ice_failed() {
-    let t0 = Instant::now();
+/// A server that answered a silent client's offer at `t0`.
+fn answered(t0: Instant) -> (VirtualServer, Client) {
     let mut server = VirtualServer::new();
     let (mut client, offer) = Client::new(t0, "10.0.0.2:50000".parse().unwrap(), Vec::new());
     server.connect(t0, &mut client, &offer);
+    (server, client)
+}
+
+#[test]
+fn silence_after_the_answer_ends_as_ice_failed() {
+    let t0 = Instant::now();
+    let (mut server, _client) = answered(t0);
     // The client's network drops everything: nothing reaches Tern.
     let mut now = t0;
     while now < t0 + Duration::from_secs(40) {
@@ -31,9 +37,7 @@ fn silence_after_the_answer_ends_as_ice_failed() {
 #[test]
 fn ice_without_dtls_ends_as_dtls_failed() {
     let t0 = Instant::now();
-    let mut server = VirtualServer::new();
-    let (mut client, offer) = Client::new(t0, "10.0.0.2:50000".parse().unwrap(), Vec::new());
-    server.connect(t0, &mut client, &offer);
+    let (mut server, mut client) = answered(t0);
     let mut up = Link::new(0.0, Duration::from_millis(10), 1);
     up.drop_dtls = true;
     let mut down = Link::new(0.0, Duration::from_millis(10), 2);

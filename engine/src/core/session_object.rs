@@ -80,6 +80,23 @@ pub fn merge(into: &mut Map<String, Value>, update: Map<String, Value>) {
     }
 }
 
+/// Lays what Tern owns over a session: type `realtime`, PCM16 at `rate` both ways, and
+/// `turn_detection` (Tern's effective settings for a client; `null` for a bridged backend, whose
+/// turns Tern decides).
+pub fn overlay_tern(session: &mut Map<String, Value>, rate: u32, turn_detection: Value) {
+    let format = json!({ "type": "audio/pcm", "rate": rate });
+    let owned = json!({
+        "type": "realtime",
+        "audio": {
+            "input": { "format": format, "turn_detection": turn_detection },
+            "output": { "format": format }
+        }
+    });
+    if let Value::Object(m) = owned {
+        merge(session, m);
+    }
+}
+
 /// The effective session: OpenAI's defaults, the app's fields over them, Tern's formats and turn
 /// detection over both.
 pub fn effective(
@@ -111,22 +128,9 @@ pub fn effective(
         _ => Map::new(),
     };
     merge(&mut s, app.clone());
-    let format = json!({ "type": "audio/pcm", "rate": rate });
-    merge(
-        &mut s,
-        match json!({
-            "type": "realtime",
-            "object": "realtime.session",
-            "id": id,
-            "audio": {
-                "input": { "format": format, "turn_detection": turn_detection_json(turn) },
-                "output": { "format": format }
-            }
-        }) {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        },
-    );
+    overlay_tern(&mut s, rate, turn_detection_json(turn));
+    s.insert("object".into(), "realtime.session".into());
+    s.insert("id".into(), id.into());
     Value::Object(s)
 }
 

@@ -30,7 +30,18 @@ const MAX_CONNECTIONS: usize = 4096;
 /// seconds on a live call).
 const IDLE: Duration = Duration::from_secs(30);
 
-/// What happened on ICE-TCP, for metrics (`tern_ice_tcp_total{reason}`).
+/// What happened on ICE-TCP, for metrics (`tern_ice_tcp_total{reason}`); indexes `counts`.
+#[derive(Debug, Clone, Copy)]
+pub enum TcpEvent {
+    Accepted,
+    Closed,
+    Refused,
+    QueueFull,
+    NoConnection,
+    OversizedFrame,
+}
+
+/// Metric labels, in `TcpEvent` order.
 pub const LABELS: [&str; 6] = [
     "accepted",
     "closed",
@@ -51,7 +62,7 @@ struct Outbox {
 #[derive(Default)]
 pub struct TcpPeers {
     conns: HashMap<SocketAddr, Rc<RefCell<Outbox>>>,
-    /// Counts in `LABELS` order.
+    /// Counts by `TcpEvent`.
     pub counts: [u64; 6],
     /// Frames handed to connections.
     pub sent: u64,
@@ -61,17 +72,17 @@ impl TcpPeers {
     /// Frames `payload` onto the connection from `to`; counted and dropped when there is none or
     /// its buffer is full.
     pub fn send(&mut self, to: SocketAddr, payload: &[u8]) {
-        let Some(out) = self.conns.get(&to) else {
-            self.counts[4] += 1;
+        let Ok(len) = u16::try_from(payload.len()) else {
+            self.count(TcpEvent::OversizedFrame);
+            return;
+        };
+        let Some(out) = self.conns.get(&to).cloned() else {
+            self.count(TcpEvent::NoConnection);
             return;
         };
         let mut out = out.borrow_mut();
-        let Ok(len) = u16::try_from(payload.len()) else {
-            self.counts[5] += 1;
-            return;
-        };
         if out.closed || out.buf.len() + 2 + payload.len() > MAX_QUEUED {
-            self.counts[3] += 1;
+            self.count(TcpEvent::QueueFull);
             return;
         }
         out.buf.extend_from_slice(&len.to_be_bytes());
@@ -82,12 +93,16 @@ impl TcpPeers {
         }
     }
 
+    fn count(&mut self, e: TcpEvent) {
+        self.counts[e as usize] += 1;
+    }
+
     fn open(&mut self, peer: SocketAddr) -> Option<Rc<RefCell<Outbox>>> {
         if self.conns.len() >= MAX_CONNECTIONS {
-            self.counts[2] += 1;
+            self.count(TcpEvent::Refused);
             return None;
         }
-        self.counts[0] += 1;
+        self.count(TcpEvent::Accepted);
         let out = Rc::new(RefCell::new(Outbox::default()));
         self.conns.insert(peer, out.clone());
         Some(out)
@@ -95,7 +110,7 @@ impl TcpPeers {
 
     fn close(&mut self, peer: SocketAddr) {
         if let Some(out) = self.conns.remove(&peer) {
-            self.counts[1] += 1;
+            self.count(TcpEvent::Closed);
             let mut out = out.borrow_mut();
             out.closed = true;
             if let Some(w) = out.waker.take() {
@@ -158,7 +173,7 @@ async fn read_loop(
                 let len = usize::from(u16::from_be_bytes([buf[at], buf[at + 1]]));
                 if len > MAX_DATAGRAM {
                     // Not ICE traffic (or hostile): nothing of ours is that large.
-                    s.io.tcp.counts[5] += 1;
+                    s.io.tcp.count(TcpEvent::OversizedFrame);
                     tracing::warn!(%peer, len, "ice-tcp frame larger than any datagram; closing");
                     break 'conn;
                 }

@@ -4,6 +4,7 @@
 'use strict';
 const ndc = require('node-datachannel');
 const { oggOpusPackets, speak, sleep } = require('./ogg');
+const { postOffer, hangup, opusPt } = require('./signal');
 
 async function main() {
   const [base, oggPath] = process.argv.slice(2);
@@ -47,21 +48,14 @@ async function main() {
     if (i > 500) throw new Error('ICE gathering did not complete in 10 s');
     await sleep(20);
   }
-  const r = await fetch(base + '/v1/realtime/calls', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: pc.localDescription().sdp,
-  });
-  const answer = await r.text();
-  if (r.status !== 201) throw new Error(`offer: HTTP ${r.status}: ${answer}`);
-  const location = r.headers.get('location');
+  const { answer, location } = await postOffer(base, pc.localDescription().sdp);
   pc.setRemoteDescription(answer, 'answer');
   await Promise.race([
     connected,
     sleep(20000).then(() => { throw new Error(`not connected after 20 s (${pc.state()})`); }),
   ]);
   res.connect_ms = Date.now() - t0;
-  const pt = Number((answer.match(/a=rtpmap:(\d+) opus\/48000/i) || [])[1] || 111);
+  const pt = opusPt(answer);
   await speak(
     packets,
     (payload, seq, ts, marker) => {
@@ -79,8 +73,7 @@ async function main() {
   );
   // From input_audio_buffer.speech_stopped to the first voiced reply packet.
   res.after_speech_stopped_ms = firstReply ? firstReply - stoppedAt : null;
-  const h = await fetch(base + location, { method: 'DELETE' });
-  res.hangup_status = h.status;
+  res.hangup_status = await hangup(base, location);
   pc.close();
   console.log(JSON.stringify(res));
   ndc.cleanup();

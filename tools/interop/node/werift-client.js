@@ -4,6 +4,7 @@
 'use strict';
 const { RTCPeerConnection, MediaStreamTrack, RtpPacket, RtpHeader } = require('werift');
 const { oggOpusPackets, speak, sleep } = require('./ogg');
+const { postOffer, hangup, opusPt } = require('./signal');
 
 async function main() {
   const [base, oggPath] = process.argv.slice(2);
@@ -35,14 +36,7 @@ async function main() {
     pc.connectionStateChange.subscribe((s) => s === 'connected' && resolve());
   });
   await pc.setLocalDescription(await pc.createOffer());
-  const r = await fetch(base + '/v1/realtime/calls', {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/sdp' },
-    body: pc.localDescription.sdp,
-  });
-  const answer = await r.text();
-  if (r.status !== 201) throw new Error(`offer: HTTP ${r.status}: ${answer}`);
-  const location = r.headers.get('location');
+  const { answer, location } = await postOffer(base, pc.localDescription.sdp);
   await pc.setRemoteDescription({ type: 'answer', sdp: answer });
   await Promise.race([
     connected,
@@ -50,7 +44,7 @@ async function main() {
   ]);
   res.connect_ms = Date.now() - t0;
 
-  const pt = Number((answer.match(/a=rtpmap:(\d+) opus\/48000/i) || [])[1] || 111);
+  const pt = opusPt(answer);
   const ssrc = (Math.random() * 0xffffffff) >>> 0;
   await speak(
     packets,
@@ -63,8 +57,7 @@ async function main() {
   );
   // From input_audio_buffer.speech_stopped to the first voiced reply packet.
   res.after_speech_stopped_ms = firstReply ? firstReply - stoppedAt : null;
-  const h = await fetch(base + location, { method: 'DELETE' });
-  res.hangup_status = h.status;
+  res.hangup_status = await hangup(base, location);
   await pc.close();
   console.log(JSON.stringify(res));
   process.exit(0);

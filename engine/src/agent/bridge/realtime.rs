@@ -47,20 +47,7 @@ impl RealtimeProtocol {
     /// A backend `session.update` with the app's fields and what Tern fixes: PCM16 at the model
     /// rate both ways, and no server turn detection (Tern decides turns).
     fn session_update(&self, mut app: Map<String, Value>) -> Value {
-        let rate = self.rate_hz;
-        session_object::merge(
-            &mut app,
-            match json!({
-                "type": "realtime",
-                "audio": {
-                    "input": { "format": { "type": "audio/pcm", "rate": rate }, "turn_detection": null },
-                    "output": { "format": { "type": "audio/pcm", "rate": rate } }
-                }
-            }) {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            },
-        );
+        session_object::overlay_tern(&mut app, self.rate_hz, Value::Null);
         json!({ "type": "session.update", "session": app })
     }
 }
