@@ -165,6 +165,10 @@ pub struct ServeArgs {
     /// (new calls get 503 meanwhile). A second signal exits at once.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub drain_timeout: u64,
+    /// Seconds to wait, once the drain is over, for every shard and worker to exit; past it the
+    /// process logs which did not and exits with status 1 anyway, so a stop never hangs.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub stop_timeout: u64,
     /// Server API keys for `/v1/realtime/calls` and `/v1/realtime/client_secrets` (repeat the flag,
     /// or a comma-separated list in `TERN_API_KEYS`). Unset: no auth.
     #[arg(

@@ -167,11 +167,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     let drain = engine.drain();
     let drain_timeout = Duration::from_secs(args.drain_timeout);
+    let stop_timeout = Duration::from_secs(args.stop_timeout);
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])
     .context("installing signal handlers")?;
+    let (tx, rx) = std::sync::mpsc::channel::<Lifecycle>();
+    let drained = tx.clone();
     std::thread::spawn(move || {
         let mut count = 0;
         for _ in signals.forever() {
@@ -180,6 +183,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 std::process::exit(130);
             }
             let drain = drain.clone();
+            let drained = drained.clone();
             std::thread::spawn(move || {
                 tracing::info!(
                     sessions = drain.sessions(),
@@ -187,9 +191,37 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 );
                 let cut = drain.run(drain_timeout);
                 tracing::info!(sessions_closed = cut, "stopping");
+                let _ = drained.send(Lifecycle::StopRequested);
             });
         }
     });
-    engine.join();
+    std::thread::Builder::new()
+        .name("tern-join".into())
+        .spawn(move || {
+            engine.join();
+            let _ = tx.send(Lifecycle::Exited);
+        })
+        .context("spawning the join thread")?;
+    // Shards may also end on their own (a panic); otherwise wait for the stop, then bound the wait.
+    if let Ok(Lifecycle::StopRequested) = rx.recv() {
+        match rx.recv_timeout(stop_timeout) {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::error!(
+                    "shards or workers did not exit within {stop_timeout:?} of the stop request (--stop-timeout); exiting anyway"
+                );
+                std::process::exit(1);
+            }
+        }
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// What the main thread waits for.
+enum Lifecycle {
+    /// The drain is over and every shard was asked to stop.
+    StopRequested,
+    /// Every shard and worker has exited.
+    Exited,
 }

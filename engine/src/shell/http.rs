@@ -405,16 +405,15 @@ async fn route(
             text(StatusCode::OK, "text/html; charset=utf-8", DEMO_PAGE)
         }
         (Method::GET, "/healthz") => {
+            // Liveness: this process answers. Draining is not unhealthy (restarting a draining
+            // node would cut its calls); whether to send it calls is `/readyz`'s answer.
             let draining = state.borrow().stopping || ctx.draining.load(Ordering::Relaxed);
-            if draining {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "application/json",
-                    r#"{"status":"draining"}"#,
-                )
+            let body = if draining {
+                r#"{"status":"ok","draining":true}"#
             } else {
-                text(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
-            }
+                r#"{"status":"ok","draining":false}"#
+            };
+            text(StatusCode::OK, "application/json", body)
         }
         (Method::GET, "/readyz") => {
             // Ready = this node takes new calls: not draining, and room left under

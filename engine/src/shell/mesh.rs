@@ -66,8 +66,6 @@ pub enum ShardMsg {
     Snapshot {
         reply: oneshot::Sender<ShardSnapshot>,
     },
-    /// Close every session and stop.
-    Shutdown,
 }
 
 /// One shard's inbox.
@@ -87,7 +85,6 @@ impl std::fmt::Debug for ShardMsg {
             ShardMsg::Released { .. } => "Released",
             ShardMsg::Hangup { .. } => "Hangup",
             ShardMsg::Snapshot { .. } => "Snapshot",
-            ShardMsg::Shutdown => "Shutdown",
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Start-up and the thread layout: membarrier and memlock first, then worker threads, then one
 //! pinned glommio executor per core in `--cores`, each serving UDP and HTTP.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -98,7 +98,7 @@ impl EngineConfig {
 
 /// A running engine; `stop()` asks every shard to close its sessions and exit.
 pub struct Engine {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     drain: Drain,
     shards: Vec<glommio::ExecutorJoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
@@ -106,16 +106,38 @@ pub struct Engine {
     pub public: SocketAddr,
 }
 
+/// The stop request: a flag every shard and worker checks, and a ring of every shard's doorbell so
+/// that an executor asleep in `io_uring_enter` wakes and sees it now rather than at its next timer
+/// (a glommio timer is not a wake-up anyone should bet the shutdown on).
+#[derive(Debug, Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    bells: Vec<Arc<Doorbell>>,
+}
+
+impl Stop {
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        for b in &self.bells {
+            b.ring();
+        }
+    }
+
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+}
+
 /// Graceful shutdown: stop taking calls, let live sessions finish, then stop.
 #[derive(Debug, Clone)]
 pub struct Drain {
     draining: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     admitted: Arc<AtomicUsize>,
 }
 
 impl Drain {
-    /// New calls get 503 with `Retry-After` and `/healthz` says draining; sessions go on.
+    /// New calls get 503 with `Retry-After` and `/readyz` turns 503; sessions go on.
     pub fn begin(&self) {
         self.draining.store(true, Ordering::SeqCst);
     }
@@ -134,22 +156,24 @@ impl Drain {
             std::thread::sleep(Duration::from_millis(50));
         }
         let left = self.sessions();
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.request();
         left
     }
 }
 
 impl Engine {
-    pub fn stop_flag(&self) -> Arc<AtomicBool> {
-        self.stop.clone()
-    }
-
     pub fn drain(&self) -> Drain {
         self.drain.clone()
     }
 
+    /// Asks every shard to close its sessions (`server_shutdown`) and exit, and wakes them.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.request();
+    }
+
+    /// A handle that can request the stop from another thread.
+    pub fn stopper(&self) -> Stop {
+        self.stop.clone()
     }
 
     /// Waits for every shard and worker to finish.
@@ -159,7 +183,7 @@ impl Engine {
                 tracing::error!("shard exited with error: {e}");
             }
         }
-        self.stop.store(true, Ordering::SeqCst);
+        self.stop.request();
         for w in self.workers {
             let _ = w.join();
         }
@@ -242,6 +266,10 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     let admitted = Arc::new(AtomicUsize::new(0));
     let draining = Arc::new(AtomicBool::new(false));
     let bells: Vec<Arc<Doorbell>> = (0..shards).map(|_| Arc::new(Doorbell::default())).collect();
+    let stopper = Stop {
+        flag: stop.clone(),
+        bells: bells.clone(),
+    };
     let mesh = Mesh::new(shards, &bells, 4096);
 
     // links[w][s]: rings between worker w and shard s.
@@ -379,7 +407,6 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                     workers,
                     admitted,
                 )));
-                let done = Rc::new(Cell::new(false));
                 let _ = ready.send(Ok(()));
                 glommio::spawn_local(recv_loop(state.clone(), socket, recv_batch)).detach();
                 if let Some(fd) = itfd {
@@ -387,7 +414,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                     let l = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };
                     glommio::spawn_local(ice_tcp::accept_loop(state.clone(), l)).detach();
                 }
-                glommio::spawn_local(inbox_loop(state.clone(), bell, shard_links, done)).detach();
+                glommio::spawn_local(inbox_loop(state.clone(), bell, shard_links, stop.clone()))
+                    .detach();
                 let ctx = Rc::new(ctx);
                 let st = state.clone();
                 glommio::spawn_local(async move {
@@ -426,10 +454,10 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     Ok(Engine {
         drain: Drain {
             draining,
-            stop: stop.clone(),
+            stop: stopper.clone(),
             admitted,
         },
-        stop,
+        stop: stopper,
         shards: joins,
         workers: worker_joins,
         http: http_addr,

@@ -7,7 +7,7 @@
 //! earlier one appears) and the inbox loop (woken by the doorbell). Each processing step ends with
 //! `finish_step`: flush the send batch, wake workers that got messages, re-arm the timer.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
@@ -284,10 +284,6 @@ impl ShardState {
             ShardMsg::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
             }
-            ShardMsg::Shutdown => {
-                self.stopping = true;
-                self.core.close_all(now, &mut self.io);
-            }
         }
     }
 
@@ -356,6 +352,21 @@ impl ShardState {
                 .zip(self.io.uplink_frames)
                 .collect(),
             ring_queued: queued,
+        }
+    }
+
+    /// The stop request reached this shard: close every session (`server_shutdown`), send what
+    /// that produced, and wake the timer loop, whose return ends the executor.
+    fn begin_stop(&mut self, now: Instant) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.core.close_all(now, &mut self.io);
+        self.finish_step(now);
+        self.timer_kick = true;
+        if let Some(w) = self.timer_waker.take() {
+            w.wake();
         }
     }
 
@@ -432,7 +443,8 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
 }
 
 /// The shard's one timer: sleeps until the earliest deadline (or housekeeping), re-armed early by
-/// `finish_step` when a sooner deadline appears.
+/// `finish_step` when a sooner deadline appears. It is the executor's main task: it returns once
+/// the shard is stopping, which ends the executor (the inbox loop kicks it on a stop request).
 pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
     let mut next_housekeeping = Instant::now();
     loop {
@@ -443,6 +455,9 @@ pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
         }
         let target = {
             let mut s = state.borrow_mut();
+            if s.stopping {
+                return;
+            }
             let t = s
                 .core
                 .next_deadline()
@@ -471,16 +486,15 @@ pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
         let now = Instant::now();
         let mut s = state.borrow_mut();
         s.timer_target = None;
+        if stop.load(Ordering::Relaxed) {
+            s.begin_stop(now);
+        }
+        if s.stopping {
+            return;
+        }
         if now >= next_housekeeping {
             next_housekeeping = now + HOUSEKEEPING;
             s.core.housekeeping(now);
-            if stop.load(Ordering::Relaxed) && !s.stopping {
-                s.stopping = true;
-                let ShardState { core, io, .. } = &mut *s;
-                core.close_all(now, io);
-                s.finish_step(now);
-                return;
-            }
         }
         s.finish_step(now);
     }
@@ -491,12 +505,16 @@ pub async fn inbox_loop(
     state: SharedShard,
     bell: Arc<Doorbell>,
     links: Vec<Arc<WorkerLink>>,
-    done: Rc<Cell<bool>>,
+    stop: Arc<AtomicBool>,
 ) {
     loop {
         bell.wait().await;
         let now = Instant::now();
         let mut s = state.borrow_mut();
+        if stop.load(Ordering::Relaxed) {
+            s.begin_stop(now);
+            return;
+        }
         let id = s.core.id as usize;
         for _ in 0..4096 {
             let Some(msg) = s.mesh.inboxes[id].ring.pop() else {
@@ -518,8 +536,5 @@ pub async fn inbox_loop(
             bell.ring();
         }
         s.finish_step(now);
-        if s.stopping {
-            done.set(true);
-        }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod engine;
+pub mod process;
 pub mod realtime_server;
 pub mod udp_client;
 pub mod virtual_server;
