@@ -62,6 +62,8 @@ pub struct Client {
     pub transit_deltas_us: Vec<u64>,
     last_arrival: Option<(Instant, u64)>,
     pub next_timeout: Instant,
+    /// When it last sent a frame with audible speech (RMS over 300, as `audible_frames` counts).
+    pub last_voiced_sent: Option<Instant>,
     /// Muted: no audio at all (a muted microphone with DTX), only ICE consent and SCTP.
     pub muted: bool,
 }
@@ -117,6 +119,7 @@ impl Client {
             transit_deltas_us: Vec::new(),
             last_arrival: None,
             next_timeout: now,
+            last_voiced_sent: None,
             muted: false,
         };
         (c, offer.to_sdp_string())
@@ -163,6 +166,10 @@ impl Client {
             *s = self.speech.get(self.pos + i).copied().unwrap_or(0);
         }
         self.pos += 480;
+        let energy = pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 480.0;
+        if energy.sqrt() > 300.0 {
+            self.last_voiced_sent = Some(now);
+        }
         let mut buf = [0u8; 1500];
         let n = self.enc.encode(&pcm, &mut buf).expect("encode");
         let Some(w) = self.rtc.writer(self.mid) else {

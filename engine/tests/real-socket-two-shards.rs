@@ -115,6 +115,27 @@ fn turn_over_http_and_udp_on_two_shards() {
         metric(&m, "tern_pacing_lateness_seconds_count", "") > 50.0,
         "pacing lateness measured"
     );
+    // The turn's latency breakdown: one event to the client, the same figures in /metrics.
+    let breakdown = client.events_of("tern.turn.latency");
+    assert_eq!(breakdown.len(), 1, "{types:?}");
+    assert_eq!(
+        metric(&m, "tern_turns_total", "rule=\"silence_timer\""),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "tern_turn_stage_seconds_count", "stage=\"total\""),
+        1.0
+    );
+    let total_s = breakdown[0]["total_us"].as_u64().unwrap() as f64 / 1e6;
+    let scraped = metric(
+        &m,
+        "tern_turn_stage_seconds",
+        "stage=\"total\",quantile=\"0.5\"",
+    );
+    assert!(
+        (scraped - total_s).abs() <= total_s * 0.002 + 2e-6,
+        "metrics {scraped} s, event {total_s} s"
+    );
     println!(
         "handoffs in: {}, setup p50 {} s, pacing lateness p99 {} s",
         metric(&m, "tern_handoffs_in_total", ""),

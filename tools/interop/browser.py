@@ -80,13 +80,16 @@ def run_echo_turn(driver, base_url, screenshot=None):
     # The reply: playback starts, energy arrives, the page's level meter hears it.
     wait_for(driver, "window.tern.turns.length > 0 && window.tern.turns[0].audibleMs != null",
              15, "reply audio heard by the page")
+    # Tern's own breakdown of that turn (tern.turn.latency), sent as the reply started.
+    wait_for(driver, "window.tern.turns[0].server", 5, "the tern.turn.latency event")
     if screenshot is not None:
         time.sleep(0.6)
         driver.save_screenshot(str(screenshot))
     wait_for(driver, "window.tern.events.includes('output_audio_buffer.stopped')", 20,
              "output_audio_buffer.stopped")
     state = driver.execute_script(
-        "return {turn: window.tern.turns[0], packets: window.tern.inboundPackets,"
+        "return {turn: window.tern.turns[0], server: window.tern.turns[0].server,"
+        " packets: window.tern.inboundPackets,"
         " energy: window.tern.inboundEnergy, level: window.tern.maxOutLevel,"
         " events: window.tern.events}"
     )
@@ -94,6 +97,14 @@ def run_echo_turn(driver, base_url, screenshot=None):
     assert events.index("output_audio_buffer.started") > stopped, events
     assert state["packets"] > 50, state
     assert state["level"] > 0.01, state
+    server = state["server"]
+    stages = [server["stages_us"][s] for s in
+              ("end_of_speech", "speech_stopped_sent", "agent_first_frame", "first_packet_sent")]
+    assert sum(stages) == server["total_us"], server
+    # The server's span (last voiced packet in -> first reply packet out) lies inside what the
+    # page measured (last voiced sample at the microphone -> first reply packet counted); the page
+    # judges voice by level and polls getStats, so allow it a couple of frames either way.
+    assert server["total_us"] / 1000 <= state["turn"]["latencyMs"] + 60, state
     return connect_ms, state
 
 
@@ -107,5 +118,8 @@ def report_turn(client, connect_ms, state, **extra):
         audible_ms=round(turn["audibleMs"]),
         after_speech_stopped_ms=round(turn["afterStoppedMs"]),
         inbound_packets=state["packets"],
+        server_end_rule=state["server"]["end_rule"],
+        server_stages_us=state["server"]["stages_us"],
+        server_total_us=state["server"]["total_us"],
         **extra,
     )

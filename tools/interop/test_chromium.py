@@ -10,7 +10,7 @@ from browser import headless_chromium, report_turn, run_echo_turn
 def chromium(speech_wav):
     # Chromium gathers no candidate at all on a loopback-only path without the loopback flag; Tern
     # itself advertises 127.0.0.1 unchanged (see the README's interop notes).
-    flags = ["--allow-loopback-in-peer-connection", "--window-size=1100,1000"]
+    flags = ["--allow-loopback-in-peer-connection", "--window-size=1100,1400"]
     with headless_chromium(speech_wav, flags) as driver:
         yield driver
 
@@ -20,3 +20,6 @@ def test_chromium_demo_page_echo_turn(tern, chromium, out_dir):
     assert state["energy"] > 0, f"getStats totalAudioEnergy stayed 0: {state}"
     report_turn("chromium", connect_ms, state)
     assert tern.metric("tern_sessions") == 1
+    # The turn's breakdown reached /metrics too: one answered turn, one sample per stage + total.
+    assert tern.metric("tern_turns_total") == 1
+    assert tern.metric("tern_turn_stage_seconds_count") == 5

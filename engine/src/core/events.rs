@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 use super::session_object;
 
 use super::turn::detector::ServerVadSettings;
+use super::turn::latency::{TurnLatency, STAGES};
 use super::turn::semantic::Eagerness;
 
 /// Builds server events with increasing `event_id`s.
@@ -102,6 +103,26 @@ impl EventWriter {
         self.event(
             "output_audio_buffer.cleared",
             json!({ "response_id": response_id }),
+        )
+    }
+
+    /// `tern.turn.latency`: a turn's breakdown on the server's clock, in microseconds (integers, so
+    /// the stages sum exactly to `total_us`). Namespaced: OpenAI's clients ignore unknown types.
+    pub fn turn_latency(&mut self, l: &TurnLatency, item_id: &str, response_id: &str) -> String {
+        let stages: Map<String, Value> = STAGES
+            .iter()
+            .zip(l.stages)
+            .map(|(name, d)| (name.to_string(), Value::from(d.as_micros() as u64)))
+            .collect();
+        self.event(
+            "tern.turn.latency",
+            json!({
+                "item_id": item_id,
+                "response_id": response_id,
+                "end_rule": l.rule.label(),
+                "stages_us": stages,
+                "total_us": l.total().as_micros() as u64,
+            }),
         )
     }
 

@@ -29,6 +29,7 @@ use super::session_object;
 use super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
+use super::turn::latency::{EndRule, TurnLatency, TurnTimeline, SPEECH_FLOOR_DBFS};
 use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
 
 /// The label of the events data channel.
@@ -53,6 +54,8 @@ enum VadPath {
 struct PendingVad {
     index: u64,
     echo: bool,
+    /// When the frame's packet arrived, if the frame carried speech energy.
+    loud_at: Option<Instant>,
     probability: Option<f32>,
 }
 
@@ -126,6 +129,8 @@ pub trait SessionIo {
     fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {}
     /// An uplink packet came after its frame was concealed (dropped).
     fn uplink_late(&mut self) {}
+    /// A turn's latency breakdown is complete (its reply's first packet went out).
+    fn turn_latency(&mut self, _latency: &TurnLatency) {}
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -189,6 +194,8 @@ pub struct Session {
     /// The Opus packet being sent or encoded ahead (reused, no allocation per frame).
     payload: Vec<u8>,
     echo: EchoGuard,
+    /// The stamps of the turn in progress, for its latency breakdown.
+    timeline: TurnTimeline,
     /// Audio position (ms) where the user's silence after the last reply began.
     idle_since: Option<u64>,
     event_gate: EventGate,
@@ -263,6 +270,7 @@ impl Session {
             ahead: None,
             payload: Vec::new(),
             echo: EchoGuard::default(),
+            timeline: TurnTimeline::default(),
             idle_since: None,
             event_gate: EventGate::new(offered_at, &config.limits),
             end_reason: None,
@@ -406,6 +414,7 @@ impl Session {
             DownlinkMsg::Audio {
                 response, frame, ..
             } => {
+                self.timeline.reply_frame(now, response);
                 self.playout.push(PlayoutItem::Frame { response, frame });
                 self.stats.playout_dropped = self.playout.dropped;
                 if !self.paused {
@@ -483,6 +492,7 @@ impl Session {
                 }
             }
         }
+        self.note_events_sent(now);
     }
 
     fn on_event(&mut self, now: Instant, e: Event, io: &mut dyn SessionIo) {
@@ -593,6 +603,7 @@ impl Session {
         self.stats.frames_in += 1;
         self.echo.on_uplink_frame(frame.samples());
         let echo = self.echo.is_echo();
+        let loud_at = (frame.level_dbfs() >= SPEECH_FLOOR_DBFS).then_some(received_at);
         if self.turn_enabled {
             self.turn
                 .observe(index, frame.samples(), self.config.model_rate.hz());
@@ -613,13 +624,14 @@ impl Session {
         match &mut self.vad {
             VadPath::Inline(v) => {
                 let p = v.frame_probability(frame);
-                self.decide(now, index, p, echo, io);
+                self.decide(now, index, p, echo, loud_at, io);
             }
             VadPath::Remote(q) => {
                 // A frame the worker never got has no answer coming: it counts as silence.
                 q.push_back(PendingVad {
                     index,
                     echo,
+                    loud_at,
                     probability: (!sent).then_some(0.0),
                 });
                 self.drain_vad(now, io);
@@ -654,12 +666,26 @@ impl Session {
                 (None, false) => return,
             };
             q.pop_front();
-            self.decide(now, front.index, p, front.echo, io);
+            self.decide(now, front.index, p, front.echo, front.loud_at, io);
         }
     }
 
-    /// Turn detection and barge-in for frame `index` with voice probability `p`.
-    fn decide(&mut self, now: Instant, index: u64, p: f32, echo: bool, io: &mut dyn SessionIo) {
+    /// Turn detection and barge-in for frame `index` with voice probability `p`; `loud_at`: when
+    /// its packet arrived, if it carried speech energy.
+    fn decide(
+        &mut self,
+        now: Instant,
+        index: u64,
+        p: f32,
+        echo: bool,
+        loud_at: Option<Instant>,
+        io: &mut dyn SessionIo,
+    ) {
+        // The VAD's hangover calls a few frames of silence after speech voiced: the latency
+        // breakdown anchors on the last frame that is both voiced and loud.
+        if let (true, Some(t)) = (p >= self.turn.settings().threshold, loud_at) {
+            self.timeline.voiced(t);
+        }
         let event = if self.turn_enabled {
             self.turn.push(index, p)
         } else {
@@ -674,9 +700,9 @@ impl Session {
             Some(Release::BargeIn(start)) => {
                 io.barge_in(BargeInOutcome::Interrupted);
                 self.interrupt(io);
-                self.on_turn_event(start, io);
+                self.on_turn_event(now, start, io);
             }
-            Some(Release::Plain(start)) => self.on_turn_event(start, io),
+            Some(Release::Plain(start)) => self.on_turn_event(now, start, io),
             Some(Release::Echo) => {
                 io.barge_in(BargeInOutcome::Echo);
                 self.turn.reset();
@@ -697,7 +723,7 @@ impl Session {
                         io.barge_in(BargeInOutcome::Interrupted);
                         self.interrupt(io);
                     }
-                    self.on_turn_event(ev, io);
+                    self.on_turn_event(now, ev, io);
                 }
                 Gate::Hold => {}
                 Gate::Resume => self.resume(now, io),
@@ -715,9 +741,22 @@ impl Session {
         self.check_idle_timeout(io);
     }
 
-    fn on_turn_event(&mut self, ev: TurnEvent, io: &mut dyn SessionIo) {
+    fn on_turn_event(&mut self, now: Instant, ev: TurnEvent, io: &mut dyn SessionIo) {
+        let rule = self.turn.end_rule();
+        self.on_turn_event_by(now, ev, rule, io);
+    }
+
+    /// A turn event; a turn that stops was ended by `rule`.
+    fn on_turn_event_by(
+        &mut self,
+        now: Instant,
+        ev: TurnEvent,
+        rule: EndRule,
+        io: &mut dyn SessionIo,
+    ) {
         match ev {
             TurnEvent::SpeechStarted { audio_start_ms } => {
+                self.timeline.speech_started();
                 self.idle_since = None;
                 self.item_seq += 1;
                 self.current_item = Some(self.item_seq);
@@ -728,8 +767,10 @@ impl Session {
             }
             TurnEvent::SpeechStopped { audio_end_ms } => {
                 let item = self.current_item.take().unwrap_or(self.item_seq);
+                self.timeline.decided(now, rule);
                 let e = self.writer.speech_stopped(audio_end_ms, &item_id(item));
                 self.send_event(e);
+                self.note_events_sent(now);
                 let prev = (item > 1).then(|| item_id(item - 1));
                 let e = self.writer.committed(&item_id(item), prev.as_deref());
                 self.send_event(e);
@@ -892,7 +933,12 @@ impl Session {
                     self.current_item = Some(self.item_seq);
                 }
                 self.turn.reset();
-                self.on_turn_event(TurnEvent::SpeechStopped { audio_end_ms: end }, io);
+                self.on_turn_event_by(
+                    now,
+                    TurnEvent::SpeechStopped { audio_end_ms: end },
+                    EndRule::ClientCommit,
+                    io,
+                );
                 self.open_manual_buffer(io);
             }
             Ok(ClientEvent::Clear) => {
@@ -931,7 +977,7 @@ impl Session {
             return;
         }
         if let Some((response, envelope)) = self.ahead.take() {
-            self.start_response(response);
+            self.start_response(now, response, io);
             let send = self.pacer.on_send(now);
             if let Some(late) = send.late_by {
                 io.paced(late);
@@ -955,7 +1001,7 @@ impl Session {
                     }
                 }
                 Some(PlayoutItem::Frame { response, frame }) => {
-                    self.start_response(response);
+                    self.start_response(now, response, io);
                     let send = self.pacer.on_send(now);
                     if let Some(late) = send.late_by {
                         io.paced(late);
@@ -976,13 +1022,31 @@ impl Session {
         }
     }
 
-    /// The first frame of `response` goes out: `output_audio_buffer.started`.
-    fn start_response(&mut self, response: u32) {
+    /// The first frame of `response` goes out: `output_audio_buffer.started`, then the turn's
+    /// latency breakdown when this reply answers a turn.
+    fn start_response(&mut self, now: Instant, response: u32, io: &mut dyn SessionIo) {
         if self.playing != Some(response) {
             self.playing = Some(response);
             self.played_frames = 0;
             let e = self.writer.output_started(&response_id(response));
             self.send_event(e);
+            if let Some(l) = self.timeline.reply_sent(now, response) {
+                io.turn_latency(&l);
+                let e =
+                    self.writer
+                        .turn_latency(&l, &item_id(self.item_seq), &response_id(response));
+                self.send_event(e);
+            }
+        }
+    }
+
+    /// Stamps `speech_stopped` as handed to the data channel once nothing waits before it.
+    fn note_events_sent(&mut self, now: Instant) {
+        if self.events.is_some()
+            && self.pending_events.is_empty()
+            && self.timeline.awaits_stopped_sent()
+        {
+            self.timeline.stopped_sent(now);
         }
     }
 

@@ -721,4 +721,7 @@ impl SessionIo for WatchReply<'_> {
     fn uplink_late(&mut self) {
         self.inner.uplink_late();
     }
+    fn turn_latency(&mut self, latency: &crate::core::turn::latency::TurnLatency) {
+        self.inner.turn_latency(latency);
+    }
 }

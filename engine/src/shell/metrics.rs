@@ -24,6 +24,8 @@ pub struct Latencies {
     pub pacing: Histogram<u64>,
     /// How long each uplink frame's packet waited in the reorder buffer (0 for in-order ones).
     pub hold: Histogram<u64>,
+    /// Per-turn latency: each stage of `turn::latency::STAGES`, then the total.
+    pub turn: [Histogram<u64>; 5],
 }
 
 impl Default for Latencies {
@@ -35,6 +37,7 @@ impl Default for Latencies {
             downlink: h(),
             pacing: h(),
             hold: h(),
+            turn: [h(), h(), h(), h(), h()],
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct ShardSnapshot {
     pub downlink_ring_drops: u64,
     pub send_errors: u64,
     pub events_rejected: HashMap<&'static str, u64>,
+    /// Turns whose reply started, by the rule that ended them (silence_timer, prosody, ...).
+    pub turn_end_rules: HashMap<&'static str, u64>,
     /// Speech over a playing reply, by outcome (interrupted, rejected).
     pub barge_ins: HashMap<&'static str, u64>,
     /// Uplink frames by origin (decoded, concealed, fec_recovered, silence) and late packets.
@@ -74,12 +79,24 @@ fn labelled(
     help: &str,
     map: impl Fn(&ShardSnapshot) -> &HashMap<&'static str, u64>,
 ) {
+    labelled_by(o, snaps, name, help, "reason", map);
+}
+
+/// A counter per shard and `label` value.
+fn labelled_by(
+    o: &mut String,
+    snaps: &[ShardSnapshot],
+    name: &str,
+    help: &str,
+    label: &str,
+    map: impl Fn(&ShardSnapshot) -> &HashMap<&'static str, u64>,
+) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
     for s in snaps {
         let mut rows: Vec<_> = map(s).iter().collect();
         rows.sort();
-        for (reason, n) in rows {
-            let _ = writeln!(o, "{name}{{shard=\"{}\",reason=\"{reason}\"}} {n}", s.shard);
+        for (value, n) in rows {
+            let _ = writeln!(o, "{name}{{shard=\"{}\",{label}=\"{value}\"}} {n}", s.shard);
         }
     }
 }
@@ -269,7 +286,16 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "Uplink frames by origin (decoded, concealed by PLC, recovered from FEC, DTX silence); late: packets dropped after their frame was concealed.",
         |s| &s.uplink_frames,
     );
+    labelled_by(
+        &mut o,
+        snaps,
+        "tern_turns_total",
+        "Turns answered (their reply's first packet sent), by the rule that ended the user's turn.",
+        "rule",
+        |s| &s.turn_end_rules,
+    );
     crate::agent::bridge::stats::render(&mut o);
+    turn_stages(&mut o, snaps);
 
     type Pick = fn(&Latencies) -> &Histogram<u64>;
     let hists: [(&str, &str, Pick); 5] = [
@@ -323,6 +349,36 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         stage_buckets(&mut o, name, &merged);
     }
     o
+}
+
+/// `tern_turn_stage_seconds{stage}`: each stage of a turn's latency breakdown (and `total`),
+/// merged over the shards.
+fn turn_stages(o: &mut String, snaps: &[ShardSnapshot]) {
+    let name = "tern_turn_stage_seconds";
+    let _ = writeln!(
+        o,
+        "# HELP {name} Per-turn latency by stage: last voiced packet received -> end of speech decided (end_of_speech) -> speech_stopped sent -> first reply frame from the agent -> first reply packet sent; total is the sum.\n# TYPE {name} summary"
+    );
+    let stages = crate::core::turn::latency::STAGES
+        .iter()
+        .copied()
+        .chain(["total"]);
+    for (i, stage) in stages.enumerate() {
+        let mut merged =
+            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
+        for s in snaps {
+            let _ = merged.add(&s.latencies.turn[i]);
+        }
+        for q in [0.5, 0.9, 0.99, 1.0] {
+            let v = if merged.is_empty() {
+                0.0
+            } else {
+                merged.value_at_quantile(q) as f64 / 1e6
+            };
+            let _ = writeln!(o, "{name}{{stage=\"{stage}\",quantile=\"{q}\"}} {v:.6}");
+        }
+        let _ = writeln!(o, "{name}_count{{stage=\"{stage}\"}} {}", merged.len());
+    }
 }
 
 /// Bucket bounds (µs) of the `_hist` companions: fine around the 5 ms capacity threshold.

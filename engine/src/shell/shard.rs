@@ -28,6 +28,7 @@ use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
 use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
 use crate::core::turn::barge_in::BargeInOutcome;
+use crate::core::turn::latency::{EndRule, TurnLatency};
 
 use super::ice_tcp::{self, TcpPeers};
 use super::mesh::{Datagram, Mesh, ShardMsg};
@@ -51,6 +52,8 @@ pub struct ShardIo {
     admitted: Arc<AtomicUsize>,
     events_rejected: HashMap<&'static str, u64>,
     barge_ins: HashMap<&'static str, u64>,
+    /// Answered turns by end rule (see `EndRule::ALL`).
+    turn_end_rules: [u64; 3],
     /// Uplink frames by origin, then late packets (see `UPLINK_LABELS`).
     uplink_frames: [u64; 5],
     /// ICE-TCP connections held by this shard.
@@ -130,6 +133,14 @@ impl SessionIo for ShardIo {
     fn uplink_late(&mut self) {
         self.uplink_frames[4] += 1;
     }
+
+    fn turn_latency(&mut self, l: &TurnLatency) {
+        self.turn_end_rules[l.rule.index()] += 1;
+        for (h, d) in self.latencies.turn.iter_mut().zip(l.stages) {
+            record(h, d);
+        }
+        record(&mut self.latencies.turn[4], l.total());
+    }
 }
 
 impl ShardIo {
@@ -181,6 +192,7 @@ impl ShardState {
                 downlink_taken: Vec::with_capacity(4096),
                 events_rejected: HashMap::new(),
                 barge_ins: HashMap::new(),
+                turn_end_rules: [0; 3],
                 uplink_frames: [0; 5],
                 tcp: TcpPeers::default(),
                 admitted,
@@ -346,6 +358,10 @@ impl ShardState {
                 .collect(),
             events_rejected: self.io.events_rejected.clone(),
             barge_ins: self.io.barge_ins.clone(),
+            turn_end_rules: EndRule::ALL
+                .iter()
+                .map(|r| (r.label(), self.io.turn_end_rules[r.index()]))
+                .collect(),
             uplink_frames: UPLINK_LABELS
                 .iter()
                 .copied()

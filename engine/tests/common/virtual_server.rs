@@ -14,6 +14,7 @@ use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
 use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
 use tern_engine::core::turn::barge_in::BargeInOutcome;
+use tern_engine::core::turn::latency::TurnLatency;
 
 use super::{Client, Link};
 
@@ -30,6 +31,7 @@ pub struct CollectIo {
     pub uplink_held: usize,
     pub max_hold: Duration,
     pub barge_ins: Vec<BargeInOutcome>,
+    pub turn_latencies: Vec<TurnLatency>,
 }
 
 impl SessionIo for CollectIo {
@@ -58,6 +60,9 @@ impl SessionIo for CollectIo {
     }
     fn barge_in(&mut self, outcome: BargeInOutcome) {
         self.barge_ins.push(outcome);
+    }
+    fn turn_latency(&mut self, latency: &TurnLatency) {
+        self.turn_latencies.push(*latency);
     }
 }
 

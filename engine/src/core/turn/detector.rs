@@ -8,6 +8,7 @@
 //! silence window.
 
 use super::super::media::frame::FRAME_MS;
+use super::latency::EndRule;
 use super::prosody::ProsodyTracker;
 use super::semantic::Eagerness;
 
@@ -84,6 +85,14 @@ impl TurnDetector {
 
     pub fn set_settings(&mut self, s: ServerVadSettings) {
         self.settings = s;
+    }
+
+    /// The rule that ends turns under the current settings.
+    pub fn end_rule(&self) -> EndRule {
+        match self.settings.eagerness {
+            Some(_) => EndRule::Prosody,
+            None => EndRule::SilenceTimer,
+        }
     }
 
     pub fn is_speaking(&self) -> bool {

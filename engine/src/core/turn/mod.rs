@@ -3,6 +3,7 @@
 pub mod barge_in;
 pub mod detector;
 pub mod echo_guard;
+pub mod latency;
 pub mod prosody;
 pub mod semantic;
 #[cfg(feature = "silero")]
