@@ -326,20 +326,9 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         ),
     ];
     for (name, help, get) in hists {
-        let mut merged =
-            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
-        for s in snaps {
-            let _ = merged.add(get(&s.latencies));
-        }
+        let merged = merge(snaps.iter().map(|s| get(&s.latencies)));
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} summary");
-        for q in [0.5, 0.9, 0.99, 1.0] {
-            let v = if merged.is_empty() {
-                0.0
-            } else {
-                merged.value_at_quantile(q) as f64 / 1e6
-            };
-            let _ = writeln!(o, "{name}{{quantile=\"{q}\"}} {v:.6}");
-        }
+        quantiles(&mut o, name, "", &merged);
         let sum: f64 = merged
             .iter_recorded()
             .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
@@ -364,20 +353,31 @@ fn turn_stages(o: &mut String, snaps: &[ShardSnapshot]) {
         .copied()
         .chain(["total"]);
     for (i, stage) in stages.enumerate() {
-        let mut merged =
-            Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
-        for s in snaps {
-            let _ = merged.add(&s.latencies.turn[i]);
-        }
-        for q in [0.5, 0.9, 0.99, 1.0] {
-            let v = if merged.is_empty() {
-                0.0
-            } else {
-                merged.value_at_quantile(q) as f64 / 1e6
-            };
-            let _ = writeln!(o, "{name}{{stage=\"{stage}\",quantile=\"{q}\"}} {v:.6}");
-        }
+        let merged = merge(snaps.iter().map(|s| &s.latencies.turn[i]));
+        quantiles(o, name, &format!("stage=\"{stage}\","), &merged);
         let _ = writeln!(o, "{name}_count{{stage=\"{stage}\"}} {}", merged.len());
+    }
+}
+
+/// The shards' histograms of one measure, merged.
+fn merge<'a>(hists: impl Iterator<Item = &'a Histogram<u64>>) -> Histogram<u64> {
+    let mut merged =
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("static bounds are valid");
+    for h in hists {
+        let _ = merged.add(h);
+    }
+    merged
+}
+
+/// p50/p90/p99/max of `h` (µs) as seconds; `labels` go before the quantile (`k="v",`).
+fn quantiles(o: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
+    for q in [0.5, 0.9, 0.99, 1.0] {
+        let v = if h.is_empty() {
+            0.0
+        } else {
+            h.value_at_quantile(q) as f64 / 1e6
+        };
+        let _ = writeln!(o, "{name}{{{labels}quantile=\"{q}\"}} {v:.6}");
     }
 }
 
