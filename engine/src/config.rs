@@ -30,6 +30,12 @@ pub enum LogFormat {
 
 /// `--steering`: how the kernel spreads datagrams over the shards' sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RecordFormatArg {
+    Ogg,
+    Wav,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SteeringArg {
     /// Hash of the 4-tuple (kernel default).
     Hash,
@@ -152,6 +158,23 @@ pub struct ServeArgs {
     /// first. Default: no limit.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=604_800))]
     pub max_session_s: Option<u64>,
+    /// Record calls into this directory (created if missing): both directions of a call, as
+    /// received and as sent, named `<call id>-in.<ext>` and `<call id>-out.<ext>`. Which calls:
+    /// every call with --record-all, otherwise those whose session (set by a server: a token's
+    /// session or a server-key offer) says `"tern": {"record": true}`. Unset: nothing is recorded.
+    #[arg(long)]
+    pub record_dir: Option<std::path::PathBuf>,
+    /// Record every call (needs --record-dir); a session may still say `"record": false`.
+    #[arg(long, requires = "record_dir")]
+    pub record_all: bool,
+    /// `ogg` (Opus packets as they travelled; G.711 calls as WAV) or `wav` (Opus decoded to
+    /// 48 kHz PCM on the recorder thread).
+    #[arg(long, value_enum, default_value_t = RecordFormatArg::Ogg)]
+    pub record_format: RecordFormatArg,
+    /// Disk budget for --record-dir, in bytes written by this process: when it is spent, every
+    /// recording stops (files closed properly) and calls go on unrecorded.
+    #[arg(long, default_value_t = 10 * 1024 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub record_max_bytes: u64,
     /// Largest data-channel event accepted from a client, bytes; larger get an error event.
     #[arg(long, default_value_t = 16_384, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
     pub max_event_bytes: u64,

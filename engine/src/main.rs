@@ -10,10 +10,11 @@ use tern_engine::agent::bridge::conn::BackendTarget;
 use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
-    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, ServeArgs, SteeringArg,
-    TurnDetectionKind, VadArg,
+    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, RecordFormatArg, ServeArgs,
+    SteeringArg, TurnDetectionKind, VadArg,
 };
 use tern_engine::core::media::frame::ModelRate;
+use tern_engine::core::recording::RecordFormat;
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
@@ -21,6 +22,7 @@ use tern_engine::core::turn::detector::ServerVadSettings;
 use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::core::turn::vad::VadBackend;
 use tern_engine::shell::net::{default_route_addr, Steering};
+use tern_engine::shell::recorder::RecordSettings;
 use tern_engine::shell::runtime::{self, EngineConfig};
 
 #[global_allocator]
@@ -100,6 +102,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
         TurnDetectionKind::None => None,
     };
+    let record_format = match args.record_format {
+        RecordFormatArg::Ogg => RecordFormat::Ogg,
+        RecordFormatArg::Wav => RecordFormat::Wav,
+    };
     let max_sessions = args.max_sessions as usize;
     let per_shard = args
         .max_sessions_per_shard
@@ -123,6 +129,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         recv_batch: args.recv_batch as usize,
         cors_origins: args.cors_origins.clone(),
+        record: args.record_dir.as_ref().map(|dir| RecordSettings {
+            dir: dir.clone(),
+            max_bytes: args.record_max_bytes,
+        }),
         ice_tcp_port: match args.ice_tcp_port {
             None => Some(args.udp_port),
             Some(0) => None,
@@ -155,6 +165,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     max_duration: args.max_session_s.map(Duration::from_secs),
                     ..Default::default()
                 },
+                record: args.record_all.then_some(record_format),
+                record_format: args.record_dir.is_some().then_some(record_format),
                 ..Default::default()
             },
         },

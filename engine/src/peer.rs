@@ -62,6 +62,8 @@ pub struct Client {
     pub transit_deltas_us: Vec<u64>,
     last_arrival: Option<(Instant, u64)>,
     pub next_timeout: Instant,
+    /// 20 ms frames sent.
+    pub frames_sent: u64,
     /// When it last sent a frame with audible speech (RMS over 300, as `audible_frames` counts).
     pub last_voiced_sent: Option<Instant>,
     /// Muted: no audio at all (a muted microphone with DTX), only ICE consent and SCTP.
@@ -119,6 +121,7 @@ impl Client {
             transit_deltas_us: Vec::new(),
             last_arrival: None,
             next_timeout: now,
+            frames_sent: 0,
             last_voiced_sent: None,
             muted: false,
         };
@@ -179,6 +182,7 @@ impl Client {
         let t = MediaTime::new(self.rtp_time, Frequency::FORTY_EIGHT_KHZ);
         self.rtp_time += 960;
         w.write(pt, now, t, &buf[..n]).expect("write");
+        self.frames_sent += 1;
     }
 
     fn drain(&mut self, now: Instant, out: &mut Vec<(SocketAddr, Vec<u8>)>) {

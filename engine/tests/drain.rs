@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::process::TernProcess;
 use common::udp_client::UdpClient;
-use common::{http, load_wav};
+use common::{hang_up, http, load_wav};
 
 fn start(drain_timeout: u64) -> TernProcess {
     TernProcess::start(&[
@@ -75,18 +75,8 @@ fn drain_refuses_new_calls_and_lets_a_live_call_finish() {
     );
 
     // When the last call hangs up, the process exits cleanly without waiting for the timeout.
-    let call = c.client.events_of("session.created")[0]["session"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let (s, _, _) = http(
-        t.http,
-        "DELETE",
-        &format!("/v1/realtime/calls/{call}"),
-        None,
-        b"",
-    );
-    assert_eq!(s, 204);
+    let call = c.call_id();
+    assert_eq!(hang_up(t.http, &call), 204);
     let status = t
         .wait_exit(Duration::from_secs(5))
         .expect("exits after the last call");

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::udp_client::UdpClient;
-use common::{http, load_wav, metric};
+use common::{hang_up, http, load_wav, metric};
 use tern_engine::agent::AgentKind;
 use tern_engine::heap::CountingAlloc;
 
@@ -47,18 +47,8 @@ fn waves_of_sessions_leave_nothing_behind() {
         }
         // Half hang up, half vanish.
         for c in clients.iter().step_by(2) {
-            let id = c.client.events_of("session.created")[0]["session"]["id"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            let (s, _, _) = http(
-                e.http,
-                "DELETE",
-                &format!("/v1/realtime/calls/{id}"),
-                None,
-                b"",
-            );
-            assert_eq!(s, 204);
+            let id = c.call_id();
+            assert_eq!(hang_up(e.http, &id), 204);
         }
         drop(clients);
         std::thread::sleep(Duration::from_millis(2500));

@@ -22,6 +22,7 @@ use super::media::frame::{ModelRate, PcmFrame};
 use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
 use super::media::uplink::{UplinkPath, UplinkStats};
 use super::peer_addr::Peer;
+use super::recording::{Direction, RecordEvent, RecordFormat};
 use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
 use super::route_tag::RouteTag;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
@@ -83,6 +84,11 @@ pub struct SessionConfig {
     /// from a token or the offer's form, merged with each `session.update`; shown in
     /// `session.created`/`updated` and forwarded to the agent.
     pub app: serde_json::Map<String, serde_json::Value>,
+    /// Record this call, in this format (from `--record-all` or the session a server set).
+    pub record: Option<RecordFormat>,
+    /// `--record-format` when `--record-dir` is set (a session may ask to be recorded); `None`:
+    /// this node records nothing.
+    pub record_format: Option<RecordFormat>,
 }
 
 impl Default for SessionConfig {
@@ -98,6 +104,8 @@ impl Default for SessionConfig {
             vad: VadBackend::Earshot,
             fault_injection: false,
             app: serde_json::Map::new(),
+            record: None,
+            record_format: None,
         }
     }
 }
@@ -131,6 +139,8 @@ pub trait SessionIo {
     fn uplink_late(&mut self) {}
     /// A turn's latency breakdown is complete (its reply's first packet went out).
     fn turn_latency(&mut self, _latency: &TurnLatency) {}
+    /// For the call recording (only sessions that record call it).
+    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -463,6 +473,10 @@ impl Session {
         }
         self.closed = true;
         self.rtc.disconnect();
+        if self.config.record.is_some() && self.connected {
+            // A close carries no time of its own: the recorder only ends the files.
+            io.record(self.tag, self.offered_at, RecordEvent::Close);
+        }
         if self.agent_started {
             io.to_agent(self.worker, UplinkMsg::End { key: self.key });
         }
@@ -500,6 +514,9 @@ impl Session {
             Event::Connected => {
                 self.connected = true;
                 io.connected(now.saturating_duration_since(self.offered_at));
+                if let Some(format) = self.config.record {
+                    io.record(self.tag, now, RecordEvent::Open { format });
+                }
                 let msg = UplinkMsg::Start {
                     key: self.key,
                     tag: self.tag,
@@ -538,6 +555,7 @@ impl Session {
                 }
                 let seq = **d.seq_range.start();
                 let ts = codec.to_48k(d.time.numer());
+                self.record_packet(now, Direction::Received, ts, codec, &d.data, io);
                 self.feed_uplink(now, Some((seq, ts, &d.data)), io);
             }
             Event::ChannelOpen(id, label) if label == EVENTS_CHANNEL => {
@@ -983,7 +1001,7 @@ impl Session {
                 io.paced(late);
             }
             self.echo.on_reply_envelope(envelope);
-            self.write_payload(now, send.rtp_time, send.marker);
+            self.write_payload(now, send.rtp_time, send.marker, io);
             self.drive(now, io);
             io.downlink_sent(now);
             self.played_frames += 1;
@@ -1006,7 +1024,7 @@ impl Session {
                     if let Some(late) = send.late_by {
                         io.paced(late);
                     }
-                    self.write_frame(now, &frame, send.rtp_time, send.marker);
+                    self.write_frame(now, &frame, send.rtp_time, send.marker, io);
                     self.drive(now, io);
                     io.downlink_sent(now);
                     self.played_frames += 1;
@@ -1068,7 +1086,14 @@ impl Session {
         self.ahead = Some((response, EchoGuard::reply_envelope(frame.samples())));
     }
 
-    fn write_frame(&mut self, now: Instant, frame: &PcmFrame, rtp_time: u64, marker: bool) {
+    fn write_frame(
+        &mut self,
+        now: Instant,
+        frame: &PcmFrame,
+        rtp_time: u64,
+        marker: bool,
+        io: &mut dyn SessionIo,
+    ) {
         if !self.connected {
             return;
         }
@@ -1078,11 +1103,11 @@ impl Session {
         self.payload.clear();
         self.payload.extend_from_slice(packet);
         self.echo.on_reply_frame(frame.samples());
-        self.write_payload(now, rtp_time, marker);
+        self.write_payload(now, rtp_time, marker, io);
     }
 
     /// Hands the packet in `payload` to str0m.
-    fn write_payload(&mut self, now: Instant, rtp_time: u64, marker: bool) {
+    fn write_payload(&mut self, now: Instant, rtp_time: u64, marker: bool, io: &mut dyn SessionIo) {
         let Some((mid, Some((pt, codec)))) = self.audio else {
             return;
         };
@@ -1098,10 +1123,33 @@ impl Session {
             .write(pt, now, t, &self.payload[..])
         {
             tracing::debug!(call = %self.tag, "write: {e}");
+        } else {
+            self.record_packet(now, Direction::Sent, rtp_time, codec, &self.payload, io);
         }
         // Writes are packetized on the next timeout.
         if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
             tracing::debug!(call = %self.tag, "packetize: {e}");
+        }
+    }
+
+    /// Hands a packet as received or sent to the recording, if this call records.
+    fn record_packet(
+        &self,
+        now: Instant,
+        dir: Direction,
+        rtp48: u64,
+        codec: AudioCodec,
+        payload: &[u8],
+        io: &mut dyn SessionIo,
+    ) {
+        if self.config.record.is_some() {
+            let ev = RecordEvent::Packet {
+                dir,
+                rtp48,
+                codec,
+                payload,
+            };
+            io.record(self.tag, now, ev);
         }
     }
 

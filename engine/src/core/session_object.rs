@@ -9,10 +9,13 @@
 use serde_json::{json, Map, Value};
 
 use super::events::EventError;
+use super::recording::RecordFormat;
 use super::turn::detector::ServerVadSettings;
 
 /// Fields of a session (GA and beta shapes) that Tern decides itself.
-const TERN_OWNED_TOP: [&str; 3] = [
+const TERN_OWNED_TOP: [&str; 4] = [
+    // Tern's own settings (`tern.record`), set by servers, never forwarded to a model.
+    "tern",
     "turn_detection",
     "input_audio_format",
     "output_audio_format",
@@ -65,6 +68,42 @@ pub fn app_fields(session: &Value) -> Result<Map<String, Value>, EventError> {
         }
     }
     Ok(app)
+}
+
+/// `session.tern.record` (`true`, `false`, `"ogg"`, `"wav"`): whether to record this call.
+/// `node_format`: `--record-format` when this node records (`--record-dir`), else `None`, and a
+/// session that asks to be recorded is refused. `Ok(None)`: the session does not say.
+pub fn record_request(
+    session: &Value,
+    node_format: Option<RecordFormat>,
+) -> Result<Option<Option<RecordFormat>>, String> {
+    let Some(tern) = session.get("tern") else {
+        return Ok(None);
+    };
+    let Some(asked) = tern.get("record") else {
+        return match tern {
+            Value::Object(_) | Value::Null => Ok(None),
+            _ => Err("session.tern must be an object".into()),
+        };
+    };
+    let format = match asked {
+        Value::Null | Value::Bool(false) => return Ok(Some(None)),
+        Value::Bool(true) => None,
+        Value::String(s) => Some(RecordFormat::parse(s).ok_or_else(|| {
+            format!(
+                "session.tern.record {s:?} is not a format; use true, false, \"ogg\" or \"wav\""
+            )
+        })?),
+        other => {
+            return Err(format!(
+                "session.tern.record must be true, false, \"ogg\" or \"wav\", not {other}"
+            ))
+        }
+    };
+    let Some(node) = node_format else {
+        return Err("this server does not record calls (start it with --record-dir)".into());
+    };
+    Ok(Some(Some(format.unwrap_or(node))))
 }
 
 /// Merges `update` into `into`: objects field by field, anything else replaced (as OpenAI applies
@@ -210,5 +249,37 @@ mod tests {
         assert_eq!(s["tool_choice"], "auto", "defaults fill what nobody set");
         let off = effective("rtc_x", None, 24_000, &Map::new());
         assert!(off["audio"]["input"]["turn_detection"].is_null());
+    }
+
+    #[test]
+    fn record_request_is_read_and_checked() {
+        let ask = |v: serde_json::Value, node| record_request(&v, node);
+        let node = Some(RecordFormat::Ogg);
+        assert_eq!(ask(json!({}), node), Ok(None));
+        assert_eq!(ask(json!({"tern": {}}), node), Ok(None));
+        assert_eq!(
+            ask(json!({"tern": {"record": true}}), node),
+            Ok(Some(Some(RecordFormat::Ogg)))
+        );
+        assert_eq!(
+            ask(json!({"tern": {"record": "wav"}}), node),
+            Ok(Some(Some(RecordFormat::Wav)))
+        );
+        assert_eq!(
+            ask(json!({"tern": {"record": false}}), node),
+            Ok(Some(None))
+        );
+        assert_eq!(
+            ask(json!({"tern": {"record": false}}), None),
+            Ok(Some(None))
+        );
+        assert!(ask(json!({"tern": {"record": true}}), None)
+            .unwrap_err()
+            .contains("--record-dir"));
+        assert!(ask(json!({"tern": {"record": "mp3"}}), node).is_err());
+        assert!(ask(json!({"tern": 5}), node).is_err());
+        // Never forwarded to the model.
+        let app = app_fields(&json!({"tern": {"record": true}, "instructions": "hi"})).unwrap();
+        assert!(!app.contains_key("tern"));
     }
 }

@@ -724,4 +724,12 @@ impl SessionIo for WatchReply<'_> {
     fn turn_latency(&mut self, latency: &crate::core::turn::latency::TurnLatency) {
         self.inner.turn_latency(latency);
     }
+    fn record(
+        &mut self,
+        call: RouteTag,
+        now: Instant,
+        event: crate::core::recording::RecordEvent<'_>,
+    ) {
+        self.inner.record(call, now, event);
+    }
 }

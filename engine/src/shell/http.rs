@@ -50,6 +50,8 @@ pub struct HttpContext {
     pub cors: CorsPolicy,
     /// The server's session defaults (what a token's or a form's session is applied over).
     pub session_defaults: SessionConfig,
+    /// The recorder's counters (`--record-dir`), for `/metrics`.
+    pub recorder: Option<Arc<super::recorder::RecorderShared>>,
 }
 
 /// Seconds a client is told to wait before retrying a draining server (another node will do).
@@ -264,6 +266,9 @@ pub(crate) fn session_config_for(
                 cfg.turn = td;
             }
             session_object::merge(&mut cfg.app, app);
+            if let Some(asked) = session_object::record_request(session, base.record_format)? {
+                cfg.record = asked;
+            }
             Ok(cfg)
         }
         Ok(_) => Ok(base.clone()),
@@ -543,6 +548,14 @@ async fn create_call(
                 .map_err(|e| format!("the session part is not JSON: {e}"))
                 .and_then(|v| session_config_for(&v, &config));
             match parsed {
+                // Recording is the server's choice: a browser's form under a token keeps the
+                // token's.
+                Ok(cfg) if matches!(credential, Credential::Ephemeral { .. }) => {
+                    config = SessionConfig {
+                        record: config.record,
+                        ..cfg
+                    }
+                }
                 Ok(cfg) => config = cfg,
                 Err(e) => return invalid_session(&e),
             }
@@ -697,11 +710,14 @@ async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
         }
     }
     snaps.sort_by_key(|s| s.shard);
-    let body = render(
+    let mut body = render(
         &snaps,
         ctx.admitted.load(Ordering::Acquire),
         ctx.max_sessions,
     );
+    if let Some(r) = &ctx.recorder {
+        r.render(&mut body);
+    }
     text(StatusCode::OK, "text/plain; version=0.0.4", body)
 }
 

@@ -6,6 +6,7 @@ pub mod ice_tcp;
 pub mod mesh;
 pub mod metrics;
 pub mod net;
+pub mod recorder;
 pub mod recv_batch;
 pub mod rings;
 pub mod runtime;

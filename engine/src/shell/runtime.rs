@@ -17,6 +17,7 @@ use super::http::{serve_connection, HttpContext};
 use super::ice_tcp;
 use super::mesh::Mesh;
 use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering};
+use super::recorder::{self, RecordSettings};
 use super::rings::Doorbell;
 use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
 use crate::agent::worker::{self, WorkerLink, WorkerPlan};
@@ -56,6 +57,8 @@ pub struct EngineConfig {
     /// `--cors-origins`: browser origins allowed to call (`None`: any while auth is off, none with
     /// auth on).
     pub cors_origins: Option<Vec<String>>,
+    /// `--record-dir` and its budget; `None`: nothing is recorded.
+    pub record: Option<RecordSettings>,
     pub shard: ShardSettings,
 }
 
@@ -82,6 +85,7 @@ impl EngineConfig {
             recv_batch: 32,
             cors_origins: None,
             ice_tcp_port: None,
+            record: None,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -102,6 +106,10 @@ pub struct Engine {
     drain: Drain,
     shards: Vec<glommio::ExecutorJoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// The recorder thread; told to end (`recorder_done`) once the shards have ended, so it
+    /// writes their calls' last packets and closes.
+    recorder: Option<std::thread::JoinHandle<()>>,
+    recorder_done: Arc<AtomicBool>,
     pub http: SocketAddr,
     pub public: SocketAddr,
 }
@@ -186,6 +194,10 @@ impl Engine {
         self.stop.request();
         for w in self.workers {
             let _ = w.join();
+        }
+        self.recorder_done.store(true, Ordering::Release);
+        if let Some(r) = self.recorder {
+            let _ = r.join();
         }
     }
 }
@@ -301,6 +313,20 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         worker_joins.push(join);
     }
 
+    let recorder_done = Arc::new(AtomicBool::new(false));
+    let (mut recorders, recorder_shared, recorder_join) = match &cfg.record {
+        Some(r) => {
+            let (ends, shared, join) = recorder::spawn(r.clone(), shards, recorder_done.clone())
+                .with_context(|| format!("starting the recorder in {}", r.dir.display()))?;
+            (
+                ends.into_iter().map(Some).collect(),
+                Some(shared),
+                Some(join),
+            )
+        }
+        None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None, None),
+    };
+
     // Bind every socket before any shard serves, in shard order: the SO_REUSEPORT group is built
     // once and kept (adding or closing a socket remaps flows).
     let mut udp = Vec::new();
@@ -360,6 +386,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         draining: draining.clone(),
         cors: CorsPolicy::from_flag(cfg.cors_origins.as_deref(), !cfg.api_keys.is_empty()),
         session_defaults: settings.session.clone(),
+        recorder: recorder_shared,
         signaling_limit: Arc::new(std::sync::Mutex::new(IpRateLimiter::new(
             cfg.offers_per_ip,
             cfg.offers_per_ip.saturating_mul(2),
@@ -385,6 +412,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let ctx = ctx.clone();
         let ready = ready_tx.clone();
         let recv_batch = cfg.recv_batch;
+        let recorder = recorders[i].take();
         let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
         let itfd = it.map(|l| l.into_raw_fd());
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -407,6 +435,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                     workers,
                     admitted,
                 )));
+                state.borrow_mut().io.recorder = recorder;
                 let _ = ready.send(Ok(()));
                 glommio::spawn_local(recv_loop(state.clone(), socket, recv_batch)).detach();
                 if let Some(fd) = itfd {
@@ -460,6 +489,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         stop: stopper,
         shards: joins,
         workers: worker_joins,
+        recorder: recorder_join,
+        recorder_done,
         http: http_addr,
         public,
     })

@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use crate::agent::worker::WorkerLink;
 use crate::core::media::decoder::FrameOrigin;
 use crate::core::peer_addr::{Peer, Protocol};
+use crate::core::recording::RecordEvent;
 use crate::core::ring_msg::UplinkMsg;
+use crate::core::route_tag::RouteTag;
 use crate::core::session::SessionIo;
 use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
@@ -34,6 +36,7 @@ use super::ice_tcp::{self, TcpPeers};
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
 use super::net::{SendBatch, MAX_DATAGRAM};
+use super::recorder::ShardRecorder;
 use super::recv_batch::RecvBatch;
 use super::rings::Doorbell;
 
@@ -58,6 +61,8 @@ pub struct ShardIo {
     uplink_frames: [u64; 5],
     /// ICE-TCP connections held by this shard.
     pub tcp: TcpPeers,
+    /// This shard's queue to the recorder thread (`--record-dir`).
+    pub recorder: Option<ShardRecorder>,
 }
 
 const UPLINK_LABELS: [&str; 5] = [
@@ -134,6 +139,12 @@ impl SessionIo for ShardIo {
         self.uplink_frames[4] += 1;
     }
 
+    fn record(&mut self, call: RouteTag, now: Instant, event: RecordEvent<'_>) {
+        if let Some(r) = &self.recorder {
+            r.push(call, now, event);
+        }
+    }
+
     fn turn_latency(&mut self, l: &TurnLatency) {
         self.turn_end_rules[l.rule.index()] += 1;
         for (h, d) in self.latencies.turn.iter_mut().zip(l.stages) {
@@ -195,6 +206,7 @@ impl ShardState {
                 turn_end_rules: [0; 3],
                 uplink_frames: [0; 5],
                 tcp: TcpPeers::default(),
+                recorder: None,
                 admitted,
             },
             mesh,

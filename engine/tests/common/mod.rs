@@ -89,6 +89,18 @@ pub fn post_offer(addr: SocketAddr, offer: &str) -> String {
     String::from_utf8(body).expect("answer is UTF-8")
 }
 
+/// `DELETE /v1/realtime/calls/{id}`; returns the status.
+pub fn hang_up(addr: SocketAddr, id: &str) -> u16 {
+    http(
+        addr,
+        "DELETE",
+        &format!("/v1/realtime/calls/{id}"),
+        None,
+        b"",
+    )
+    .0
+}
+
 /// Sums a Prometheus metric over all label sets matching `filter`.
 pub fn metric(text: &str, name: &str, filter: &str) -> f64 {
     text.lines()

@@ -68,6 +68,14 @@ impl UdpClient {
     }
 
     /// Drives the client until `done` holds or `timeout` passes; returns whether it held.
+    /// The call id from `session.created`.
+    pub fn call_id(&self) -> String {
+        self.client.events_of("session.created")[0]["session"]["id"]
+            .as_str()
+            .expect("session.created carries the call id")
+            .to_string()
+    }
+
     pub fn run_until(
         &mut self,
         timeout: Duration,
