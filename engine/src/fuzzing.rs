@@ -13,7 +13,7 @@ use crate::core::media::decoder::UplinkDecoder;
 use crate::core::media::frame::ModelRate;
 use crate::core::peer_addr::Peer;
 use crate::core::ring_msg::UplinkMsg;
-use crate::core::route_tag::{server_ufrag, RouteTag};
+use crate::core::route_tag::{server_ufrag, RouteTag, TagKey};
 use crate::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
 use crate::core::session::{SessionConfig, SessionIo};
 use crate::core::shard::{Route, ShardCore, ShardSettings};
@@ -40,6 +40,8 @@ fn settings() -> Arc<ShardSettings> {
         public_tcp: Some(SocketAddr::from(([10, 0, 0, 1], 443))),
         max_sessions_per_shard: 64,
         session: SessionConfig::default(),
+        // Fixed, so that a corpus replays the same way.
+        tag_key: TagKey::new(b"tern-fuzz"),
     })
 }
 

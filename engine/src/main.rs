@@ -15,6 +15,7 @@ use tern_engine::config::{
 };
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::recording::RecordFormat;
+use tern_engine::core::route_tag::TagKey;
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
@@ -147,6 +148,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public_tcp: None,
             // A shard may hold sessions it answered and sessions it adopted.
             max_sessions_per_shard: per_shard,
+            tag_key: TagKey::random(),
             session: SessionConfig {
                 model_rate: rate,
                 turn,

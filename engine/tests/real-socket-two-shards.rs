@@ -115,6 +115,18 @@ fn turn_over_http_and_udp_on_two_shards() {
         metric(&m, "tern_pacing_lateness_seconds_count", "") > 50.0,
         "pacing lateness measured"
     );
+    // The session moved exactly when it was answered on the other shard.
+    let call_id = location.rsplit('/').next().unwrap();
+    let home = tern_engine::core::route_tag::RouteTag::parse_call_id(call_id)
+        .unwrap()
+        .shard as usize;
+    let moved = if home == owner { 0.0 } else { 1.0 };
+    assert_eq!(metric(&m, "tern_handoffs_in_total", ""), moved);
+    assert_eq!(
+        metric(&m, "tern_handoffs_out_total", &format!("shard=\"{home}\"")),
+        moved
+    );
+    assert_eq!(metric(&m, "tern_handoffs_failed_total", ""), 0.0);
     // The turn's latency breakdown: one event to the client, the same figures in /metrics.
     let breakdown = client.events_of("tern.turn.latency");
     assert_eq!(breakdown.len(), 1, "{types:?}");

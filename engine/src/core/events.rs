@@ -109,10 +109,11 @@ impl EventWriter {
     /// `tern.turn.latency`: a turn's breakdown on the server's clock, in microseconds (integers, so
     /// the stages sum exactly to `total_us`). Namespaced: OpenAI's clients ignore unknown types.
     pub fn turn_latency(&mut self, l: &TurnLatency, item_id: &str, response_id: &str) -> String {
+        let us = l.stages.map(|d| d.as_micros() as u64);
         let stages: Map<String, Value> = STAGES
             .iter()
-            .zip(l.stages)
-            .map(|(name, d)| (name.to_string(), Value::from(d.as_micros() as u64)))
+            .zip(us)
+            .map(|(name, v)| (name.to_string(), Value::from(v)))
             .collect();
         self.event(
             "tern.turn.latency",
@@ -121,7 +122,8 @@ impl EventWriter {
                 "response_id": response_id,
                 "end_rule": l.rule.label(),
                 "stages_us": stages,
-                "total_us": l.total().as_micros() as u64,
+                // The sum of the whole microseconds above, so the figures add up exactly.
+                "total_us": us.iter().sum::<u64>(),
             }),
         )
     }
@@ -293,6 +295,34 @@ fn parse_turn_detection(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turn_latency_figures_add_up_exactly() {
+        use crate::core::turn::latency::EndRule;
+        use std::time::Duration;
+        let l = TurnLatency {
+            rule: EndRule::Prosody,
+            response: 4,
+            // Sub-microsecond parts that whole microseconds would round differently one by one
+            // than summed.
+            stages: [
+                Duration::from_nanos(544_165_600),
+                Duration::from_nanos(700),
+                Duration::from_nanos(3_890_900),
+                Duration::from_nanos(999),
+            ],
+        };
+        let e: Value =
+            serde_json::from_str(&EventWriter::default().turn_latency(&l, "item_1", "resp_4"))
+                .unwrap();
+        let sum: u64 = STAGES
+            .iter()
+            .map(|s| e["stages_us"][s].as_u64().unwrap())
+            .sum();
+        assert_eq!(e["total_us"].as_u64(), Some(sum));
+        assert_eq!(e["type"], "tern.turn.latency");
+        assert_eq!(e["end_rule"], "prosody");
+    }
 
     #[test]
     fn server_events_have_type_and_id() {

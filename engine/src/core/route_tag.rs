@@ -4,8 +4,15 @@
 //! information back: the node (room for a multi-host fleet), the shard that built the session, its slot
 //! and generation in that shard's table, and a random part so that tags cannot be guessed.
 //! The same tag, prefixed with `rtc_`, is the call id used by the HTTP API.
+//!
+//! The secret is sealed: its high half is a random nonce, its low half a keyed MAC over the rest
+//! of the tag (`TagKey`). Any shard checks the seal before doing work for another (and a relay
+//! holding the key can reject forged ufrags the same way); the owning shard's table still checks
+//! the whole secret.
 
 use std::fmt;
+
+use aws_lc_rs::{constant_time, hmac};
 
 /// Length of an encoded tag in hex characters.
 pub const TAG_HEX_LEN: usize = 4 + 4 + 8 + 4 + 16;
@@ -32,7 +39,68 @@ pub enum TagError {
     Prefix,
 }
 
+/// The key that seals route tags.
+#[derive(Clone)]
+pub struct TagKey(hmac::Key);
+
+impl fmt::Debug for TagKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TagKey(..)")
+    }
+}
+
+impl TagKey {
+    pub fn new(secret: &[u8]) -> Self {
+        TagKey(hmac::Key::new(hmac::HMAC_SHA256, secret))
+    }
+
+    /// A key for this process alone.
+    pub fn random() -> Self {
+        Self::new(&rand::random::<[u8; 32]>())
+    }
+
+    fn mac(&self, node: u16, shard: u16, slot: u32, generation: u16, nonce: u32) -> [u8; 4] {
+        let mut msg = [0u8; 14];
+        msg[0..2].copy_from_slice(&node.to_be_bytes());
+        msg[2..4].copy_from_slice(&shard.to_be_bytes());
+        msg[4..8].copy_from_slice(&slot.to_be_bytes());
+        msg[8..10].copy_from_slice(&generation.to_be_bytes());
+        msg[10..14].copy_from_slice(&nonce.to_be_bytes());
+        let tag = hmac::sign(&self.0, &msg);
+        let mut out = [0u8; 4];
+        out.copy_from_slice(&tag.as_ref()[..4]);
+        out
+    }
+}
+
 impl RouteTag {
+    /// A tag whose secret is `nonce` sealed with `key`.
+    pub fn sealed(
+        key: &TagKey,
+        node: u16,
+        shard: u16,
+        slot: u32,
+        generation: u16,
+        nonce: u32,
+    ) -> Self {
+        let mac = u32::from_be_bytes(key.mac(node, shard, slot, generation, nonce));
+        RouteTag {
+            node,
+            shard,
+            slot,
+            generation,
+            secret: (u64::from(nonce) << 32) | u64::from(mac),
+        }
+    }
+
+    /// Whether `key` sealed this tag (constant time).
+    pub fn is_sealed_by(&self, key: &TagKey) -> bool {
+        let nonce = (self.secret >> 32) as u32;
+        let want = key.mac(self.node, self.shard, self.slot, self.generation, nonce);
+        let got = (self.secret as u32).to_be_bytes();
+        constant_time::verify_slices_are_equal(&want, &got).is_ok()
+    }
+
     /// Parses the hex form (a server ufrag). Never panics, whatever the input.
     pub fn parse(s: &str) -> Result<Self, TagError> {
         let b = s.as_bytes();
@@ -131,6 +199,34 @@ mod tests {
         assert_eq!(RouteTag::parse_call_id("call_x"), Err(TagError::Prefix));
         // multi-byte characters never split a field mid-character
         assert!(RouteTag::parse(&"é".repeat(TAG_HEX_LEN / 2)).is_err());
+    }
+
+    #[test]
+    fn seals_verify_and_forgeries_do_not() {
+        let key = TagKey::new(b"k1");
+        let t = RouteTag::sealed(&key, 1, 2, 77, 3, 0xabcd_0123);
+        assert!(t.is_sealed_by(&key));
+        assert!(!t.is_sealed_by(&TagKey::new(b"k2")), "another key");
+        for forged in [
+            RouteTag { shard: 3, ..t },
+            RouteTag { slot: 78, ..t },
+            RouteTag { generation: 4, ..t },
+            RouteTag { node: 0, ..t },
+            RouteTag {
+                secret: t.secret ^ 1,
+                ..t
+            },
+            RouteTag {
+                secret: t.secret ^ (1 << 40),
+                ..t
+            },
+        ] {
+            assert!(!forged.is_sealed_by(&key), "{forged:?}");
+        }
+        assert_eq!(
+            RouteTag::parse(&t.ufrag()).map(|p| p.is_sealed_by(&key)),
+            Ok(true)
+        );
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum EndReason {
     IceDisconnected,
     /// The call reached `--max-session-s`.
     MaxDuration,
+    /// Its datagrams moved to a shard that had no room to adopt it.
+    HandoffFailed,
 }
 
 impl EndReason {
@@ -63,6 +65,7 @@ impl EndReason {
             EndReason::DtlsFailed => "dtls_failed",
             EndReason::IceDisconnected => "ice_disconnected",
             EndReason::MaxDuration => "max_duration",
+            EndReason::HandoffFailed => "handoff_failed",
         }
     }
 

@@ -168,6 +168,25 @@ impl<T> SessionTable<T> {
         }
     }
 
+    /// Undoes `mark_moved`: the slot holds `value` again, live. Gives the value back if the slot
+    /// is not the moved entry of `key`.
+    pub fn restore_moved(&mut self, key: SlotKey, value: T) -> Result<(), T> {
+        let Some(s) = self.slots.get_mut(key.slot as usize) else {
+            return Err(value);
+        };
+        match s.entry.take() {
+            Some(Entry::Moved { secret, .. }) if s.generation == key.generation => {
+                s.entry = Some(Entry::Live { secret, value });
+                self.live += 1;
+                Ok(())
+            }
+            other => {
+                s.entry = other;
+                Err(value)
+            }
+        }
+    }
+
     /// Frees a slot; returns the live value if there was one. The generation advances so that old
     /// tags and keys stop matching.
     pub fn remove(&mut self, key: SlotKey) -> Option<Entry<T>> {

@@ -24,9 +24,10 @@ use super::classify::{classify, DatagramKind};
 use super::deadlines::DeadlineQueue;
 use super::peer_addr::{Peer, Protocol};
 use super::ring_msg::{DownlinkMsg, SessionKey};
-use super::route_tag::{server_ufrag, RouteTag};
+use super::route_tag::{server_ufrag, RouteTag, TagKey};
 use super::rtc_setup::{answer_offer, parse_offer, OfferError, ServerCrypto};
 use super::session::{Session, SessionConfig, SessionIo};
+use super::session_limits::EndReason;
 use super::session_table::{Entry, Miss, SessionTable, SlotKey};
 
 /// Peer addresses remembered for forwarding to another shard, at most.
@@ -57,10 +58,12 @@ pub enum DropReason {
     Unauthenticated,
     /// A queue towards another shard was full.
     QueueFull,
+    /// A ufrag in our format whose seal (keyed MAC) does not verify: forged or from an old process.
+    ForgedUfrag,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Garbage,
         DropReason::BadStun,
         DropReason::NoUsername,
@@ -71,6 +74,7 @@ impl DropReason {
         DropReason::Rejected,
         DropReason::Unauthenticated,
         DropReason::QueueFull,
+        DropReason::ForgedUfrag,
     ];
 
     pub fn label(self) -> &'static str {
@@ -85,6 +89,7 @@ impl DropReason {
             DropReason::Rejected => "rejected",
             DropReason::Unauthenticated => "unauthenticated",
             DropReason::QueueFull => "queue_full",
+            DropReason::ForgedUfrag => "forged_ufrag",
         }
     }
 }
@@ -127,6 +132,9 @@ pub struct ShardCounters {
     pub forwarded_in: u64,
     pub handoffs_in: u64,
     pub handoffs_out: u64,
+    /// Handoffs that did not happen: the Adopt message found the owner's inbox full (the session
+    /// stayed home), or the owner's table full (the session ended as `handoff_failed`).
+    pub handoffs_failed: u64,
     pub sessions_created: u64,
     pub sessions_ended: u64,
     pub session_panics: u64,
@@ -148,6 +156,8 @@ pub struct ShardSettings {
     pub public_tcp: Option<SocketAddr>,
     pub max_sessions_per_shard: usize,
     pub session: SessionConfig,
+    /// Seals and checks route tags (ufrags, call ids); the same for every shard of the node.
+    pub tag_key: TagKey,
 }
 
 pub struct ShardCore {
@@ -234,16 +244,17 @@ impl ShardCore {
         config: SessionConfig,
     ) -> Result<(RouteTag, String), OfferError> {
         let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
-        let secret: u64 = rand::random();
         // The tag (and so the ufrag) must name the slot the session will occupy.
         let key = self.table.next_key().map_err(|_| OfferError::ShardFull)?;
-        let tag = RouteTag {
-            node: self.settings.node,
-            shard: self.id,
-            slot: key.slot,
-            generation: key.generation,
-            secret,
-        };
+        let tag = RouteTag::sealed(
+            &self.settings.tag_key,
+            self.settings.node,
+            self.id,
+            key.slot,
+            key.generation,
+            rand::random(),
+        );
+        let secret = tag.secret;
         let worker = self.next_worker % self.settings.workers.max(1);
         let built = answer_offer(
             &self.crypto,
@@ -324,6 +335,10 @@ impl ShardCore {
         };
         if tag.node != self.settings.node {
             return Route::Drop(DropReason::WrongNode);
+        }
+        // Before any work for another shard (a copy, a wake-up): is this a tag we issued?
+        if !tag.is_sealed_by(&self.settings.tag_key) {
+            return Route::Drop(DropReason::ForgedUfrag);
         }
         if tag.shard != self.id {
             if let Some(k) = self.adopted.get(&tag) {
@@ -551,6 +566,43 @@ impl ShardCore {
         Ok(key)
     }
 
+    /// The handoff of `session` could not be sent to the shard that claimed it (its inbox was
+    /// full): the session stays here, live, as if never claimed. Returns its key, or the session
+    /// if its slot is not waiting for it.
+    pub fn keep_home(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
+        let key = SlotKey {
+            slot: session.tag.slot,
+            generation: session.tag.generation,
+        };
+        self.table.restore_moved(key, session)?;
+        if let Some(s) = self.table.get_mut(key) {
+            self.deadlines.schedule(key, s.deadline());
+        }
+        self.counters.handoffs_out = self.counters.handoffs_out.saturating_sub(1);
+        self.counters.handoffs_failed += 1;
+        Ok(key)
+    }
+
+    /// The owner side of a handoff that found no room here (table full): the session ends,
+    /// counted as `handoff_failed`, and its home is told to free its entry (`take_released`).
+    pub fn refuse_adoption(&mut self, mut session: Box<Session>, io: &mut dyn SessionIo) {
+        let tag = session.tag;
+        tracing::warn!(call = %tag, shard = self.id, "handoff refused: this shard's table is full; session ended");
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            session.close(io);
+            drop(session);
+        }));
+        self.released.push(tag);
+        self.counters.handoffs_failed += 1;
+        *self
+            .counters
+            .ended_by
+            .entry(EndReason::HandoffFailed.label())
+            .or_insert(0) += 1;
+        self.counters.sessions_ended += 1;
+        io.session_ended();
+    }
+
     /// Ends a session by hangup; true if it lived here.
     pub fn hangup(&mut self, key: SlotKey, io: &mut dyn SessionIo) -> bool {
         let Some(session) = self.table.get_mut(key) else {
@@ -563,7 +615,7 @@ impl ShardCore {
 
     /// Finds a session by its call tag: here, adopted here, or moved elsewhere.
     pub fn find_call(&self, tag: &RouteTag) -> CallLocation {
-        if tag.node != self.settings.node {
+        if tag.node != self.settings.node || !tag.is_sealed_by(&self.settings.tag_key) {
             return CallLocation::Unknown;
         }
         if let Some(k) = self.adopted.get(tag) {

@@ -183,6 +183,13 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
     );
     gauge(
         &mut o,
+        "tern_handoffs_failed_total",
+        "Handoffs that did not happen: the owner's inbox was full (the session stayed home) or its table was full (the session ended, handoff_failed).",
+        &|s| s.counters.handoffs_failed,
+        "counter",
+    );
+    gauge(
+        &mut o,
         "tern_sessions_created_total",
         "Offers answered.",
         &|s| s.counters.sessions_created,

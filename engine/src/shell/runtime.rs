@@ -24,6 +24,7 @@ use crate::agent::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
 use crate::core::auth::Auth;
 use crate::core::rate_limit::IpRateLimiter;
+use crate::core::route_tag::TagKey;
 use crate::core::rtc_setup::ServerCrypto;
 use crate::core::session::SessionConfig;
 use crate::core::shard::{ShardCore, ShardSettings};
@@ -94,6 +95,7 @@ impl EngineConfig {
                 public_tcp: None,
                 max_sessions_per_shard: max_sessions.div_ceil(shards) * 2 + 16,
                 session: SessionConfig::default(),
+                tag_key: TagKey::random(),
             },
             cores,
         }

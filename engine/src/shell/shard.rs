@@ -256,16 +256,26 @@ impl ShardState {
                 datagram,
             } => match self.core.on_claim(tag, from) {
                 ClaimOutcome::HandOver(session) => {
-                    if let Err(ShardMsg::Adopt { session, .. }) =
+                    if let Err(ShardMsg::Adopt { session, datagram }) =
                         self.mesh.send(from, ShardMsg::Adopt { session, datagram })
                     {
-                        // The owner's inbox is full: keep the session here rather than lose it.
+                        // The owner's inbox is full: the session stays here, and this datagram
+                        // with it; the claiming shard forwards the rest of its traffic here.
                         tracing::warn!(
                             shard = self.core.id,
-                            "handoff refused (inbox full); session closed"
+                            claimed_by = from,
+                            "handoff not sent (inbox full); the session stays on its home shard"
                         );
-                        drop(session);
-                        self.io.session_ended();
+                        match self.core.keep_home(session) {
+                            Ok(key) => self.core.deliver(
+                                now,
+                                key,
+                                datagram.source,
+                                datagram.data(),
+                                &mut self.io,
+                            ),
+                            Err(session) => self.core.refuse_adoption(session, &mut self.io),
+                        }
                     }
                 }
                 ClaimOutcome::Forward { shard } => {
@@ -284,11 +294,7 @@ impl ShardState {
                     self.core
                         .deliver(now, key, datagram.source, datagram.data(), &mut self.io)
                 }
-                Err(session) => {
-                    tracing::warn!(shard = self.core.id, "cannot adopt session: table full");
-                    drop(session);
-                    self.io.session_ended();
-                }
+                Err(session) => self.core.refuse_adoption(session, &mut self.io),
             },
             ShardMsg::Forward { datagram } => {
                 self.core.counters.forwarded_in += 1;

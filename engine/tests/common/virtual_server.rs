@@ -10,6 +10,7 @@ use tern_engine::agent::{Agent, AgentOutput};
 use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use tern_engine::core::route_tag::TagKey;
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
 use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
@@ -32,6 +33,8 @@ pub struct CollectIo {
     pub max_hold: Duration,
     pub barge_ins: Vec<BargeInOutcome>,
     pub turn_latencies: Vec<TurnLatency>,
+    /// Sessions that ended (each releases its admission exactly once).
+    pub ended: usize,
 }
 
 impl SessionIo for CollectIo {
@@ -60,6 +63,9 @@ impl SessionIo for CollectIo {
     }
     fn barge_in(&mut self, outcome: BargeInOutcome) {
         self.barge_ins.push(outcome);
+    }
+    fn session_ended(&mut self) {
+        self.ended += 1;
     }
     fn turn_latency(&mut self, latency: &TurnLatency) {
         self.turn_latencies.push(*latency);
@@ -100,6 +106,7 @@ impl VirtualServer {
             public_tcp: None,
             max_sessions_per_shard: 64,
             session,
+            tag_key: TagKey::random(),
         };
         let crypto = ServerCrypto::new().expect("crypto");
         VirtualServer {
