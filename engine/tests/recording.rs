@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::udp_client::UdpClient;
-use common::{hang_up, http, load_wav, metric};
+use common::{http, http_with, load_wav, metric};
 use tern_engine::agent::AgentKind;
 use tern_engine::core::recording::RecordFormat;
 use tern_engine::shell::recorder::RecordSettings;
@@ -35,14 +35,27 @@ fn engine(dir: &Path, max_bytes: u64, all: Option<RecordFormat>) -> Engine {
 
 /// One echoed turn, then a hangup. Returns the client and its call id.
 fn call(e: &Engine, session: Option<&str>) -> (UdpClient, String) {
-    let mut c = UdpClient::connect_with_session(e.http, load_wav("hello-24k.wav").1, session);
+    call_as(e, session, None, None)
+}
+
+/// The same, presenting `bearer` (a server key or a token); `server_key` hangs up.
+fn call_as(
+    e: &Engine,
+    session: Option<&str>,
+    bearer: Option<&str>,
+    server_key: Option<&str>,
+) -> (UdpClient, String) {
+    let mut c = UdpClient::connect_as(e.http, load_wav("hello-24k.wav").1, session, bearer);
     assert!(c.run_until(Duration::from_secs(20), |cl| {
         cl.event_types()
             .iter()
             .any(|t| t == "output_audio_buffer.stopped")
     }));
     let id = c.call_id();
-    assert_eq!(hang_up(e.http, &id), 204);
+    let auth = server_key.map(|k| format!("Bearer {k}"));
+    let headers: Vec<_> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
+    let path = format!("/v1/realtime/calls/{id}");
+    assert_eq!(http_with(e.http, "DELETE", &path, &headers, b"").0, 204);
     (c, id)
 }
 
@@ -198,6 +211,50 @@ fn only_calls_whose_server_set_session_asks_are_recorded() {
     let body = String::from_utf8_lossy(&body);
     assert_eq!(s, 400, "{body}");
     assert!(body.contains("--record-dir"), "{body}");
+    e.stop();
+    e.join();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_token_minted_by_the_server_turns_recording_on_and_a_browser_form_cannot() {
+    let dir = temp_dir("token");
+    let key = "sk-test-recording";
+    let e = common::engine::start_with(1, 8, AgentKind::Echo, |c| {
+        c.api_keys = vec![key.to_string()];
+        c.record = Some(RecordSettings {
+            dir: dir.clone(),
+            max_bytes: 100 << 20,
+        });
+        c.shard.session.record_format = Some(RecordFormat::Ogg);
+    });
+    let mint = |session: &str| {
+        let auth = format!("Bearer {key}");
+        let body = format!(r#"{{"session":{session}}}"#);
+        let (s, _, b) = http_with(
+            e.http,
+            "POST",
+            "/v1/realtime/client_secrets",
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        );
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        v["value"].as_str().unwrap().to_string()
+    };
+    let recorded = mint(r#"{"type":"realtime","tern":{"record":true}}"#);
+    let plain = mint(r#"{"type":"realtime","instructions":"be brief"}"#);
+    let (_, yes) = call_as(&e, None, Some(&recorded), Some(key));
+    // The browser's form asks for recording under a token that did not: ignored.
+    let form = r#"{"type":"realtime","tern":{"record":true}}"#;
+    let (_, no) = call_as(&e, Some(form), Some(&plain), Some(key));
+    let done = |b: &[u8]| read_ogg(b).is_some();
+    finished(&dir.join(format!("{yes}-in.ogg")), done);
+    finished(&dir.join(format!("{yes}-out.ogg")), done);
+    assert!(!dir.join(format!("{no}-in.ogg")).exists());
     e.stop();
     e.join();
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use super::{http, Client};
+use super::{http_with, Client};
 
 pub struct UdpClient {
     pub client: Client,
@@ -32,6 +32,16 @@ impl UdpClient {
         speech: Vec<i16>,
         session: Option<&str>,
     ) -> Self {
+        Self::connect_as(http_addr, speech, session, None)
+    }
+
+    /// The same, presenting `bearer` (an API key or an ephemeral token) in `Authorization`.
+    pub fn connect_as(
+        http_addr: SocketAddr,
+        speech: Vec<i16>,
+        session: Option<&str>,
+        bearer: Option<&str>,
+    ) -> Self {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_millis(2)))
             .expect("timeout");
@@ -52,7 +62,12 @@ impl UdpClient {
                 )
             }
         };
-        let (status, _, body) = http(http_addr, "POST", "/v1/realtime/calls", Some(&ctype), &body);
+        let auth = bearer.map(|b| format!("Bearer {b}"));
+        let mut headers = vec![("Content-Type", ctype.as_str())];
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a.as_str()));
+        }
+        let (status, _, body) = http_with(http_addr, "POST", "/v1/realtime/calls", &headers, &body);
         assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
         let answer = String::from_utf8(body).expect("answer is UTF-8");
         client.accept_answer(&answer);
