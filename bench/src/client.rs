@@ -168,6 +168,18 @@ pub struct BenchClient {
     pub next_timeout: Instant,
     /// Set when str0m failed on our input: the client is dead and gets dropped.
     pub failed: bool,
+    /// The answer asked for Opus DTX (`usedtx=1`): between turns send one packet every 400 ms,
+    /// as browsers do, instead of a silent packet every 20 ms.
+    dtx: bool,
+    /// Silent frames in a row (between turns).
+    silent_run: u64,
+}
+
+/// Whether an SDP answer asks the sender for Opus DTX.
+pub fn answer_wants_dtx(sdp: &str) -> bool {
+    sdp.lines()
+        .map(str::trim_end)
+        .any(|l| l.starts_with("a=fmtp:") && l.split([';', ' ']).any(|p| p == "usedtx=1"))
 }
 
 impl BenchClient {
@@ -210,6 +222,8 @@ impl BenchClient {
                 echo_origin: None,
                 next_timeout: now,
                 failed: false,
+                dtx: false,
+                silent_run: 0,
             },
             offer.to_sdp_string(),
         ))
@@ -223,6 +237,7 @@ impl BenchClient {
             .take()
             .ok_or_else(|| anyhow::anyhow!("answered"))?;
         self.rtc.sdp_api().accept_answer(pending, answer)?;
+        self.dtx = answer_wants_dtx(sdp);
         self.offered_ns = offered_ns;
         Ok(())
     }
@@ -288,6 +303,7 @@ impl BenchClient {
         }
         let payload = match self.frame {
             Some(i) => {
+                self.silent_run = 0;
                 if i == f.last_voiced && self.behaviour.reply_after_turn {
                     self.end_of_turn_ns = Some(now_ns + 20_000_000);
                     self.stopped_ns = None;
@@ -295,7 +311,17 @@ impl BenchClient {
                 self.frame = (i + 1 < f.frames.len()).then_some(i + 1);
                 &f.frames[i]
             }
-            None => &f.silence,
+            None => {
+                self.silent_run += 1;
+                // Under DTX a browser sends the first silent frame, then one every 400 ms.
+                if self.dtx && self.silent_run % 20 != 1 {
+                    // The slot passes unsent: RTP time and frame numbering run on.
+                    self.rtp_time += 960;
+                    self.frames_sent += 1;
+                    return;
+                }
+                &f.silence
+            }
         };
         let Some(w) = self.rtc.writer(self.mid) else {
             return;
@@ -396,4 +422,20 @@ impl BenchClient {
 
 fn memchr_str(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_wants_dtx;
+
+    #[test]
+    fn usedtx_is_read_from_the_answer() {
+        assert!(answer_wants_dtx(
+            "v=0\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1;usedtx=1\r\n"
+        ));
+        assert!(!answer_wants_dtx(
+            "v=0\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n"
+        ));
+        assert!(!answer_wants_dtx("a=fmtp:111 usedtx=0\r\n"));
+    }
 }

@@ -240,6 +240,11 @@ pub struct ServeArgs {
     /// Opus encoder complexity for replies (0-10; encoding is the per-core ceiling).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=10))]
     pub opus_complexity: u8,
+    /// Ask clients for Opus DTX in the answer (`usedtx=1`): while the user is silent a browser
+    /// sends a packet every 400 ms instead of 50 a second, and Tern fills the gaps with silence
+    /// without decoding. `--opus-dtx false` answers without it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub opus_dtx: bool,
     /// Frames per shard<->worker ring (each direction).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub ring_frames: u32,

@@ -116,6 +116,7 @@ pub fn offer(data: &[u8]) {
                 settings().public,
                 settings().public_tcp,
                 offer,
+                true,
             );
         });
     }

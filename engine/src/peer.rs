@@ -64,6 +64,10 @@ pub struct Client {
     pub next_timeout: Instant,
     /// 20 ms frames sent.
     pub frames_sent: u64,
+    /// Send as a browser does under `usedtx=1`: during silence only one packet every 400 ms
+    /// (the RTP clock runs on, sequence numbers do not skip).
+    pub dtx: bool,
+    silent_run: u64,
     /// When it last sent a frame with audible speech (RMS over 300, as `audible_frames` counts).
     pub last_voiced_sent: Option<Instant>,
     /// Muted: no audio at all (a muted microphone with DTX), only ICE consent and SCTP.
@@ -122,6 +126,8 @@ impl Client {
             last_arrival: None,
             next_timeout: now,
             frames_sent: 0,
+            dtx: false,
+            silent_run: 0,
             last_voiced_sent: None,
             muted: false,
         };
@@ -172,6 +178,15 @@ impl Client {
         let energy = pcm.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / 480.0;
         if energy.sqrt() > 300.0 {
             self.last_voiced_sent = Some(now);
+        }
+        self.silent_run = if energy.sqrt() < 50.0 {
+            self.silent_run + 1
+        } else {
+            0
+        };
+        if self.dtx && self.silent_run > 1 && self.silent_run % 20 != 1 {
+            self.rtp_time += 960;
+            return;
         }
         let mut buf = [0u8; 1500];
         let n = self.enc.encode(&pcm, &mut buf).expect("encode");

@@ -70,6 +70,16 @@ class Tern:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def metric_where(self, name, label):
+        """Sum of the samples of `name` whose labels contain `label` (`reason="silence"`)."""
+        with urllib.request.urlopen(self.base + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name + "{") and label in line.split("}")[0]:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def stop(self):
         self.proc.terminate()
         try:

@@ -67,6 +67,8 @@ pub struct SessionConfig {
     /// `None`: turn detection off (the client commits turns itself).
     pub turn: Option<ServerVadSettings>,
     pub encoder_complexity: u8,
+    /// Ask the client for Opus DTX in the answer (`usedtx=1`).
+    pub opus_dtx: bool,
     pub playout_frames: usize,
     pub limits: SessionLimits,
     /// Voiced speech needed over a playing reply before it stops (0: at once).
@@ -97,6 +99,7 @@ impl Default for SessionConfig {
             model_rate: ModelRate::Hz24000,
             turn: Some(ServerVadSettings::default()),
             encoder_complexity: 5,
+            opus_dtx: true,
             playout_frames: 150,
             limits: SessionLimits::default(),
             barge_in_min_ms: 200,
@@ -641,6 +644,8 @@ impl Session {
         }
         match &mut self.vad {
             VadPath::Inline(v) => {
+                // Inserted silence (DTX) goes through the VAD too: its state must see the pause,
+                // or the next real frame is judged on the speech before it.
                 let p = v.frame_probability(frame);
                 self.decide(now, index, p, echo, loud_at, io);
             }

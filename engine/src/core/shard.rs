@@ -263,6 +263,7 @@ impl ShardCore {
             self.settings.public,
             self.settings.public_tcp,
             offer,
+            config.opus_dtx,
         )
         .and_then(|(rtc, answer)| {
             Session::new(tag, rtc, config, now, worker)

@@ -70,6 +70,8 @@ pub struct UplinkDecoder {
     pcm: Box<[i16; MAX_PACKET_SAMPLES]>,
     pending: PcmFrame,
     pending_len: usize,
+    /// Silent frames the uplink's clock inserted since the last packet (DTX: nothing arrives).
+    filled: u64,
     pub stats: DecoderStats,
 }
 
@@ -97,6 +99,7 @@ impl UplinkDecoder {
             pcm: Box::new([0; MAX_PACKET_SAMPLES]),
             pending: PcmFrame::silence(rate.frame_samples()),
             pending_len: 0,
+            filled: 0,
             stats: DecoderStats::default(),
         })
     }
@@ -119,12 +122,14 @@ impl UplinkDecoder {
         payload: &[u8],
         emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
     ) {
+        let filled = std::mem::take(&mut self.filled);
         if let Some(next) = self.next_seq {
             if seq < next {
                 self.stats.late += 1;
                 return;
             }
-            let lost = seq - next;
+            // The clock already filled part of the gap with silence: conceal only the rest.
+            let lost = (seq - next).saturating_sub(filled);
             if lost > 0 {
                 let concealed = lost.min(MAX_CONCEALED_PER_GAP);
                 for i in 0..concealed {
@@ -169,6 +174,20 @@ impl UplinkDecoder {
         self.next_seq = Some(seq + 1);
         let ticks = (n as u64 * 48_000) / u64::from(self.rate.hz());
         self.next_ts = Some(rtp_ts + ticks.max(RTP_TICKS_PER_FRAME));
+    }
+
+    /// No packet has come for a frame's time (DTX, or a sender that went quiet): one frame of
+    /// silence now, at no codec cost, so the VAD and the turn timer keep real time. A packet that
+    /// follows accounts for it (its RTP jump, or its sequence gap, is shortened by one frame).
+    pub fn silence_tick(&mut self, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+        if self.next_seq.is_none() {
+            return;
+        }
+        self.filled += 1;
+        if let Some(ts) = self.next_ts.as_mut() {
+            *ts += RTP_TICKS_PER_FRAME;
+        }
+        self.emit_silence(emit);
     }
 
     fn conceal(

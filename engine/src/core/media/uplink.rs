@@ -2,7 +2,7 @@
 //! DTX silence). Frames come out in order at the model rate, each with how long its packet was
 //! held.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::codec::AudioCodec;
 use super::decoder::{DecoderError, FrameOrigin, UplinkDecoder};
@@ -23,9 +23,18 @@ pub struct UplinkStats {
     pub hold: HoldHistogram,
 }
 
+/// One frame's time.
+const FRAME: Duration = Duration::from_millis(20);
+/// How late a frame may be before the clock fills its slot with silence: two frames of jitter.
+/// A sender in DTX sends a packet every 400 ms; without the clock the VAD and the turn timer would
+/// stall until it came.
+pub const FILL_AFTER: Duration = Duration::from_millis(40);
+
 pub struct UplinkPath {
     reorder: ReorderBuffer,
     decoder: UplinkDecoder,
+    /// When the next frame is due, in real time (set by each packet, advanced by each fill).
+    next_frame_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for UplinkPath {
@@ -44,6 +53,7 @@ impl UplinkPath {
         Ok(UplinkPath {
             reorder: ReorderBuffer::default(),
             decoder: UplinkDecoder::new(rate)?,
+            next_frame_at: None,
         })
     }
 
@@ -64,24 +74,54 @@ impl UplinkPath {
     ) -> bool {
         let late = self.reorder.stats.late;
         let dec = &mut self.decoder;
+        let mut released = false;
         self.reorder.push(now, seq, rtp_ts, payload, &mut |r| {
+            released = true;
             let arrived = now.checked_sub(r.hold).unwrap_or(now);
             dec.on_packet(r.seq, r.rtp_ts, r.payload, &mut |f, o| emit(f, o, arrived));
         });
+        if released {
+            self.next_frame_at = Some(now + FRAME);
+        }
         self.reorder.stats.late == late
     }
 
-    /// Gives up on a gap whose wait is over.
+    /// Gives up on a gap whose wait is over, and fills with silence the frames of a sender that
+    /// went quiet (`FILL_AFTER`).
     pub fn poll(&mut self, now: Instant, emit: &mut EmitFrame<'_>) {
         let dec = &mut self.decoder;
+        let mut released = false;
         self.reorder.poll(now, &mut |r| {
+            released = true;
             let arrived = now.checked_sub(r.hold).unwrap_or(now);
             dec.on_packet(r.seq, r.rtp_ts, r.payload, &mut |f, o| emit(f, o, arrived));
         });
+        if released {
+            self.next_frame_at = Some(now + FRAME);
+        }
+        while let Some(due) = self.fill_due() {
+            if due > now {
+                break;
+            }
+            let slot = due - FILL_AFTER;
+            self.decoder.silence_tick(&mut |f, o| emit(f, o, slot));
+            self.next_frame_at = Some(slot + FRAME);
+        }
+    }
+
+    /// When the clock fills the next frame, while no gap is being waited for.
+    fn fill_due(&self) -> Option<Instant> {
+        match self.reorder.deadline() {
+            Some(_) => None,
+            None => self.next_frame_at.map(|t| t + FILL_AFTER),
+        }
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.reorder.deadline()
+        match (self.reorder.deadline(), self.fill_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn stats(&self) -> UplinkStats {
@@ -124,6 +164,81 @@ mod tests {
                 out[..len].to_vec()
             })
             .collect()
+    }
+
+    #[test]
+    fn dtx_silence_keeps_real_time_and_the_next_packet_does_not_double_it() {
+        let pk = packets(40);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut up = UplinkPath::new(ModelRate::Hz24000).expect("path");
+        let mut frames: Vec<(u64, FrameOrigin)> = Vec::new();
+        // Ten packets, then DTX: the next one (contiguous sequence number) 400 ms of RTP later.
+        for k in 0..10u64 {
+            up.poll(ms(k * 20), &mut |_, o, _| frames.push((k * 20, o)));
+            up.on_packet(ms(k * 20), k, k * 960, &pk[k as usize], &mut |_, o, _| {
+                frames.push((k * 20, o))
+            });
+        }
+        // Polled every millisecond through the pause, as the shard's timer does.
+        for t in 181..600 {
+            up.poll(ms(t), &mut |_, o, _| frames.push((t, o)));
+        }
+        let filled: Vec<_> = frames
+            .iter()
+            .filter(|(_, o)| *o == FrameOrigin::Silence)
+            .collect();
+        // The slot after the last packet (200 ms) is filled at 240 ms, then one every 20 ms.
+        assert_eq!(filled.first().map(|f| f.0), Some(240));
+        assert_eq!(filled.len(), 18, "slots 200..540 by 599 ms");
+        assert!(up.deadline().is_some(), "the clock stays armed");
+        // The DTX packet: sequence 10, in slot 29 (580 ms). Slots 10..27 are filled so far, so
+        // one more silence frame (slot 28) comes with it.
+        let before = frames.len();
+        up.on_packet(ms(600), 10, 29 * 960, &pk[10], &mut |_, o, _| {
+            frames.push((600, o))
+        });
+        let with_packet: Vec<_> = frames[before..].iter().map(|f| f.1).collect();
+        assert_eq!(
+            with_packet
+                .iter()
+                .filter(|o| **o == FrameOrigin::Silence)
+                .count(),
+            1,
+            "{with_packet:?}"
+        );
+        assert_eq!(with_packet.last(), Some(&FrameOrigin::Decoded));
+        let s = up.stats();
+        assert_eq!(s.concealed, 0, "a pause is not loss");
+        assert_eq!(s.decoded, 11, "nothing decoded for the silence");
+        assert_eq!(frames.len(), 30, "one frame per 20 ms slot, no more");
+    }
+
+    #[test]
+    fn a_loss_burst_partly_filled_by_the_clock_is_not_counted_twice() {
+        let pk = packets(20);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut up = UplinkPath::new(ModelRate::Hz24000).expect("path");
+        let mut n = 0;
+        for k in 0..5u64 {
+            up.on_packet(ms(k * 20), k, k * 960, &pk[k as usize], &mut |_, _, _| {
+                n += 1
+            });
+        }
+        // Packets 5..9 are lost; the clock fills slots 5, 6 and 7 by 199 ms.
+        for t in 81..200 {
+            up.poll(ms(t), &mut |_, _, _| n += 1);
+        }
+        assert_eq!(n, 8);
+        // Packet 10 opens a gap: held while the buffer waits for 5, then given up on.
+        up.on_packet(ms(200), 10, 10 * 960, &pk[10], &mut |_, _, _| n += 1);
+        for t in 201..260 {
+            up.poll(ms(t), &mut |_, _, _| n += 1);
+        }
+        let s = up.stats();
+        assert_eq!(n, 11, "slots 8 and 9 concealed, then packet 10: {s:?}");
+        assert_eq!((s.silence, s.concealed + s.fec_recovered), (3, 2), "{s:?}");
     }
 
     #[test]
