@@ -137,6 +137,8 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_origin)]
     pub cors_origins: Option<Vec<String>>,
     /// Datagrams taken per receive syscall (recvmmsg) when a backlog waits; 1: one per receive.
+    /// A shard tries it after each wake-up while drains keep finding datagrams; after an empty
+    /// one it skips the next 1, 2, 4 ... 32 wake-ups (no wasted syscall per datagram when idle).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub recv_batch: u16,
     /// Voiced speech (ms) needed over a playing reply before its audio stops; shorter bursts

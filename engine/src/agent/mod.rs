@@ -27,7 +27,6 @@
 
 pub mod bridge;
 pub mod echo;
-pub mod worker;
 pub mod worker_vad;
 
 use std::sync::Arc;

@@ -108,7 +108,11 @@ impl DeadlineQueue {
         self.armed_count == 0
     }
 
+    /// Rebuilds the heap from the armed deadlines alone, in the heap's own buffer: its capacity
+    /// stays, so a shard that compacts under load does not reallocate.
     fn compact(&mut self) {
+        let mut buf = std::mem::take(&mut self.heap).into_vec();
+        buf.clear();
         let entries = self.armed.iter().enumerate().filter_map(|(slot, a)| {
             a.map(|(at, generation)| {
                 Reverse(HeapEntry {
@@ -118,7 +122,13 @@ impl DeadlineQueue {
                 })
             })
         });
-        self.heap = entries.collect();
+        buf.extend(entries);
+        self.heap = BinaryHeap::from(buf);
+    }
+
+    /// The heap's allocated capacity (for tests).
+    pub fn heap_capacity(&self) -> usize {
+        self.heap.capacity()
     }
 
     /// Heap size, stale entries included (for tests and metrics).
@@ -154,6 +164,25 @@ mod tests {
         assert_eq!(q.pop_due(ms(40)), Some(k(2)));
         assert_eq!(q.pop_due(ms(40)), None); // the stale 30 ms entry is skipped
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn compaction_keeps_the_heap_buffer_and_the_armed_deadlines() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut q = DeadlineQueue::new();
+        // One session re-armed over and over leaves stale entries until the heap compacts.
+        let mut peak = 0;
+        for i in 0..5000u64 {
+            q.schedule(k(3), ms(10_000 - i));
+            q.schedule(k(4), ms(20_000));
+            peak = peak.max(q.heap_capacity());
+        }
+        assert!(q.heap_len() < 1100, "compacted: {}", q.heap_len());
+        assert!(q.heap_capacity() >= peak, "the buffer was kept");
+        assert_eq!(q.pop_due(ms(30_000)), Some(k(3)));
+        assert_eq!(q.pop_due(ms(30_000)), Some(k(4)));
+        assert_eq!(q.pop_due(ms(30_000)), None);
     }
 
     #[test]

@@ -77,6 +77,11 @@ impl DropReason {
         DropReason::ForgedUfrag,
     ];
 
+    /// Position in `ALL` (and in `ShardCounters::dropped`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             DropReason::Garbage => "garbage",
@@ -127,7 +132,8 @@ pub enum ClaimOutcome {
 pub struct ShardCounters {
     pub datagrams_in: u64,
     pub datagrams_out: u64,
-    pub dropped: HashMap<&'static str, u64>,
+    /// Datagrams dropped, indexed by `DropReason::index`.
+    pub dropped: [u64; DropReason::ALL.len()],
     pub forwarded_out: u64,
     pub forwarded_in: u64,
     pub handoffs_in: u64,
@@ -392,7 +398,7 @@ impl ShardCore {
 
     /// Counts a drop.
     pub fn count_drop(&mut self, reason: DropReason) {
-        *self.counters.dropped.entry(reason.label()).or_default() += 1;
+        self.counters.dropped[reason.index()] += 1;
     }
 
     /// Delivers a datagram to a local session. Panics inside the session close only that session.
@@ -784,5 +790,21 @@ impl SessionIo for WatchReply<'_> {
         event: crate::core::recording::RecordEvent<'_>,
     ) {
         self.inner.record(call, now, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+
+    #[test]
+    fn drop_reasons_index_their_counters_in_order() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i, "{r:?}");
+        }
+        let mut labels: Vec<_> = DropReason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), DropReason::ALL.len(), "labels are distinct");
     }
 }

@@ -241,7 +241,7 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
     let _ = writeln!(o, "# HELP tern_datagrams_dropped_total Datagrams dropped, by reason.\n# TYPE tern_datagrams_dropped_total counter");
     for s in snaps {
         for r in DropReason::ALL {
-            let n = s.counters.dropped.get(r.label()).copied().unwrap_or(0);
+            let n = s.counters.dropped[r.index()];
             let _ = writeln!(
                 o,
                 "tern_datagrams_dropped_total{{shard=\"{}\",reason=\"{}\"}} {n}",

@@ -11,3 +11,4 @@ pub mod recv_batch;
 pub mod rings;
 pub mod runtime;
 pub mod shard;
+pub mod worker;

@@ -20,7 +20,7 @@ use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering
 use super::recorder::{self, RecordSettings};
 use super::rings::Doorbell;
 use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
-use crate::agent::worker::{self, WorkerLink, WorkerPlan};
+use super::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
 use crate::core::auth::Auth;
 use crate::core::rate_limit::IpRateLimiter;

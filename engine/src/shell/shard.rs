@@ -19,7 +19,7 @@ use std::task::{Poll, Waker};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
-use crate::agent::worker::WorkerLink;
+use super::worker::WorkerLink;
 use crate::core::media::decoder::FrameOrigin;
 use crate::core::peer_addr::{Peer, Protocol};
 use crate::core::recording::RecordEvent;
@@ -37,7 +37,7 @@ use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
 use super::net::{SendBatch, MAX_DATAGRAM};
 use super::recorder::ShardRecorder;
-use super::recv_batch::RecvBatch;
+use super::recv_batch::{BacklogProbe, RecvBatch};
 use super::rings::Doorbell;
 
 /// Housekeeping (forwarding table expiry, stop flag) runs at least this often.
@@ -433,6 +433,7 @@ impl ShardState {
 pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batch: usize) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut backlog = (batch > 1).then(|| RecvBatch::new(socket.as_raw_fd(), batch));
+    let mut probe = BacklogProbe::default();
     let mut handled = 0usize;
     loop {
         let (n, source) = match socket.recv_from(&mut buf).await {
@@ -451,8 +452,13 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
             }
             s.on_datagram(now, Peer::udp(source), &buf[..n]);
             // The datagrams queued behind this one, a batch per syscall.
-            if let Some(b) = backlog.as_mut() {
+            if let Some(b) = backlog
+                .as_mut()
+                .filter(|_| handled < RECV_BUDGET && probe.should_try())
+            {
+                let mut drained = 0;
                 while handled < RECV_BUDGET && b.recv() > 0 {
+                    drained += b.len();
                     let now = Instant::now();
                     for i in 0..b.len() {
                         // A UDP/IP socket only yields IP sources.
@@ -465,6 +471,7 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
                         break;
                     }
                 }
+                probe.found(drained);
             }
             s.finish_step(now);
         }

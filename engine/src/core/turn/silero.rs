@@ -4,7 +4,7 @@
 //! PyPI wheel by `tools/silero/prepare_model.py`: sample rate pinned to 16 kHz, shapes fixed). Each
 //! call takes 512 new samples plus the 64 before them and carries a [2, 1, 128] recurrent state, as
 //! Silero's own wrapper does. It costs tens of microseconds per chunk, so it never runs on a media
-//! core: `--vad silero` runs it on the inference workers (see `agent::worker`).
+//! core: `--vad silero` runs it on the inference workers (see `shell::worker`).
 
 use std::sync::{Arc, OnceLock};
 

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use super::worker_vad::WorkerVad;
-use super::{Agent, AgentKind, AgentOutput};
+use super::rings::{Doorbell, Ring};
+use crate::agent::worker_vad::WorkerVad;
+use crate::agent::{Agent, AgentKind, AgentOutput};
 use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
 use crate::core::turn::vad::VadBackend;
-use crate::shell::rings::{Doorbell, Ring};
 
 /// Longest a worker sleeps without being woken.
 const MAX_PARK: Duration = Duration::from_millis(5);
