@@ -250,9 +250,25 @@ pub struct ServeArgs {
     /// Frames per shard<->worker ring (each direction).
     #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub ring_frames: u32,
-    /// Node id carried in ufrags and call ids (for a multi-host fleet).
+    /// Node id carried in ufrags and call ids; unique in a fleet (a second live node with the
+    /// same id is refused at start).
     #[arg(long, default_value_t = 0)]
     pub node_id: u16,
+    /// Join a fleet whose shared state lives in this Redis (`redis://HOST:PORT[/DB]`): the node
+    /// registers itself (addresses, state, load) under a TTL and lists its calls in the call
+    /// directory. Unset: this node runs alone.
+    #[arg(long, env = "TERN_FLEET")]
+    pub fleet: Option<String>,
+    /// The secret every node of a fleet shares: it seals ufrags and call ids, so any node (and a
+    /// relay) can tell the fleet's own from forged ones. Unset: a random key per process.
+    #[arg(long, env = "TERN_FLEET_SECRET", hide_env_values = true)]
+    pub fleet_secret: Option<String>,
+    /// Where other nodes of the fleet reach this node's HTTP (default: the --http address).
+    #[arg(long)]
+    pub internal_addr: Option<SocketAddr>,
+    /// Prefix of the fleet's Redis keys (several fleets may share one Redis).
+    #[arg(long, default_value = "tern:")]
+    pub fleet_prefix: String,
     /// io_uring memory per executor, in KiB (counts against RLIMIT_MEMLOCK).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub io_memory_kib: u32,

@@ -22,6 +22,7 @@ use tern_engine::core::shard::ShardSettings;
 use tern_engine::core::turn::detector::ServerVadSettings;
 use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::core::turn::vad::VadBackend;
+use tern_engine::shell::fleet::FleetSettings;
 use tern_engine::shell::net::{default_route_addr, Steering};
 use tern_engine::shell::recorder::RecordSettings;
 use tern_engine::shell::runtime::{self, EngineConfig};
@@ -130,6 +131,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         recv_batch: args.recv_batch as usize,
         cors_origins: args.cors_origins.clone(),
+        fleet: args.fleet.as_ref().map(|url| FleetSettings {
+            url: url.clone(),
+            prefix: args.fleet_prefix.clone(),
+            // A wildcard --http is no address for other nodes: pair its port with the public IP.
+            internal: args.internal_addr.unwrap_or_else(|| {
+                if args.http.ip().is_unspecified() {
+                    SocketAddr::new(public_ip, args.http.port())
+                } else {
+                    args.http
+                }
+            }),
+        }),
         record: args.record_dir.as_ref().map(|dir| RecordSettings {
             dir: dir.clone(),
             max_bytes: args.record_max_bytes,
@@ -148,7 +161,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             public_tcp: None,
             // A shard may hold sessions it answered and sessions it adopted.
             max_sessions_per_shard: per_shard,
-            tag_key: TagKey::random(),
+            // A fleet's nodes (and relays) share the key, so any of them can check any tag.
+            tag_key: args
+                .fleet_secret
+                .as_ref()
+                .map_or_else(TagKey::random, |s| TagKey::new(s.as_bytes())),
             session: SessionConfig {
                 model_rate: rate,
                 turn,

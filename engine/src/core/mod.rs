@@ -5,6 +5,7 @@ pub mod auth;
 pub mod classify;
 pub mod deadlines;
 pub mod events;
+pub mod fleet;
 pub mod media;
 pub mod multipart;
 pub mod peer_addr;

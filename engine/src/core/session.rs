@@ -125,8 +125,9 @@ pub trait SessionIo {
     fn connected(&mut self, setup: Duration);
     /// A reply frame left the playout queue at `taken_at` and its datagram was just handed over.
     fn downlink_sent(&mut self, taken_at: Instant);
-    /// A session ended (its admission slot can be released).
-    fn session_ended(&mut self) {}
+    /// The session of `call` ended (its admission slot can be released, its directory entry
+    /// removed).
+    fn session_ended(&mut self, _call: RouteTag) {}
     /// A client event was refused (counted by reason).
     fn event_rejected(&mut self, _reason: EventRejected) {}
     /// Speech over a playing reply: it interrupted, or was rejected (too short, or echo).

@@ -607,7 +607,7 @@ impl ShardCore {
             .entry(EndReason::HandoffFailed.label())
             .or_insert(0) += 1;
         self.counters.sessions_ended += 1;
-        io.session_ended();
+        io.session_ended(tag);
     }
 
     /// Ends a session by hangup; true if it lived here.
@@ -720,7 +720,7 @@ impl ShardCore {
                 self.released.push(tag);
             }
             self.counters.sessions_ended += 1;
-            io.session_ended();
+            io.session_ended(tag);
         }
     }
 }
@@ -759,8 +759,8 @@ impl SessionIo for WatchReply<'_> {
     fn downlink_sent(&mut self, taken_at: Instant) {
         self.inner.downlink_sent(taken_at);
     }
-    fn session_ended(&mut self) {
-        self.inner.session_ended();
+    fn session_ended(&mut self, call: RouteTag) {
+        self.inner.session_ended(call);
     }
     fn event_rejected(&mut self, reason: super::session_limits::EventRejected) {
         self.inner.event_rejected(reason);

@@ -52,6 +52,8 @@ pub struct HttpContext {
     pub session_defaults: SessionConfig,
     /// The recorder's counters (`--record-dir`), for `/metrics`.
     pub recorder: Option<Arc<super::recorder::RecorderShared>>,
+    /// The fleet thread's counters (`--fleet`), for `/metrics`.
+    pub fleet: Option<Arc<super::fleet::FleetShared>>,
 }
 
 /// Seconds a client is told to wait before retrying a draining server (another node will do).
@@ -601,6 +603,9 @@ async fn create_call(
     };
     match result {
         Ok((tag, answer)) => {
+            if let Some(f) = &state.borrow().io.fleet {
+                f.push(super::fleet::FleetEvent::CallStarted(tag));
+            }
             let mut r = text(StatusCode::CREATED, "application/sdp", answer);
             let loc = format!("/v1/realtime/calls/{}", tag.call_id());
             if let Ok(v) = HeaderValue::from_str(&loc) {
@@ -717,6 +722,9 @@ async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
     );
     if let Some(r) = &ctx.recorder {
         r.render(&mut body);
+    }
+    if let Some(f) = &ctx.fleet {
+        f.render(&mut body);
     }
     text(StatusCode::OK, "text/plain; version=0.0.4", body)
 }

@@ -1,6 +1,7 @@
 //! The thin IO shell: executors and pinning, sockets, the shard loops, HTTP and metrics export.
 
 pub mod cors;
+pub mod fleet;
 pub mod http;
 pub mod ice_tcp;
 pub mod mesh;

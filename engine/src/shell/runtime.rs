@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use super::cors::CorsPolicy;
+use super::fleet::{self, FleetSettings, NodeLoad};
 use super::http::{serve_connection, HttpContext};
 use super::ice_tcp;
 use super::mesh::Mesh;
@@ -60,6 +61,8 @@ pub struct EngineConfig {
     pub cors_origins: Option<Vec<String>>,
     /// `--record-dir` and its budget; `None`: nothing is recorded.
     pub record: Option<RecordSettings>,
+    /// `--fleet`: join a fleet on Redis; `None`: this node runs alone.
+    pub fleet: Option<FleetSettings>,
     pub shard: ShardSettings,
 }
 
@@ -87,6 +90,7 @@ impl EngineConfig {
             cors_origins: None,
             ice_tcp_port: None,
             record: None,
+            fleet: None,
             shard: ShardSettings {
                 node: 0,
                 shards: shards as u16,
@@ -108,10 +112,11 @@ pub struct Engine {
     drain: Drain,
     shards: Vec<glommio::ExecutorJoinHandle<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
-    /// The recorder thread; told to end (`recorder_done`) once the shards have ended, so it
-    /// writes their calls' last packets and closes.
+    /// The recorder and fleet threads; told to end (`shards_done`) once the shards have ended,
+    /// so they handle their calls' last packets and ends.
     recorder: Option<std::thread::JoinHandle<()>>,
-    recorder_done: Arc<AtomicBool>,
+    fleet: Option<std::thread::JoinHandle<()>>,
+    shards_done: Arc<AtomicBool>,
     pub http: SocketAddr,
     pub public: SocketAddr,
 }
@@ -197,9 +202,9 @@ impl Engine {
         for w in self.workers {
             let _ = w.join();
         }
-        self.recorder_done.store(true, Ordering::Release);
-        if let Some(r) = self.recorder {
-            let _ = r.join();
+        self.shards_done.store(true, Ordering::Release);
+        for t in [self.recorder, self.fleet].into_iter().flatten() {
+            let _ = t.join();
         }
     }
 }
@@ -315,10 +320,10 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         worker_joins.push(join);
     }
 
-    let recorder_done = Arc::new(AtomicBool::new(false));
+    let shards_done = Arc::new(AtomicBool::new(false));
     let (mut recorders, recorder_shared, recorder_join) = match &cfg.record {
         Some(r) => {
-            let (ends, shared, join) = recorder::spawn(r.clone(), shards, recorder_done.clone())
+            let (ends, shared, join) = recorder::spawn(r.clone(), shards, shards_done.clone())
                 .with_context(|| format!("starting the recorder in {}", r.dir.display()))?;
             (
                 ends.into_iter().map(Some).collect(),
@@ -376,6 +381,29 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         shards: shards as u16,
         ..cfg.shard.clone()
     });
+    let (mut fleets, fleet_shared, fleet_join) = match &cfg.fleet {
+        Some(f) => {
+            let load = NodeLoad {
+                admitted: admitted.clone(),
+                max_sessions: cfg.max_sessions,
+                draining: draining.clone(),
+            };
+            let (ends, shared, join) = fleet::join(
+                f.clone(),
+                settings.node,
+                public,
+                load,
+                shards,
+                shards_done.clone(),
+            )?;
+            (
+                ends.into_iter().map(Some).collect(),
+                Some(shared),
+                Some(join),
+            )
+        }
+        None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None, None),
+    };
     let secret = cfg
         .token_secret
         .clone()
@@ -389,6 +417,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         cors: CorsPolicy::from_flag(cfg.cors_origins.as_deref(), !cfg.api_keys.is_empty()),
         session_defaults: settings.session.clone(),
         recorder: recorder_shared,
+        fleet: fleet_shared,
         signaling_limit: Arc::new(std::sync::Mutex::new(IpRateLimiter::new(
             cfg.offers_per_ip,
             cfg.offers_per_ip.saturating_mul(2),
@@ -415,6 +444,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let ready = ready_tx.clone();
         let recv_batch = cfg.recv_batch;
         let recorder = recorders[i].take();
+        let fleet = fleets[i].take();
         let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
         let itfd = it.map(|l| l.into_raw_fd());
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -438,6 +468,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                     admitted,
                 )));
                 state.borrow_mut().io.recorder = recorder;
+                state.borrow_mut().io.fleet = fleet;
                 let _ = ready.send(Ok(()));
                 glommio::spawn_local(recv_loop(state.clone(), socket, recv_batch)).detach();
                 if let Some(fd) = itfd {
@@ -492,7 +523,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         shards: joins,
         workers: worker_joins,
         recorder: recorder_join,
-        recorder_done,
+        fleet: fleet_join,
+        shards_done,
         http: http_addr,
         public,
     })

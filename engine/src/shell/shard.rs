@@ -32,6 +32,7 @@ use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
 use crate::core::turn::barge_in::BargeInOutcome;
 use crate::core::turn::latency::{EndRule, TurnLatency};
 
+use super::fleet::{FleetEvent, ShardFleet};
 use super::ice_tcp::{self, TcpPeers};
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
@@ -63,6 +64,8 @@ pub struct ShardIo {
     pub tcp: TcpPeers,
     /// This shard's queue to the recorder thread (`--record-dir`).
     pub recorder: Option<ShardRecorder>,
+    /// This shard's queue to the fleet thread (`--fleet`).
+    pub fleet: Option<ShardFleet>,
 }
 
 const UPLINK_LABELS: [&str; 5] = [
@@ -109,8 +112,11 @@ impl SessionIo for ShardIo {
         }
     }
 
-    fn session_ended(&mut self) {
+    fn session_ended(&mut self, call: RouteTag) {
         self.admitted.fetch_sub(1, Ordering::AcqRel);
+        if let Some(f) = &self.fleet {
+            f.push(FleetEvent::CallEnded(call));
+        }
     }
 
     fn event_rejected(&mut self, reason: EventRejected) {
@@ -207,6 +213,7 @@ impl ShardState {
                 uplink_frames: [0; 5],
                 tcp: TcpPeers::default(),
                 recorder: None,
+                fleet: None,
                 admitted,
             },
             mesh,

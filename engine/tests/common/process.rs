@@ -11,7 +11,7 @@ pub struct TernProcess {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     // A UDP and a TCP socket on the same number: `--udp-port` and ICE-TCP share it by default.
     loop {
         let t = TcpListener::bind("127.0.0.1:0").expect("bind tcp");

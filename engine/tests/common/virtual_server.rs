@@ -64,7 +64,7 @@ impl SessionIo for CollectIo {
     fn barge_in(&mut self, outcome: BargeInOutcome) {
         self.barge_ins.push(outcome);
     }
-    fn session_ended(&mut self) {
+    fn session_ended(&mut self, _call: tern_engine::core::route_tag::RouteTag) {
         self.ended += 1;
     }
     fn turn_latency(&mut self, latency: &TurnLatency) {

@@ -1,0 +1,231 @@
+//! Fleet membership on a real Redis (Debian's `redis-server`, one per test on a free port) with
+//! the real binary: nodes register with a TTL and unique ids, list their calls in the directory
+//! while they live, leave within the TTL when they die, show draining, and keep serving while
+//! Redis is down, rejoining when it returns.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::process::{free_port, TernProcess};
+use common::udp_client::UdpClient;
+use common::{hang_up, http, load_wav, metric};
+
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup.sh installs it)");
+        let r = Redis { child, port };
+        let t0 = Instant::now();
+        while r.conn().is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn conn(&self) -> Option<redis::Connection> {
+        let c = redis::Client::open(self.url()).ok()?;
+        let mut conn = c
+            .get_connection_with_timeout(Duration::from_millis(200))
+            .ok()?;
+        redis::cmd("PING").query::<String>(&mut conn).ok()?;
+        Some(conn)
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        redis::cmd("GET").arg(key).query(&mut self.conn()?).ok()?
+    }
+
+    /// Waits until `key` holds a value for which `want` is true.
+    fn wait_for(
+        &self,
+        key: &str,
+        within: Duration,
+        want: impl Fn(Option<&str>) -> bool,
+    ) -> Option<String> {
+        let t0 = Instant::now();
+        loop {
+            let v = self.get(key);
+            if want(v.as_deref()) {
+                return v;
+            }
+            assert!(t0.elapsed() < within, "{key} is {v:?} after {within:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn node(redis: &Redis, id: u16, extra: &[&str]) -> TernProcess {
+    let id = id.to_string();
+    let url = redis.url();
+    let mut args = vec!["--cores", "0", "--fleet", &url, "--node-id", &id];
+    args.extend_from_slice(extra);
+    TernProcess::start(&args)
+}
+
+fn record(v: Option<&str>) -> serde_json::Value {
+    serde_json::from_str(v.unwrap_or("null")).unwrap()
+}
+
+#[test]
+fn nodes_register_with_unique_ids() {
+    let redis = Redis::start();
+    let a = node(&redis, 1, &[]);
+    let r = record(
+        redis
+            .wait_for("tern:node:1", Duration::from_secs(5), |v| v.is_some())
+            .as_deref(),
+    );
+    assert_eq!(r["node"], 1);
+    assert_eq!(r["state"], "serving");
+    assert_eq!(r["internal"], a.http.to_string());
+    assert_eq!(r["sessions"], 0);
+    assert!(r["capacity_left"].as_u64().unwrap() > 0);
+    assert!(r["public"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    // A second live node with the same id is refused at start, with the reason.
+    let url = redis.url();
+    let udp = free_port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args([
+            "serve",
+            "--cores",
+            "0",
+            "--http",
+            "127.0.0.1:0",
+            "--udp-port",
+            &udp,
+        ])
+        .args(["--udp-bind", "127.0.0.1", "--public-ip", "127.0.0.1"])
+        .args(["--fleet", &url, "--node-id", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("--node-id 1 is held by a live node"), "{err}");
+
+    // Another id joins beside it.
+    let _b = node(&redis, 2, &[]);
+    redis.wait_for("tern:node:2", Duration::from_secs(5), |v| v.is_some());
+    assert!(redis.get("tern:node:1").is_some());
+    assert_eq!(metric(&metrics(&a), "tern_fleet_registered", ""), 1.0);
+}
+
+#[test]
+fn calls_are_listed_while_they_live_and_a_dead_node_leaves_within_its_ttl() {
+    let redis = Redis::start();
+    let mut a = node(&redis, 3, &["--drain-timeout", "60"]);
+    redis.wait_for("tern:node:3", Duration::from_secs(5), |v| v.is_some());
+    let mut c = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(c.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    let id = c.call_id();
+    let key = format!("tern:call:{id}");
+    assert_eq!(
+        redis
+            .wait_for(&key, Duration::from_secs(3), |v| v.is_some())
+            .as_deref(),
+        Some("3"),
+        "the directory names the owner"
+    );
+    redis.wait_for("tern:node:3", Duration::from_secs(3), |v| {
+        record(v)["sessions"] == 1
+    });
+    assert_eq!(hang_up(a.http, &id), 204);
+    redis.wait_for(&key, Duration::from_secs(3), |v| v.is_none());
+
+    // Draining shows in the record; a node that dies leaves within its TTL.
+    let mut c2 = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(c2.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    a.signal(libc::SIGTERM);
+    redis.wait_for("tern:node:3", Duration::from_secs(3), |v| {
+        record(v)["state"] == "draining"
+    });
+    a.signal(libc::SIGKILL);
+    a.wait_exit(Duration::from_secs(5)).unwrap();
+    let t0 = Instant::now();
+    redis.wait_for("tern:node:3", Duration::from_secs(7), |v| v.is_none());
+    println!("dead node left the fleet after {:?}", t0.elapsed());
+}
+
+#[test]
+fn redis_down_degrades_and_the_node_rejoins_when_it_returns() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let a = node(&redis, 4, &[]);
+    redis.wait_for("tern:node:4", Duration::from_secs(5), |v| v.is_some());
+    redis.kill();
+
+    // Calls go on and new ones are taken locally.
+    let mut c = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(c.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    let t0 = Instant::now();
+    while metric(&metrics(&a), "tern_fleet_degraded", "") != 1.0 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "{}", metrics(&a));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        a.log().matches("Redis unreachable").count() == 1,
+        "logged once:\n{}",
+        a.log()
+    );
+
+    // Redis comes back empty: the node re-registers and republishes its live call.
+    let redis = Redis::start_on(port);
+    redis.wait_for("tern:node:4", Duration::from_secs(5), |v| v.is_some());
+    let key = format!("tern:call:{}", c.call_id());
+    redis.wait_for(&key, Duration::from_secs(3), |v| v == Some("4"));
+    let m = metrics(&a);
+    assert_eq!(metric(&m, "tern_fleet_degraded", ""), 0.0);
+    assert_eq!(metric(&m, "tern_fleet_rejoins_total", ""), 1.0);
+    // The call lived through it all.
+    assert!(c.run_until(Duration::from_secs(15), |cl| {
+        cl.event_types()
+            .iter()
+            .any(|t| t == "output_audio_buffer.stopped")
+    }));
+}
+
+fn metrics(t: &TernProcess) -> String {
+    String::from_utf8(http(t.http, "GET", "/metrics", None, b"").2).unwrap()
+}
