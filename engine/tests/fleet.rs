@@ -226,6 +226,46 @@ fn redis_down_degrades_and_the_node_rejoins_when_it_returns() {
     }));
 }
 
+#[test]
+fn a_hangup_sent_to_any_node_reaches_the_owner() {
+    let redis = Redis::start();
+    let secret = ["--fleet-secret", "fleet-test-secret"];
+    let a = node(&redis, 5, &secret);
+    let b = node(&redis, 6, &secret);
+    redis.wait_for("tern:node:6", Duration::from_secs(5), |v| v.is_some());
+    let mut c = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(c.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    let id = c.call_id();
+    redis.wait_for(&format!("tern:call:{id}"), Duration::from_secs(3), |v| {
+        v == Some("5")
+    });
+    // Node 6 forwards the hangup to node 5, and answers as node 5 did.
+    assert_eq!(hang_up(b.http, &id), 204);
+    assert_eq!(
+        metric(&metrics(&a), "tern_sessions", ""),
+        0.0,
+        "ended on its owner"
+    );
+    redis.wait_for(&format!("tern:call:{id}"), Duration::from_secs(3), |v| {
+        v.is_none()
+    });
+    // Once gone, the call is unknown on every node.
+    let (s, _, body) = http(
+        b.http,
+        "POST",
+        &format!("/v1/realtime/calls/{id}/hangup"),
+        None,
+        b"",
+    );
+    assert_eq!(s, 404, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(hang_up(a.http, &id), 404);
+    // A forged call id naming node 5 costs node 5 nothing: node 6 refuses it itself.
+    let mut forged = id.clone().into_bytes();
+    let last = forged.last_mut().unwrap();
+    *last = if *last == b'0' { b'1' } else { b'0' };
+    assert_eq!(hang_up(b.http, std::str::from_utf8(&forged).unwrap()), 404);
+}
+
 fn metrics(t: &TernProcess) -> String {
     String::from_utf8(http(t.http, "GET", "/metrics", None, b"").2).unwrap()
 }

@@ -114,6 +114,42 @@ impl FleetShared {
     }
 }
 
+/// Asks the fleet thread where a call lives: the owner's internal address, or `None` when the
+/// directory does not list the call (or lists a node with no live record).
+#[derive(Debug)]
+pub struct OwnerQuery {
+    pub call_id: String,
+    pub reply: futures_channel::oneshot::Sender<Option<SocketAddr>>,
+}
+
+/// The HTTP side's handle for owner lookups (bounded: a flood of lookups is refused, not queued).
+#[derive(Debug, Clone)]
+pub struct FleetLookup {
+    tx: crossbeam::channel::Sender<OwnerQuery>,
+}
+
+impl FleetLookup {
+    /// The internal address of the node that owns `call_id`, if the fleet knows one.
+    pub async fn owner(&self, call_id: &str) -> Result<Option<SocketAddr>, LookupError> {
+        let (reply, rx) = futures_channel::oneshot::channel();
+        let q = OwnerQuery {
+            call_id: call_id.to_string(),
+            reply,
+        };
+        self.tx.try_send(q).map_err(|_| LookupError::Busy)?;
+        rx.await.map_err(|_| LookupError::Unavailable)
+    }
+}
+
+/// Why an owner lookup gave no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("too many fleet lookups waiting")]
+    Busy,
+    #[error("the fleet's Redis is unreachable")]
+    Unavailable,
+}
+
 /// A shard's end of its queue to the fleet thread.
 #[derive(Clone)]
 pub struct ShardFleet {
@@ -145,6 +181,7 @@ pub fn join(
 ) -> anyhow::Result<(
     Vec<ShardFleet>,
     Arc<FleetShared>,
+    FleetLookup,
     std::thread::JoinHandle<()>,
 )> {
     let client = redis::Client::open(settings.url.as_str())
@@ -186,10 +223,11 @@ pub fn join(
         }
         Err(e) => member.degrade(&e),
     }
+    let (tx, lookups) = crossbeam::channel::bounded(256);
     let join = std::thread::Builder::new()
         .name("tern-fleet".into())
-        .spawn(move || member.run(&queues, &done))?;
-    Ok((ends, shared, join))
+        .spawn(move || member.run(&queues, &lookups, &done))?;
+    Ok((ends, shared, FleetLookup { tx }, join))
 }
 
 struct Member {
@@ -209,7 +247,12 @@ struct Member {
 }
 
 impl Member {
-    fn run(&mut self, queues: &[Arc<ArrayQueue<FleetEvent>>], done: &AtomicBool) {
+    fn run(
+        &mut self,
+        queues: &[Arc<ArrayQueue<FleetEvent>>],
+        lookups: &crossbeam::channel::Receiver<OwnerQuery>,
+        done: &AtomicBool,
+    ) {
         let mut next_node = Instant::now() + Duration::from_millis(NODE_REFRESH_MS);
         let mut next_calls = Instant::now() + Duration::from_millis(CALL_REFRESH_MS);
         loop {
@@ -240,7 +283,39 @@ impl Member {
                 self.leave();
                 return;
             }
-            std::thread::sleep(TICK);
+            // Wait for a lookup (answered at once) or the next tick.
+            if let Ok(q) = lookups.recv_timeout(TICK) {
+                self.answer(q);
+                while let Ok(q) = lookups.try_recv() {
+                    self.answer(q);
+                }
+            }
+        }
+    }
+
+    /// Where a call lives: its directory entry names the node, the node's record its address.
+    fn answer(&mut self, q: OwnerQuery) {
+        if self.shared.degraded.load(Ordering::Relaxed) {
+            drop(q.reply); // the HTTP side answers 503
+            return;
+        }
+        let call = call_key(&self.settings.prefix, &q.call_id);
+        let prefix = self.settings.prefix.clone();
+        let found = self.conn().and_then(|c| {
+            let node: Option<u16> = redis::cmd("GET").arg(&call).query(c)?;
+            let Some(node) = node else {
+                return Ok(None);
+            };
+            let json: Option<String> = redis::cmd("GET").arg(node_key(&prefix, node)).query(c)?;
+            Ok(json
+                .and_then(|j| serde_json::from_str::<NodeRecord>(&j).ok())
+                .map(|r| r.internal))
+        });
+        match found {
+            Ok(addr) => {
+                let _ = q.reply.send(addr);
+            }
+            Err(e) => self.degrade(&e),
         }
     }
 

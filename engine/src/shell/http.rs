@@ -52,8 +52,11 @@ pub struct HttpContext {
     pub session_defaults: SessionConfig,
     /// The recorder's counters (`--record-dir`), for `/metrics`.
     pub recorder: Option<Arc<super::recorder::RecorderShared>>,
-    /// The fleet thread's counters (`--fleet`), for `/metrics`.
-    pub fleet: Option<Arc<super::fleet::FleetShared>>,
+    /// The fleet thread's counters and owner lookups (`--fleet`).
+    pub fleet: Option<(Arc<super::fleet::FleetShared>, super::fleet::FleetLookup)>,
+    /// This node's id and the key that seals call ids (per-call requests for other nodes).
+    pub node: u16,
+    pub tag_key: crate::core::route_tag::TagKey,
 }
 
 /// Seconds a client is told to wait before retrying a draining server (another node will do).
@@ -446,6 +449,9 @@ async fn route(
                     if let Err(r) = authorize(&req, &ctx) {
                         return r;
                     }
+                    if let Some(r) = forward_to_owner(&req, id, &ctx).await {
+                        return r;
+                    }
                     hangup(id, state).await
                 }
                 // OpenAI's SIP call controls: a WebRTC call was accepted by its SDP answer.
@@ -665,6 +671,76 @@ fn too_large(ctx: &HttpContext) -> Response<Body> {
     r
 }
 
+/// A per-call request for a call of another node of the fleet goes to that node (over its
+/// internal address) and its answer comes back as is. `None`: the call is this node's (or there is
+/// no fleet): handle it here.
+async fn forward_to_owner(
+    req: &Request<Incoming>,
+    id: &str,
+    ctx: &HttpContext,
+) -> Option<Response<Body>> {
+    let (_, lookup) = ctx.fleet.as_ref()?;
+    let tag = RouteTag::parse_call_id(id).ok()?;
+    if tag.node == ctx.node {
+        return None;
+    }
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "call_not_found",
+            &format!("no call {id:?}"),
+        )
+    };
+    // A forged or foreign call id costs no lookup, and no other node anything.
+    if !tag.is_sealed_by(&ctx.tag_key) {
+        return Some(not_found());
+    }
+    let owner = match lookup.owner(id).await {
+        Ok(Some(addr)) => addr,
+        Ok(None) => return Some(not_found()),
+        Err(e) => {
+            return Some(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "fleet_unavailable",
+                &format!("call {id:?} lives on node {}: {e}", tag.node),
+            ))
+        }
+    };
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let path = req.uri().path();
+    match super::fleet_http::request(owner, req.method().as_str(), path, auth).await {
+        Ok(answer) => {
+            let mut r = Response::new(Full::new(Bytes::from(answer.body)));
+            *r.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            if let Some(v) = answer
+                .content_type
+                .and_then(|c| HeaderValue::from_str(&c).ok())
+            {
+                r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+            }
+            Some(r)
+        }
+        Err(e) => {
+            tracing::warn!(call = id, owner = %owner, "fleet: forwarding to the call's node failed: {e}");
+            Some(error(
+                StatusCode::BAD_GATEWAY,
+                "server_error",
+                "owner_unreachable",
+                &format!(
+                    "call {id:?} lives on node {} ({owner}), which did not answer: {e}",
+                    tag.node
+                ),
+            ))
+        }
+    }
+}
+
 async fn hangup(id: &str, state: SharedShard) -> Response<Body> {
     let Ok(tag) = RouteTag::parse_call_id(id) else {
         return error(
@@ -723,7 +799,7 @@ async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
     if let Some(r) = &ctx.recorder {
         r.render(&mut body);
     }
-    if let Some(f) = &ctx.fleet {
+    if let Some((f, _)) = &ctx.fleet {
         f.render(&mut body);
     }
     text(StatusCode::OK, "text/plain; version=0.0.4", body)

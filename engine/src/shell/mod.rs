@@ -2,6 +2,7 @@
 
 pub mod cors;
 pub mod fleet;
+pub mod fleet_http;
 pub mod http;
 pub mod ice_tcp;
 pub mod mesh;

@@ -388,7 +388,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 max_sessions: cfg.max_sessions,
                 draining: draining.clone(),
             };
-            let (ends, shared, join) = fleet::join(
+            let (ends, shared, lookup, join) = fleet::join(
                 f.clone(),
                 settings.node,
                 public,
@@ -396,11 +396,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 shards,
                 shards_done.clone(),
             )?;
-            (
-                ends.into_iter().map(Some).collect(),
-                Some(shared),
-                Some(join),
-            )
+            let ends = ends.into_iter().map(Some).collect();
+            (ends, Some((shared, lookup)), Some(join))
         }
         None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None, None),
     };
@@ -418,6 +415,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         session_defaults: settings.session.clone(),
         recorder: recorder_shared,
         fleet: fleet_shared,
+        node: settings.node,
+        tag_key: settings.tag_key.clone(),
         signaling_limit: Arc::new(std::sync::Mutex::new(IpRateLimiter::new(
             cfg.offers_per_ip,
             cfg.offers_per_ip.saturating_mul(2),
