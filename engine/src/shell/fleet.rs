@@ -166,6 +166,14 @@ impl ShardFleet {
     }
 }
 
+/// A node that joined: each shard's queue end, the counters, the lookup handle, the thread.
+pub struct Joined {
+    pub shards: Vec<ShardFleet>,
+    pub shared: Arc<FleetShared>,
+    pub lookup: FleetLookup,
+    pub thread: std::thread::JoinHandle<()>,
+}
+
 /// Joins the fleet: registers this node (refusing to start if another live node holds its id)
 /// and starts the fleet thread, which runs until `done` is set (after the shards ended), then
 /// removes the node's record. Redis unreachable at start: the node starts degraded and joins
@@ -178,12 +186,7 @@ pub fn join(
     load: NodeLoad,
     shards: usize,
     done: Arc<AtomicBool>,
-) -> anyhow::Result<(
-    Vec<ShardFleet>,
-    Arc<FleetShared>,
-    FleetLookup,
-    std::thread::JoinHandle<()>,
-)> {
+) -> anyhow::Result<Joined> {
     let client = redis::Client::open(settings.url.as_str())
         .map_err(|e| anyhow::anyhow!("--fleet {}: {e}", settings.url))?;
     let shared = Arc::new(FleetShared::default());
@@ -227,7 +230,12 @@ pub fn join(
     let join = std::thread::Builder::new()
         .name("tern-fleet".into())
         .spawn(move || member.run(&queues, &lookups, &done))?;
-    Ok((ends, shared, FleetLookup { tx }, join))
+    Ok(Joined {
+        shards: ends,
+        shared,
+        lookup: FleetLookup { tx },
+        thread: join,
+    })
 }
 
 struct Member {

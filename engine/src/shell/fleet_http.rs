@@ -61,9 +61,7 @@ pub async fn request(
         Ok::<_, std::io::Error>(buf)
     };
     let raw = glommio::timer::timeout(TIMEOUT, async {
-        exchange
-            .await
-            .map_err(|e| glommio::GlommioError::IoError(e))
+        exchange.await.map_err(glommio::GlommioError::IoError)
     })
     .await
     .map_err(|e| match e {

@@ -388,7 +388,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 max_sessions: cfg.max_sessions,
                 draining: draining.clone(),
             };
-            let (ends, shared, lookup, join) = fleet::join(
+            let joined = fleet::join(
                 f.clone(),
                 settings.node,
                 public,
@@ -396,8 +396,12 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 shards,
                 shards_done.clone(),
             )?;
-            let ends = ends.into_iter().map(Some).collect();
-            (ends, Some((shared, lookup)), Some(join))
+            let ends = joined.shards.into_iter().map(Some).collect();
+            (
+                ends,
+                Some((joined.shared, joined.lookup)),
+                Some(joined.thread),
+            )
         }
         None => ((0..shards).map(|_| None).collect::<Vec<_>>(), None, None),
     };
