@@ -266,6 +266,60 @@ fn a_hangup_sent_to_any_node_reaches_the_owner() {
     assert_eq!(hang_up(b.http, std::str::from_utf8(&forged).unwrap()), 404);
 }
 
+#[test]
+fn offers_to_a_full_or_draining_node_are_answered_by_another() {
+    let redis = Redis::start();
+    let secret = ["--fleet-secret", "fleet-test-secret"];
+    let mut a = node(
+        &redis,
+        7,
+        &[
+            secret[0],
+            secret[1],
+            "--max-sessions",
+            "1",
+            "--drain-timeout",
+            "60",
+        ],
+    );
+    let b = node(&redis, 8, &secret);
+    redis.wait_for("tern:node:8", Duration::from_secs(5), |v| v.is_some());
+    // Node 7's placement reads the fleet's records once a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let node_of = |c: &UdpClient| {
+        tern_engine::core::route_tag::RouteTag::parse_call_id(&c.call_id())
+            .unwrap()
+            .node
+    };
+    let mut first = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(first.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    assert_eq!(node_of(&first), 7, "room here: answered here");
+
+    // Node 7 is full: the offer sent to it is answered by node 8, and the call runs there.
+    let mut second = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(second.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    assert_eq!(node_of(&second), 8);
+    assert_eq!(metric(&metrics(&b), "tern_sessions", ""), 1.0);
+    let m = metrics(&a);
+    assert_eq!(
+        metric(&m, "tern_placements_total", "reason=\"full\""),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "tern_placements_total", "reason=\"local\""), 1.0);
+
+    // Node 7 drains: new offers go to node 8 instead of a 503.
+    a.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut third = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
+    assert!(third.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    assert_eq!(node_of(&third), 8);
+    assert_eq!(
+        metric(&metrics(&a), "tern_placements_total", "reason=\"draining\""),
+        1.0
+    );
+}
+
 fn metrics(t: &TernProcess) -> String {
     String::from_utf8(http(t.http, "GET", "/metrics", None, b"").2).unwrap()
 }

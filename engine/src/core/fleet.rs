@@ -71,3 +71,137 @@ mod tests {
         assert_eq!(call_key("tern:", "rtc_x"), "tern:call:rtc_x");
     }
 }
+
+/// How much busier (share of capacity in use) this node must be than the less loaded of two
+/// sampled nodes before it hands an offer over: small differences are not worth a hop.
+pub const BUSIER_MARGIN: f64 = 0.25;
+
+/// Why an offer went to another node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaceReason {
+    Draining,
+    Full,
+    Busier,
+}
+
+impl PlaceReason {
+    pub const ALL: [PlaceReason; 3] = [
+        PlaceReason::Draining,
+        PlaceReason::Full,
+        PlaceReason::Busier,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            PlaceReason::Draining => "draining",
+            PlaceReason::Full => "full",
+            PlaceReason::Busier => "busier",
+        }
+    }
+}
+
+/// This node as the placement sees it when an offer arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalLoad {
+    pub node: u16,
+    pub draining: bool,
+    pub full: bool,
+    /// Share of capacity in use, 0..1.
+    pub load: f64,
+}
+
+fn load_of(r: &NodeRecord) -> f64 {
+    let total = r.sessions + r.capacity_left;
+    if total == 0 {
+        1.0
+    } else {
+        r.sessions as f64 / total as f64
+    }
+}
+
+/// Power of two choices: of two nodes sampled (by `picks`) among the others that serve and have
+/// room, the less loaded; the offer goes there when this node is draining, full, or busier by
+/// more than `BUSIER_MARGIN`. `None`: answer here.
+pub fn choose(
+    me: LocalLoad,
+    nodes: &[NodeRecord],
+    picks: [usize; 2],
+) -> Option<(&NodeRecord, PlaceReason)> {
+    let candidates: Vec<&NodeRecord> = nodes
+        .iter()
+        .filter(|r| r.node != me.node && r.state == NodeState::Serving && r.capacity_left > 0)
+        .collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    let a = candidates[picks[0] % candidates.len()];
+    let b = candidates[picks[1] % candidates.len()];
+    let best = if load_of(b) < load_of(a) { b } else { a };
+    let reason = if me.draining {
+        PlaceReason::Draining
+    } else if me.full {
+        PlaceReason::Full
+    } else if me.load - load_of(best) > BUSIER_MARGIN {
+        PlaceReason::Busier
+    } else {
+        return None;
+    };
+    Some((best, reason))
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::*;
+
+    fn rec(node: u16, sessions: u64, left: u64, state: NodeState) -> NodeRecord {
+        NodeRecord {
+            node,
+            instance: String::new(),
+            public: "127.0.0.1:1".parse().unwrap(),
+            internal: "127.0.0.1:2".parse().unwrap(),
+            state,
+            sessions,
+            capacity_left: left,
+            cpu_percent: 0.0,
+        }
+    }
+
+    fn me(draining: bool, full: bool, load: f64) -> LocalLoad {
+        LocalLoad {
+            node: 1,
+            draining,
+            full,
+            load,
+        }
+    }
+
+    #[test]
+    fn offers_stay_unless_draining_full_or_clearly_busier() {
+        let nodes = [
+            rec(1, 50, 50, NodeState::Serving),
+            rec(2, 10, 90, NodeState::Serving),
+            rec(3, 80, 20, NodeState::Serving),
+            rec(4, 0, 100, NodeState::Draining),
+            rec(5, 100, 0, NodeState::Serving),
+        ];
+        // Two samples: the less loaded wins (node 2 over node 3).
+        let (r, why) = choose(me(true, false, 0.5), &nodes, [0, 1]).unwrap();
+        assert_eq!((r.node, why), (2, PlaceReason::Draining));
+        let (r, why) = choose(me(false, true, 1.0), &nodes, [1, 0]).unwrap();
+        assert_eq!((r.node, why), (2, PlaceReason::Full));
+        // 50% against 10%: busier by more than the margin.
+        assert_eq!(
+            choose(me(false, false, 0.5), &nodes, [0, 0]).map(|(r, w)| (r.node, w)),
+            Some((2, PlaceReason::Busier))
+        );
+        // 30% against 10%: not worth a hop; against node 3 alone (80%): stay.
+        assert!(choose(me(false, false, 0.3), &nodes, [0, 0]).is_none());
+        assert!(choose(me(false, false, 0.5), &nodes, [1, 1]).is_none());
+        // Draining, full and this node itself are never chosen; no candidate: stay.
+        let lonely = [
+            rec(1, 5, 5, NodeState::Serving),
+            rec(4, 0, 9, NodeState::Draining),
+        ];
+        assert!(choose(me(true, false, 0.5), &lonely, [0, 1]).is_none());
+    }
+}

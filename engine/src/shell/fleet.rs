@@ -16,8 +16,8 @@ use anyhow::bail;
 use crossbeam::queue::ArrayQueue;
 
 use crate::core::fleet::{
-    call_key, node_key, NodeRecord, NodeState, CALL_REFRESH_MS, CALL_TTL_MS, NODE_REFRESH_MS,
-    NODE_TTL_MS,
+    call_key, choose, node_key, LocalLoad, NodeRecord, NodeState, PlaceReason, CALL_REFRESH_MS,
+    CALL_TTL_MS, NODE_REFRESH_MS, NODE_TTL_MS,
 };
 use crate::core::route_tag::RouteTag;
 
@@ -84,6 +84,11 @@ pub struct FleetShared {
     pub rejoins: AtomicU64,
     pub calls: AtomicU64,
     pub events_dropped: AtomicU64,
+    /// Offers answered here, then handed to another node by `PlaceReason`, then hand-offs that
+    /// failed (answered here after all).
+    pub placed_local: AtomicU64,
+    pub placed_away: [AtomicU64; 3],
+    pub place_failed: AtomicU64,
 }
 
 impl FleetShared {
@@ -111,32 +116,71 @@ impl FleetShared {
             l(&self.calls),
             l(&self.events_dropped),
         );
+        let _ = writeln!(
+            o,
+            "# HELP tern_placements_total Offers by where they were answered: here (local), or on another node because this one was draining, full or busier; forward_failed: handed over but answered here.\n\
+             # TYPE tern_placements_total counter\ntern_placements_total{{reason=\"local\"}} {}",
+            l(&self.placed_local)
+        );
+        for r in PlaceReason::ALL {
+            let _ = writeln!(
+                o,
+                "tern_placements_total{{reason=\"{}\"}} {}",
+                r.label(),
+                l(&self.placed_away[r as usize])
+            );
+        }
+        let _ = writeln!(
+            o,
+            "tern_placements_total{{reason=\"forward_failed\"}} {}",
+            l(&self.place_failed)
+        );
     }
 }
 
 /// Asks the fleet thread where a call lives: the owner's internal address, or `None` when the
 /// directory does not list the call (or lists a node with no live record).
 #[derive(Debug)]
-pub struct OwnerQuery {
-    pub call_id: String,
-    pub reply: futures_channel::oneshot::Sender<Option<SocketAddr>>,
+pub enum Query {
+    /// Where `call_id` lives.
+    Owner {
+        call_id: String,
+        reply: futures_channel::oneshot::Sender<Option<SocketAddr>>,
+    },
+    /// Where an offer that reached this node should go (`None`: here).
+    Place {
+        me: LocalLoad,
+        reply: futures_channel::oneshot::Sender<Option<(SocketAddr, PlaceReason)>>,
+    },
 }
 
 /// The HTTP side's handle for owner lookups (bounded: a flood of lookups is refused, not queued).
 #[derive(Debug, Clone)]
 pub struct FleetLookup {
-    tx: crossbeam::channel::Sender<OwnerQuery>,
+    tx: crossbeam::channel::Sender<Query>,
 }
 
 impl FleetLookup {
     /// The internal address of the node that owns `call_id`, if the fleet knows one.
     pub async fn owner(&self, call_id: &str) -> Result<Option<SocketAddr>, LookupError> {
         let (reply, rx) = futures_channel::oneshot::channel();
-        let q = OwnerQuery {
+        let q = Query::Owner {
             call_id: call_id.to_string(),
             reply,
         };
         self.tx.try_send(q).map_err(|_| LookupError::Busy)?;
+        rx.await.map_err(|_| LookupError::Unavailable)
+    }
+
+    /// The node (internal address) an offer should go to instead of this one, and why.
+    pub async fn place(
+        &self,
+        me: LocalLoad,
+    ) -> Result<Option<(SocketAddr, PlaceReason)>, LookupError> {
+        let (reply, rx) = futures_channel::oneshot::channel();
+        self.tx
+            .try_send(Query::Place { me, reply })
+            .map_err(|_| LookupError::Busy)?;
         rx.await.map_err(|_| LookupError::Unavailable)
     }
 }
@@ -213,6 +257,7 @@ pub fn join(
         calls: HashSet::new(),
         cpu: CpuSampler::new(),
         conflict_logged: false,
+        nodes: Vec::new(),
     };
     match member.register() {
         Ok(true) => shared.registered.store(true, Ordering::Relaxed),
@@ -252,13 +297,15 @@ struct Member {
     calls: HashSet<String>,
     cpu: CpuSampler,
     conflict_logged: bool,
+    /// Every node's record, as of the last refresh (placement reads it).
+    nodes: Vec<NodeRecord>,
 }
 
 impl Member {
     fn run(
         &mut self,
         queues: &[Arc<ArrayQueue<FleetEvent>>],
-        lookups: &crossbeam::channel::Receiver<OwnerQuery>,
+        lookups: &crossbeam::channel::Receiver<Query>,
         done: &AtomicBool,
     ) {
         let mut next_node = Instant::now() + Duration::from_millis(NODE_REFRESH_MS);
@@ -282,6 +329,7 @@ impl Member {
             if now >= next_node {
                 next_node = now + Duration::from_millis(NODE_REFRESH_MS);
                 self.refresh_node();
+                self.refresh_nodes();
             }
             if now >= next_calls {
                 next_calls = now + Duration::from_millis(CALL_REFRESH_MS);
@@ -301,13 +349,64 @@ impl Member {
         }
     }
 
+    fn answer(&mut self, q: Query) {
+        match q {
+            Query::Owner { call_id, reply } => self.owner(&call_id, reply),
+            Query::Place { me, reply } => {
+                let picks = [
+                    rand::random::<u32>() as usize,
+                    rand::random::<u32>() as usize,
+                ];
+                let choice = if self.shared.degraded.load(Ordering::Relaxed) {
+                    None
+                } else {
+                    choose(me, &self.nodes, picks).map(|(r, why)| (r.internal, why))
+                };
+                let _ = reply.send(choice);
+            }
+        }
+    }
+
+    /// Every node's record (SCAN, then MGET): what placement chooses from.
+    fn refresh_nodes(&mut self) {
+        let pattern = format!("{}node:*", self.settings.prefix);
+        let r = self.conn().and_then(|c| {
+            let keys: Vec<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .clone()
+                .iter(c)?
+                .collect();
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let values: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query(c)?;
+            Ok(values
+                .into_iter()
+                .flatten()
+                .filter_map(|j| serde_json::from_str::<NodeRecord>(&j).ok())
+                .collect())
+        });
+        match r {
+            Ok(nodes) => self.nodes = nodes,
+            Err(e) => self.degrade(&e),
+        }
+    }
+
     /// Where a call lives: its directory entry names the node, the node's record its address.
-    fn answer(&mut self, q: OwnerQuery) {
+    fn owner(
+        &mut self,
+        call_id: &str,
+        reply: futures_channel::oneshot::Sender<Option<SocketAddr>>,
+    ) {
         if self.shared.degraded.load(Ordering::Relaxed) {
-            drop(q.reply); // the HTTP side answers 503
+            drop(reply); // the HTTP side answers 503
             return;
         }
-        let call = call_key(&self.settings.prefix, &q.call_id);
+        let call = call_key(&self.settings.prefix, call_id);
         let prefix = self.settings.prefix.clone();
         let found = self.conn().and_then(|c| {
             let node: Option<u16> = redis::cmd("GET").arg(&call).query(c)?;
@@ -321,7 +420,7 @@ impl Member {
         });
         match found {
             Ok(addr) => {
-                let _ = q.reply.send(addr);
+                let _ = reply.send(addr);
             }
             Err(e) => self.degrade(&e),
         }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+/// The header that marks a request one node sent another (answered there, never passed on).
+pub const FORWARDED: &str = "X-Tern-Forwarded";
+
 /// The whole exchange must fit in this.
 const TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest answer read back (an error body at most).
@@ -17,6 +20,7 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub struct Answer {
     pub status: u16,
     pub content_type: Option<String>,
+    pub location: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -30,24 +34,34 @@ pub enum ForwardError {
     Malformed,
 }
 
-/// Sends `method path` (no body) with `authorization` to `to`; returns its answer.
+/// Sends `method path` with `authorization` and an optional body (content type, bytes) to `to`,
+/// marked as forwarded (the receiver answers it itself); returns its answer.
 pub async fn request(
     to: SocketAddr,
     method: &str,
     path: &str,
     authorization: Option<&str>,
+    body: Option<(&str, &[u8])>,
 ) -> Result<Answer, ForwardError> {
+    let len = body.map_or(0, |(_, b)| b.len());
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\
-         X-Tern-Forwarded: 1\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {to}\r\nContent-Length: {len}\r\nConnection: close\r\n\
+         {FORWARDED}: 1\r\n"
     );
     if let Some(a) = authorization {
         head.push_str(&format!("Authorization: {a}\r\n"));
     }
+    if let Some((ctype, _)) = body {
+        head.push_str(&format!("Content-Type: {ctype}\r\n"));
+    }
     head.push_str("\r\n");
+    let mut out = head.into_bytes();
+    if let Some((_, b)) = body {
+        out.extend_from_slice(b);
+    }
     let exchange = async {
         let mut s = glommio::net::TcpStream::connect(to).await?;
-        s.write_all(head.as_bytes()).await?;
+        s.write_all(&out).await?;
         s.flush().await?;
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 4096];
@@ -82,14 +96,17 @@ fn parse(raw: &[u8]) -> Option<Answer> {
         .get(..3)?
         .parse()
         .ok()?;
-    let content_type = lines.find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("content-type")
-            .then(|| v.trim().to_string())
-    });
+    let headers: Vec<(&str, &str)> = lines.filter_map(|l| l.split_once(':')).collect();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+    };
     Some(Answer {
         status,
-        content_type,
+        content_type: header("content-type"),
+        location: header("location"),
         body: raw[split + 4..].to_vec(),
     })
 }

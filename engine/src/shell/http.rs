@@ -523,11 +523,24 @@ async fn create_call(
             &msg,
         );
     }
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let forwarded = req.headers().contains_key(super::fleet_http::FORWARDED);
     let body = match read_body(req, ctx.max_sdp_bytes).await {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return too_large(ctx),
         Err(r) => return r,
     };
+    // In a fleet, the offer may be better answered by another node (an offer a node forwarded is
+    // answered where it lands).
+    if !forwarded {
+        if let Some(r) = place_offer(&state, ctx, &ctype, auth.as_deref(), &body).await {
+            return r;
+        }
+    }
     // The offer, and the session config: server defaults, then a token's session, then the form's.
     let mut config = match &credential {
         Credential::Ephemeral {
@@ -671,6 +684,53 @@ fn too_large(ctx: &HttpContext) -> Response<Body> {
     r
 }
 
+/// Placement: when this node is draining, full or clearly busier than the less loaded of two
+/// sampled nodes, the offer goes to that node and its answer (SDP, `Location`) comes back as is.
+/// `None`: answer here (also when the hand-over fails, counted).
+async fn place_offer(
+    state: &SharedShard,
+    ctx: &HttpContext,
+    ctype: &str,
+    auth: Option<&str>,
+    body: &Bytes,
+) -> Option<Response<Body>> {
+    let (shared, lookup) = ctx.fleet.as_ref()?;
+    let admitted = ctx.admitted.load(Ordering::Acquire);
+    let me = crate::core::fleet::LocalLoad {
+        node: ctx.node,
+        draining: state.borrow().stopping || ctx.draining.load(Ordering::Relaxed),
+        full: admitted >= ctx.max_sessions,
+        load: admitted as f64 / ctx.max_sessions.max(1) as f64,
+    };
+    let Ok(Some((to, why))) = lookup.place(me).await else {
+        shared.placed_local.fetch_add(1, Ordering::Relaxed);
+        return None;
+    };
+    let path = "/v1/realtime/calls";
+    match super::fleet_http::request(to, "POST", path, auth, Some((ctype, body))).await {
+        Ok(answer) => {
+            shared.placed_away[why as usize].fetch_add(1, Ordering::Relaxed);
+            let mut r = Response::new(Full::new(Bytes::from(answer.body)));
+            *r.status_mut() =
+                StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            for (name, value) in [
+                (CONTENT_TYPE, answer.content_type),
+                (LOCATION, answer.location),
+            ] {
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    r.headers_mut().insert(name, v);
+                }
+            }
+            Some(r)
+        }
+        Err(e) => {
+            shared.place_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(to = %to, reason = why.label(), "fleet: handing an offer over failed, answering here: {e}");
+            None
+        }
+    }
+}
+
 /// A per-call request for a call of another node of the fleet goes to that node (over its
 /// internal address) and its answer comes back as is. `None`: the call is this node's (or there is
 /// no fleet): handle it here.
@@ -713,7 +773,7 @@ async fn forward_to_owner(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let path = req.uri().path();
-    match super::fleet_http::request(owner, req.method().as_str(), path, auth).await {
+    match super::fleet_http::request(owner, req.method().as_str(), path, auth, None).await {
         Ok(answer) => {
             let mut r = Response::new(Full::new(Bytes::from(answer.body)));
             *r.status_mut() =
