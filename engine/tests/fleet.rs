@@ -270,7 +270,7 @@ fn a_hangup_sent_to_any_node_reaches_the_owner() {
 fn offers_to_a_full_or_draining_node_are_answered_by_another() {
     let redis = Redis::start();
     let secret = ["--fleet-secret", "fleet-test-secret"];
-    let mut a = node(
+    let a = node(
         &redis,
         7,
         &[
