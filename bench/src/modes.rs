@@ -126,7 +126,20 @@ pub struct RampResult {
     pub capacity: usize,
     pub engine_cores: usize,
     pub sessions_per_core: f64,
+    /// Sessions one fully busy core would hold, from the server's CPU per session at the largest
+    /// step that used a measurable share of a core: the CPU-bound capacity, which a noisy
+    /// machine's jitter does not cut short the way it cuts the latency-bound one.
+    pub cpu_bound_per_core: Option<f64>,
     pub stop_reason: String,
+}
+
+/// Sessions per fully busy core from (sessions, server CPU % of one core) per step: the largest
+/// step that used at least 5% of a core.
+pub fn cpu_bound_per_core(steps: impl Iterator<Item = (usize, f64)>) -> Option<f64> {
+    steps
+        .filter(|(n, cpu)| *cpu >= 5.0 && *n > 0)
+        .max_by_key(|(n, _)| *n)
+        .map(|(n, cpu)| n as f64 * 100.0 / cpu)
 }
 
 /// Capacity search: adds `--step` sessions at a time, measures each level for `--step-s`, and
@@ -210,6 +223,9 @@ pub fn ramp(kind: TargetKind, a: &Args, fixture: &Arc<Fixture>) -> anyhow::Resul
     lg.stop(&target);
     let cores = a.engine_cores.len();
     Ok(RampResult {
+        cpu_bound_per_core: cpu_bound_per_core(
+            steps.iter().map(|w| (w.sessions, w.server_cpu_pct)),
+        ),
         steps,
         capacity,
         engine_cores: cores,
@@ -288,4 +304,18 @@ pub fn storm(kind: TargetKind, a: &Args, fixture: &Arc<Fixture>) -> anyhow::Resu
         handshakes_per_core_second: 1e6 / (cpu_us / n as f64),
         setup: Pct::of_us(&stats.setup_us),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_bound_per_core;
+
+    #[test]
+    fn cpu_bound_capacity_comes_from_the_largest_measurable_step() {
+        let steps = [(0, 0.4), (40, 2.0), (80, 25.0), (120, 40.0)];
+        assert_eq!(cpu_bound_per_core(steps.into_iter()), Some(300.0));
+        // An idle machine's noise is no measure.
+        assert_eq!(cpu_bound_per_core([(10, 1.0)].into_iter()), None);
+        assert_eq!(cpu_bound_per_core(std::iter::empty()), None);
+    }
 }

@@ -329,14 +329,20 @@ impl Report {
             .filter_map(|r| Some((r.target.name(), r.ramp.as_ref()?)))
             .collect();
         if ramps.len() > 1 && ramps[0].0 == "tern" {
-            o.push_str("Side by side, sessions per engine core:\n\n| target | sessions per core | ratio to Tern |\n|---|---|---|\n");
-            let base = ramps[0].1.sessions_per_core.max(1e-9);
+            o.push_str("Side by side, sessions per engine core (latency-bound: the ramp's criterion; CPU-bound: sessions at 100% of a core from CPU per session):\n\n| target | latency-bound | ratio to Tern | CPU-bound | ratio to Tern |\n|---|---|---|---|---|\n");
+            let base = ramps[0].1;
             for (name, r) in &ramps {
+                let cpu = r.cpu_bound_per_core;
                 let _ = writeln!(
                     o,
-                    "| {name} | {:.0} | {:.2}x |",
+                    "| {name} | {:.0} | {} | {} | {} |",
                     r.sessions_per_core,
-                    r.sessions_per_core / base
+                    ratio(r.sessions_per_core, base.sessions_per_core),
+                    cpu.map_or("n/a".into(), |c| format!("{c:.0}")),
+                    match (cpu, base.cpu_bound_per_core) {
+                        (Some(c), Some(b)) => ratio(c, b),
+                        _ => "n/a".into(),
+                    }
                 );
             }
             o.push('\n');
@@ -468,4 +474,24 @@ fn plot(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// `x / base` as `1.23x`, or `n/a` when the base is zero (a target that held nothing).
+fn ratio(x: f64, base: f64) -> String {
+    if base > 0.0 {
+        format!("{:.2}x", x / base)
+    } else {
+        "n/a".into()
+    }
+}
+
+#[cfg(test)]
+mod ratio_tests {
+    use super::ratio;
+
+    #[test]
+    fn a_zero_base_is_not_divided_by() {
+        assert_eq!(ratio(240.0, 160.0), "1.50x");
+        assert_eq!(ratio(80.0, 0.0), "n/a");
+    }
 }
