@@ -76,32 +76,41 @@ pub fn app_fields(session: &Value) -> Result<Map<String, Value>, EventError> {
 pub fn record_request(
     session: &Value,
     node_format: Option<RecordFormat>,
-) -> Result<Option<Option<RecordFormat>>, String> {
+) -> Result<Option<Option<RecordFormat>>, EventError> {
+    let invalid = |reason: String| EventError::Invalid {
+        field: "session.tern.record",
+        reason,
+    };
     let Some(tern) = session.get("tern") else {
         return Ok(None);
     };
     let Some(asked) = tern.get("record") else {
         return match tern {
             Value::Object(_) | Value::Null => Ok(None),
-            _ => Err("session.tern must be an object".into()),
+            _ => Err(EventError::Invalid {
+                field: "session.tern",
+                reason: "must be an object".into(),
+            }),
         };
     };
     let format = match asked {
         Value::Null | Value::Bool(false) => return Ok(Some(None)),
         Value::Bool(true) => None,
         Value::String(s) => Some(RecordFormat::parse(s).ok_or_else(|| {
-            format!(
-                "session.tern.record {s:?} is not a format; use true, false, \"ogg\" or \"wav\""
-            )
+            invalid(format!(
+                "{s:?} is not a format; use true, false, \"ogg\" or \"wav\""
+            ))
         })?),
         other => {
-            return Err(format!(
-                "session.tern.record must be true, false, \"ogg\" or \"wav\", not {other}"
-            ))
+            return Err(invalid(format!(
+                "must be true, false, \"ogg\" or \"wav\", not {other}"
+            )))
         }
     };
     let Some(node) = node_format else {
-        return Err("this server does not record calls (start it with --record-dir)".into());
+        return Err(invalid(
+            "this server does not record calls (start it with --record-dir)".into(),
+        ));
     };
     Ok(Some(Some(format.unwrap_or(node))))
 }
@@ -275,6 +284,7 @@ mod tests {
         );
         assert!(ask(json!({"tern": {"record": true}}), None)
             .unwrap_err()
+            .to_string()
             .contains("--record-dir"));
         assert!(ask(json!({"tern": {"record": "mp3"}}), node).is_err());
         assert!(ask(json!({"tern": 5}), node).is_err());

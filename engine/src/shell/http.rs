@@ -27,7 +27,7 @@ use super::mesh::ShardMsg;
 use super::metrics::render;
 use super::shard::SharedShard;
 use crate::core::auth::{self, Auth, AuthError, Credential};
-use crate::core::events::ClientEvent;
+use crate::core::events::{ClientEvent, EventError};
 use crate::core::multipart;
 use crate::core::rate_limit::IpRateLimiter;
 use crate::core::route_tag::RouteTag;
@@ -232,7 +232,7 @@ async fn client_secret(req: Request<Incoming>, ctx: &HttpContext) -> Response<Bo
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_session",
-                &e,
+                &e.to_string(),
             )
         }
     };
@@ -258,7 +258,7 @@ async fn client_secret(req: Request<Incoming>, ctx: &HttpContext) -> Response<Bo
 pub(crate) fn session_config_for(
     session: &serde_json::Value,
     base: &SessionConfig,
-) -> Result<SessionConfig, String> {
+) -> Result<SessionConfig, EventError> {
     let update = serde_json::json!({ "type": "session.update", "session": session }).to_string();
     let defaults = base.turn.unwrap_or_default();
     match ClientEvent::parse(update.as_bytes(), defaults) {
@@ -277,7 +277,7 @@ pub(crate) fn session_config_for(
             Ok(cfg)
         }
         Ok(_) => Ok(base.clone()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 
@@ -547,7 +547,7 @@ async fn create_call(
             session: Some(session),
         } => match session_config_for(session, &ctx.session_defaults) {
             Ok(cfg) => cfg,
-            Err(e) => return invalid_session(&e),
+            Err(e) => return invalid_session(&e.to_string()),
         },
         _ => ctx.session_defaults.clone(),
     };
@@ -566,7 +566,10 @@ async fn create_call(
             };
         if let Some(session) = form.session {
             let parsed = serde_json::from_slice::<serde_json::Value>(session)
-                .map_err(|e| format!("the session part is not JSON: {e}"))
+                .map_err(|e| EventError::Invalid {
+                    field: "session",
+                    reason: format!("the form's session part is not JSON: {e}"),
+                })
                 .and_then(|v| session_config_for(&v, &config));
             match parsed {
                 // Recording is the server's choice: a browser's form under a token keeps the
@@ -578,7 +581,7 @@ async fn create_call(
                     }
                 }
                 Ok(cfg) => config = cfg,
-                Err(e) => return invalid_session(&e),
+                Err(e) => return invalid_session(&e.to_string()),
             }
         }
         body.slice_ref(form.sdp)
