@@ -96,53 +96,93 @@ impl BridgeRuntime {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(target: &BackendTarget) -> Result<Ws, String> {
+/// Why a backend connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("bad backend URL {url}: {source}")]
+    Url {
+        url: String,
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("the API key is not a valid header value")]
+    ApiKey,
+    #[error("cannot connect to {url}: the URL has no host")]
+    NoHost { url: String },
+    #[error("cannot connect to {url}: resolving {host}: {source}")]
+    Resolve {
+        url: String,
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {url}: {source}")]
+    Tcp { url: String, source: std::io::Error },
+    #[error("cannot connect to {url}: {source}")]
+    Handshake {
+        url: String,
+        source: tokio_tungstenite::tungstenite::Error,
+    },
+    #[error("connecting to {url} timed out")]
+    Timeout { url: String },
+}
+
+async fn connect(target: &BackendTarget) -> Result<Ws, ConnectError> {
+    let url = || target.url.clone();
     let mut req = target
         .url
         .as_str()
         .into_client_request()
-        .map_err(|e| format!("bad backend URL: {e}"))?;
+        .map_err(|source| ConnectError::Url { url: url(), source })?;
     if let Some(key) = &target.api_key {
-        let v = HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| "API key is not a valid header value".to_string())?;
+        let v =
+            HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| ConnectError::ApiKey)?;
         req.headers_mut().insert("Authorization", v);
     }
     let cfg = WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))
         .max_frame_size(Some(MAX_MESSAGE));
     let attempt = async {
-        let tcp = tcp_connect(req.uri()).await?;
+        let tcp = tcp_connect(&target.url, req.uri()).await?;
         tokio_tungstenite::client_async_tls_with_config(req, tcp, Some(cfg), None)
             .await
             .map(|(ws, _)| ws)
-            .map_err(|e| e.to_string())
+            .map_err(|source| ConnectError::Handshake { url: url(), source })
     };
     match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-        Ok(Ok(ws)) => Ok(ws),
-        Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", target.url)),
-        Err(_) => Err(format!("connecting to {} timed out", target.url)),
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout { url: url() }),
     }
 }
 
 /// Opens the TCP connection with a small send buffer and no Nagle delay.
 async fn tcp_connect(
+    url: &str,
     uri: &tokio_tungstenite::tungstenite::http::Uri,
-) -> Result<tokio::net::TcpStream, String> {
-    let host = uri.host().ok_or("URL has no host")?;
+) -> Result<tokio::net::TcpStream, ConnectError> {
+    let host = uri
+        .host()
+        .ok_or_else(|| ConnectError::NoHost { url: url.into() })?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let tls = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let mut last = String::from("no address");
+    let tcp_err = |source| ConnectError::Tcp {
+        url: url.into(),
+        source,
+    };
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
     for addr in tokio::net::lookup_host((host, port))
         .await
-        .map_err(|e| format!("resolving {host}: {e}"))?
+        .map_err(|source| ConnectError::Resolve {
+            url: url.into(),
+            host: host.into(),
+            source,
+        })?
     {
         let sock = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()
         } else {
             tokio::net::TcpSocket::new_v6()
         }
-        .map_err(|e| e.to_string())?;
+        .map_err(tcp_err)?;
         let _ = sock.set_send_buffer_size(SEND_BUFFER);
         let _ = sock.set_recv_buffer_size(RECV_BUFFER);
         match sock.connect(addr).await {
@@ -150,10 +190,10 @@ async fn tcp_connect(
                 let _ = s.set_nodelay(true);
                 return Ok(s);
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e,
         }
     }
-    Err(last)
+    Err(tcp_err(last))
 }
 
 async fn emit(in_tx: &mpsc::Sender<ConnEvent>, waker: &Thread, ev: ConnEvent) -> bool {
@@ -192,9 +232,9 @@ async fn run(
                     }
                 }
             }
-            Err(reason) => {
+            Err(e) => {
                 stats::inc(&stats::CONNECT_FAILURES);
-                reason
+                e.to_string()
             }
         };
         failures += 1;
