@@ -69,6 +69,9 @@ pub struct SessionConfig {
     pub encoder_complexity: u8,
     /// Ask the client for Opus DTX in the answer (`usedtx=1`).
     pub opus_dtx: bool,
+    /// The origin of the shard's 20 ms grid that silence fills are aligned to (set by the shell;
+    /// `None`: each session fills on its own phase).
+    pub fill_grid: Option<Instant>,
     pub playout_frames: usize,
     pub limits: SessionLimits,
     /// Voiced speech needed over a playing reply before it stops (0: at once).
@@ -100,6 +103,7 @@ impl Default for SessionConfig {
             turn: Some(ServerVadSettings::default()),
             encoder_complexity: 5,
             opus_dtx: true,
+            fill_grid: None,
             playout_frames: 150,
             limits: SessionLimits::default(),
             barge_in_min_ms: 200,
@@ -256,7 +260,11 @@ impl Session {
             events: None,
             pending_events: VecDeque::new(),
             writer: EventWriter::default(),
-            uplink: Some(Box::new(UplinkPath::new(rate)?)),
+            uplink: Some(Box::new({
+                let mut up = UplinkPath::new(rate)?;
+                up.set_fill_grid(config.fill_grid);
+                up
+            })),
             vad: if config.vad.runs_on_worker() {
                 VadPath::Remote(VecDeque::with_capacity(8))
             } else {

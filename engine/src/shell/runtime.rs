@@ -375,11 +375,15 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     let reply_from = reply_source(cfg.udp_bind.ip(), public.ip());
     tracing::info!(reply_from = ?reply_from, "media replies leave from the advertised address when it is local");
     let public_tcp = ice_tcp_addr.map(|a| SocketAddr::new(public.ip(), a.port()));
+    let mut shard_settings = cfg.shard.clone();
+    // One grid for every session's silence fills, so that a shard wakes once per tick for all of
+    // them rather than once per session (see `UplinkPath::set_fill_grid`).
+    shard_settings.session.fill_grid = Some(std::time::Instant::now());
     let settings = Arc::new(ShardSettings {
         public,
         public_tcp,
         shards: shards as u16,
-        ..cfg.shard.clone()
+        ..shard_settings
     });
     let (mut fleets, fleet_shared, fleet_join) = match &cfg.fleet {
         Some(f) => {

@@ -35,6 +35,8 @@ pub struct UplinkPath {
     decoder: UplinkDecoder,
     /// When the next frame is due, in real time (set by each packet, advanced by each fill).
     next_frame_at: Option<Instant>,
+    /// Fills happen on this 20 ms grid (shared by a shard's sessions) when set.
+    grid: Option<Instant>,
 }
 
 impl std::fmt::Debug for UplinkPath {
@@ -54,6 +56,7 @@ impl UplinkPath {
             reorder: ReorderBuffer::default(),
             decoder: UplinkDecoder::new(rate)?,
             next_frame_at: None,
+            grid: None,
         })
     }
 
@@ -103,18 +106,35 @@ impl UplinkPath {
             if due > now {
                 break;
             }
-            let slot = due - FILL_AFTER;
-            self.decoder.silence_tick(&mut |f, o| emit(f, o, slot));
+            // Made now, not received: stamped now (the uplink latency measures datagrams).
+            let Some(slot) = self.next_frame_at else {
+                break;
+            };
+            self.decoder.silence_tick(&mut |f, o| emit(f, o, now));
             self.next_frame_at = Some(slot + FRAME);
         }
     }
 
+    /// Aligns silence fills to a 20 ms grid starting at `origin`: every session of a shard then
+    /// fills on the same ticks, one timer wake-up for all of them (a fill comes up to 20 ms later).
+    pub fn set_fill_grid(&mut self, origin: Option<Instant>) {
+        self.grid = origin;
+    }
+
     /// When the clock fills the next frame, while no gap is being waited for.
     fn fill_due(&self) -> Option<Instant> {
-        match self.reorder.deadline() {
-            Some(_) => None,
-            None => self.next_frame_at.map(|t| t + FILL_AFTER),
+        if self.reorder.deadline().is_some() {
+            return None;
         }
+        let due = self.next_frame_at? + FILL_AFTER;
+        Some(match self.grid {
+            Some(origin) => {
+                let since = due.saturating_duration_since(origin).as_micros() as u64;
+                let tick = FRAME.as_micros() as u64;
+                origin + Duration::from_micros(since.div_ceil(tick) * tick)
+            }
+            None => due,
+        })
     }
 
     pub fn deadline(&self) -> Option<Instant> {
