@@ -19,7 +19,55 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve WebRTC voice sessions.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Front a fleet's media nodes with one public UDP address, routing on the ICE ufrag.
+    Relay(RelayArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RelayArgs {
+    /// The fleet's Redis (`redis://HOST:PORT[/DB]`), where the relay reads the nodes.
+    #[arg(long, env = "TERN_FLEET")]
+    pub fleet: String,
+    /// The fleet's shared secret (`--fleet-secret` of the nodes): the relay checks every new
+    /// flow's ufrag seal with it and signs the headers it puts on datagrams.
+    #[arg(long, env = "TERN_FLEET_SECRET", hide_env_values = true)]
+    pub fleet_secret: String,
+    /// Prefix of the fleet's Redis keys.
+    #[arg(long, default_value = "tern:")]
+    pub fleet_prefix: String,
+    /// CPUs to run relay shards on, one pinned executor each. Default: all online CPUs.
+    #[arg(long, value_parser = parse_cpu_list)]
+    pub cores: Option<CpuList>,
+    /// The public UDP port clients send to (the nodes' `--advertise-relay` port).
+    #[arg(long, default_value_t = 3478, value_parser = clap::value_parser!(u16).range(1..))]
+    pub udp_port: u16,
+    /// Local address the public UDP sockets bind to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub udp_bind: IpAddr,
+    /// The relay's public IP, when the host has several: replies to clients leave from it.
+    #[arg(long, value_parser = parse_public_ip)]
+    pub public_ip: Option<IpAddr>,
+    /// Where the relay sends to and hears from the nodes (an internal address; nodes send their
+    /// replies here).
+    #[arg(long, default_value = "127.0.0.1:3479")]
+    pub internal_addr: SocketAddr,
+    /// Flows (client addresses) each relay shard tracks at most; new flows beyond it are dropped
+    /// and counted.
+    #[arg(long, default_value_t = 262_144, value_parser = clap::value_parser!(u32).range(16..))]
+    pub max_flows_per_shard: u32,
+    /// HTTP address for `/metrics` and `/healthz`.
+    #[arg(long, default_value = "127.0.0.1:9479")]
+    pub http: SocketAddr,
+    /// Datagrams per `recvmmsg` after a wake-up.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub recv_batch: u16,
+    /// io_uring memory per executor, in KiB.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=65_536))]
+    pub io_memory_kib: u32,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -269,6 +317,15 @@ pub struct ServeArgs {
     /// Prefix of the fleet's Redis keys (several fleets may share one Redis).
     #[arg(long, default_value = "tern:")]
     pub fleet_prefix: String,
+    /// This node sits behind `tern relay`s whose public UDP address is this: it is the one ICE
+    /// candidate the node advertises, and the node takes relayed media on its relay ingress
+    /// (needs --fleet and --fleet-secret).
+    #[arg(long, requires = "fleet", requires = "fleet_secret")]
+    pub advertise_relay: Option<SocketAddr>,
+    /// First UDP port of the relay ingress: shard i takes relayed datagrams on the internal IP
+    /// (of --internal-addr) at this port + i. Default: --udp-port + 1.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub relay_ingress_port: Option<u16>,
     /// io_uring memory per executor, in KiB (counts against RLIMIT_MEMLOCK).
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(64..=65_536))]
     pub io_memory_kib: u32,

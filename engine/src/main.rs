@@ -10,8 +10,8 @@ use tern_engine::agent::bridge::conn::BackendTarget;
 use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
-    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, RecordFormatArg, ServeArgs,
-    SteeringArg, TurnDetectionKind, VadArg,
+    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, RecordFormatArg, RelayArgs,
+    ServeArgs, SteeringArg, TurnDetectionKind, VadArg,
 };
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::recording::RecordFormat;
@@ -25,6 +25,7 @@ use tern_engine::core::turn::vad::VadBackend;
 use tern_engine::shell::fleet::FleetSettings;
 use tern_engine::shell::net::{default_route_addr, Steering};
 use tern_engine::shell::recorder::RecordSettings;
+use tern_engine::shell::relay::{self, RelaySettings};
 use tern_engine::shell::runtime::{self, EngineConfig};
 
 #[global_allocator]
@@ -35,12 +36,61 @@ fn main() {
     // Before any thread starts (glommio's first park otherwise registers lazily and slowly).
     runtime::register_membarrier();
     let cli = Cli::parse();
-    let Command::Serve(args) = cli.command;
-    init_logging(args.log_format);
-    if let Err(e) = serve(args) {
+    let r = match cli.command {
+        Command::Serve(args) => {
+            let args = *args;
+            init_logging(args.log_format);
+            serve(args)
+        }
+        Command::Relay(args) => {
+            init_logging(args.log_format);
+            relay(args)
+        }
+    };
+    if let Err(e) = r {
         eprintln!("tern: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn relay(args: RelayArgs) -> anyhow::Result<()> {
+    let cores = args.cores.clone().unwrap_or_else(CpuList::all_online).0;
+    let public = SocketAddr::new(args.udp_bind, args.udp_port);
+    let settings = RelaySettings {
+        cores,
+        public,
+        reply_from: args
+            .public_ip
+            .and_then(|ip| tern_engine::shell::net::reply_source(args.udp_bind, ip)),
+        internal: args.internal_addr,
+        fleet_url: args.fleet.clone(),
+        prefix: args.fleet_prefix.clone(),
+        key: TagKey::new(args.fleet_secret.as_bytes()),
+        max_flows_per_shard: args.max_flows_per_shard as usize,
+        http: args.http,
+        recv_batch: args.recv_batch as usize,
+        io_memory: args.io_memory_kib as usize * 1024,
+    };
+    let relay = relay::start(settings)?;
+    eprintln!(
+        "tern relay: clients on udp {} , nodes via {} , metrics on http://{}",
+        relay.public, relay.internal, relay.http
+    );
+    let stop = relay.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .context("installing signal handlers")?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            tracing::info!("relay stopping");
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    relay.join();
+    tracing::info!("relay stopped");
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {
@@ -112,9 +162,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let per_shard = args
         .max_sessions_per_shard
         .map_or(max_sessions.div_ceil(cores.len()) * 2 + 16, |n| n as usize);
+    // A wildcard --http is no address for other nodes: pair its port with the public IP.
+    let internal = args.internal_addr.unwrap_or_else(|| {
+        if args.http.ip().is_unspecified() {
+            SocketAddr::new(public_ip, args.http.port())
+        } else {
+            args.http
+        }
+    });
+    // Behind relays, the relay's public address is the node's one candidate.
+    let advertised = args
+        .advertise_relay
+        .unwrap_or(SocketAddr::new(public_ip, args.udp_port));
     let cfg = EngineConfig {
         udp_bind: SocketAddr::new(args.udp_bind, args.udp_port),
-        public: SocketAddr::new(public_ip, args.udp_port),
+        public: advertised,
         http: args.http,
         workers: args.workers,
         agent: agent_kind(&args, rate)?,
@@ -134,13 +196,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         fleet: args.fleet.as_ref().map(|url| FleetSettings {
             url: url.clone(),
             prefix: args.fleet_prefix.clone(),
-            // A wildcard --http is no address for other nodes: pair its port with the public IP.
-            internal: args.internal_addr.unwrap_or_else(|| {
-                if args.http.ip().is_unspecified() {
-                    SocketAddr::new(public_ip, args.http.port())
-                } else {
-                    args.http
-                }
+            internal,
+            relay_ingress: args.advertise_relay.map(|_| {
+                let port = args
+                    .relay_ingress_port
+                    .unwrap_or(args.udp_port.saturating_add(1));
+                SocketAddr::new(internal.ip(), port)
             }),
         }),
         record: args.record_dir.as_ref().map(|dir| RecordSettings {
@@ -148,6 +209,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_bytes: args.record_max_bytes,
         }),
         ice_tcp_port: match args.ice_tcp_port {
+            // Relays carry UDP only.
+            _ if args.advertise_relay.is_some() => None,
             None => Some(args.udp_port),
             Some(0) => None,
             Some(p) => Some(p),
@@ -156,7 +219,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             node: args.node_id,
             shards: cores.len() as u16,
             workers: args.workers,
-            public: SocketAddr::new(public_ip, args.udp_port),
+            public: advertised,
             // Set by the runtime from the bound ICE-TCP port.
             public_tcp: None,
             // A shard may hold sessions it answered and sessions it adopted.

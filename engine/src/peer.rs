@@ -298,3 +298,30 @@ impl Client {
         self.received.iter().filter(|(_, rms)| *rms > 300.0).count()
     }
 }
+
+/// A real STUN binding request (str0m's) for server ufrag `ufrag`, signed with a password no
+/// relay checks: what a client's first check through `tern relay` looks like.
+pub fn binding_request(ufrag: &str) -> Vec<u8> {
+    let user = format!("{ufrag}:clnt");
+    let msg = str0m::ice::StunMessage::binding_request(
+        &user,
+        str0m::ice::TransId::new(),
+        true,
+        0,
+        1,
+        false,
+    );
+    let mut buf = vec![0u8; 512];
+    let n = msg
+        .to_bytes(Some(b"any password"), &mut buf, |key, parts| {
+            let k = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+            let mut c = aws_lc_rs::hmac::Context::with_key(&k);
+            for p in parts {
+                c.update(p);
+            }
+            c.sign().as_ref().try_into().expect("20 bytes")
+        })
+        .expect("a binding request fits");
+    buf.truncate(n);
+    buf
+}

@@ -33,6 +33,13 @@ pub struct NodeRecord {
     pub public: SocketAddr,
     /// Where other nodes send signaling and per-call requests.
     pub internal: SocketAddr,
+    /// Media shards (the shard in a ufrag is below it).
+    #[serde(default)]
+    pub shards: u16,
+    /// Where relays send this node's clients' datagrams: shard i at this port + i; `None`: the
+    /// node is reached directly.
+    #[serde(default)]
+    pub relay_ingress: Option<SocketAddr>,
     pub state: NodeState,
     pub sessions: u64,
     pub capacity_left: u64,
@@ -59,6 +66,8 @@ mod tests {
             instance: "abc".into(),
             public: "203.0.113.5:3478".parse().unwrap(),
             internal: "10.0.0.5:8081".parse().unwrap(),
+            shards: 4,
+            relay_ingress: Some("10.0.0.5:3500".parse().unwrap()),
             state: NodeState::Draining,
             sessions: 12,
             capacity_left: 988,
@@ -159,6 +168,8 @@ mod placement_tests {
             instance: String::new(),
             public: "127.0.0.1:1".parse().unwrap(),
             internal: "127.0.0.1:2".parse().unwrap(),
+            shards: 1,
+            relay_ingress: None,
             state,
             sessions,
             capacity_left: left,

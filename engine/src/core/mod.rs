@@ -11,6 +11,7 @@ pub mod multipart;
 pub mod peer_addr;
 pub mod rate_limit;
 pub mod recording;
+pub mod relay;
 pub mod ring_msg;
 pub mod route_tag;
 pub mod rtc_setup;

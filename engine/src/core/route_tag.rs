@@ -59,6 +59,15 @@ impl TagKey {
         Self::new(&rand::random::<[u8; 32]>())
     }
 
+    /// Eight bytes derived from the key for another purpose (`label`), such as the relay header's
+    /// fleet token.
+    pub fn derive(&self, label: &[u8]) -> [u8; 8] {
+        let tag = hmac::sign(&self.0, label);
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&tag.as_ref()[..8]);
+        out
+    }
+
     fn mac(&self, node: u16, shard: u16, slot: u32, generation: u16, nonce: u32) -> [u8; 4] {
         let mut msg = [0u8; 14];
         msg[0..2].copy_from_slice(&node.to_be_bytes());

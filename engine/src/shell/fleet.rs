@@ -58,6 +58,9 @@ pub struct FleetSettings {
     pub prefix: String,
     /// Where other nodes reach this one's signaling.
     pub internal: SocketAddr,
+    /// `--advertise-relay`: the first port of this node's relay ingress (shard i at port + i);
+    /// `None`: clients reach the node directly.
+    pub relay_ingress: Option<SocketAddr>,
 }
 
 /// What the fleet thread reads of this node's load and state.
@@ -251,6 +254,7 @@ pub fn join(
         settings,
         node,
         public,
+        shards: shards as u16,
         instance: format!("{:016x}", rand::random::<u64>()),
         load,
         shared: shared.clone(),
@@ -283,6 +287,29 @@ pub fn join(
     })
 }
 
+/// Every node's record under `prefix` (SCAN, then MGET); records that do not parse are skipped.
+pub fn read_nodes(c: &mut redis::Connection, prefix: &str) -> redis::RedisResult<Vec<NodeRecord>> {
+    let pattern = format!("{prefix}node:*");
+    let keys: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(&pattern)
+        .arg("COUNT")
+        .arg(10_000)
+        .clone()
+        .iter(c)?
+        .collect();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query(c)?;
+    Ok(values
+        .into_iter()
+        .flatten()
+        .filter_map(|j| serde_json::from_str::<NodeRecord>(&j).ok())
+        .collect())
+}
+
 struct Member {
     client: redis::Client,
     conn: Option<redis::Connection>,
@@ -290,6 +317,7 @@ struct Member {
     key: String,
     node: u16,
     public: SocketAddr,
+    shards: u16,
     instance: String,
     load: NodeLoad,
     shared: Arc<FleetShared>,
@@ -369,27 +397,8 @@ impl Member {
 
     /// Every node's record (SCAN, then MGET): what placement chooses from.
     fn refresh_nodes(&mut self) {
-        let pattern = format!("{}node:*", self.settings.prefix);
-        let r = self.conn().and_then(|c| {
-            let keys: Vec<String> = redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .clone()
-                .iter(c)?
-                .collect();
-            if keys.is_empty() {
-                return Ok(Vec::new());
-            }
-            let values: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query(c)?;
-            Ok(values
-                .into_iter()
-                .flatten()
-                .filter_map(|j| serde_json::from_str::<NodeRecord>(&j).ok())
-                .collect())
-        });
+        let prefix = self.settings.prefix.clone();
+        let r = self.conn().and_then(|c| read_nodes(c, &prefix));
         match r {
             Ok(nodes) => self.nodes = nodes,
             Err(e) => self.degrade(&e),
@@ -443,6 +452,8 @@ impl Member {
             instance: self.instance.clone(),
             public: self.public,
             internal: self.settings.internal,
+            shards: self.shards,
+            relay_ingress: self.settings.relay_ingress,
             state: if self.load.draining.load(Ordering::Relaxed) {
                 NodeState::Draining
             } else {

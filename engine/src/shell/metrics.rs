@@ -69,6 +69,8 @@ pub struct ShardSnapshot {
     pub ring_queued: usize,
     /// ICE-TCP connections and frames by outcome (see `ice_tcp::LABELS`).
     pub ice_tcp: HashMap<&'static str, u64>,
+    /// Relayed datagrams refused at the relay ingress (`--advertise-relay`), by reason.
+    pub relay_ingress_dropped: HashMap<&'static str, u64>,
 }
 
 /// A counter with a `reason` label per shard (the label names why, or the outcome).
@@ -271,6 +273,13 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "tern_ice_tcp_total",
         "ICE-TCP connections (accepted, closed, refused) and frames dropped (queue_full, no_connection, oversized_frame).",
         |s| &s.ice_tcp,
+    );
+    labelled(
+        &mut o,
+        snaps,
+        "tern_relay_ingress_dropped_total",
+        "Datagrams refused on the relay ingress: bad_header (no relay header or a wrong fleet token), table_full (too many relayed clients).",
+        |s| &s.relay_ingress_dropped,
     );
     labelled(
         &mut o,

@@ -10,6 +10,8 @@ pub mod metrics;
 pub mod net;
 pub mod recorder;
 pub mod recv_batch;
+pub mod relay;
+pub mod relay_ingress;
 pub mod rings;
 pub mod runtime;
 pub mod shard;

@@ -115,15 +115,23 @@ impl SendBatch {
 
     /// Queues one datagram, flushing first if the batch is full.
     pub fn push(&mut self, dest: SocketAddr, payload: &[u8]) {
-        if payload.len() > MAX_DATAGRAM {
+        self.push_parts(dest, &[], payload);
+    }
+
+    /// Queues one datagram made of `head` then `payload` (a relay header and what it carries).
+    pub fn push_parts(&mut self, dest: SocketAddr, head: &[u8], payload: &[u8]) {
+        let len = head.len() + payload.len();
+        if len > MAX_DATAGRAM {
             self.send_errors += 1;
             return;
         }
         if self.n == SEND_BATCH {
             self.flush();
         }
-        self.bufs[self.n][..payload.len()].copy_from_slice(payload);
-        self.lens[self.n] = payload.len();
+        let buf = &mut self.bufs[self.n];
+        buf[..head.len()].copy_from_slice(head);
+        buf[head.len()..len].copy_from_slice(payload);
+        self.lens[self.n] = len;
         self.dests[self.n] = dest.into();
         self.n += 1;
     }

@@ -19,8 +19,9 @@ use super::ice_tcp;
 use super::mesh::Mesh;
 use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering};
 use super::recorder::{self, RecordSettings};
+use super::relay_ingress::RelayIngress;
 use super::rings::Doorbell;
-use super::shard::{inbox_loop, recv_loop, timer_loop, ShardState};
+use super::shard::{inbox_loop, recv_loop, timer_loop, Ingress, ShardState};
 use super::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
 use crate::core::auth::Auth;
@@ -362,6 +363,23 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         udp.push(u);
         tcp.push(t);
     }
+    // The relay ingress (`--advertise-relay`): shard i at port + i.
+    let mut ingress = Vec::new();
+    if let Some(base) = cfg.fleet.as_ref().and_then(|f| f.relay_ingress) {
+        for i in 0..shards {
+            let port = base
+                .port()
+                .checked_add(i as u16)
+                .context("relay ingress port")?;
+            let addr = SocketAddr::new(base.ip(), port);
+            let u = bind_udp(addr).with_context(|| {
+                format!("binding the relay ingress {addr} (--relay-ingress-port)")
+            })?;
+            ingress.push(Some(u));
+        }
+    } else {
+        ingress.resize_with(shards, || None);
+    }
     if cfg.steering == Steering::Cpu {
         attach_cpu_steering(&udp[0], &cfg.cores)
             .context("attaching the --steering cpu program (SO_ATTACH_REUSEPORT_CBPF)")?;
@@ -434,8 +452,8 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
 
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let mut joins = Vec::new();
-    let sockets = udp.into_iter().zip(tcp).zip(ice_tcp);
-    for (i, (&cpu, ((u, t), it))) in cfg.cores.iter().zip(sockets).enumerate() {
+    let sockets = udp.into_iter().zip(tcp).zip(ice_tcp).zip(ingress);
+    for (i, (&cpu, (((u, t), it), ri))) in cfg.cores.iter().zip(sockets).enumerate() {
         let shard_links: Vec<Arc<WorkerLink>> = links.iter().map(|l| l[i].clone()).collect();
         let workers: Vec<_> = shard_links
             .iter()
@@ -454,6 +472,9 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let fleet = fleets[i].take();
         let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
         let itfd = it.map(|l| l.into_raw_fd());
+        let rifd = ri.map(|u| u.into_raw_fd());
+        let relay =
+            rifd.map(|_| RelayIngress::new(&settings.tag_key, settings.max_sessions_per_shard * 4));
         let builder = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("tern-shard-{i}"))
             .io_memory(cfg.io_memory)
@@ -476,8 +497,21 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 )));
                 state.borrow_mut().io.recorder = recorder;
                 state.borrow_mut().io.fleet = fleet;
+                state.borrow_mut().io.relay = relay;
                 let _ = ready.send(Ok(()));
-                glommio::spawn_local(recv_loop(state.clone(), socket, recv_batch)).detach();
+                glommio::spawn_local(recv_loop(
+                    state.clone(),
+                    socket,
+                    recv_batch,
+                    Ingress::Direct,
+                ))
+                .detach();
+                if let Some(fd) = rifd {
+                    // SAFETY: bound above and handed over to this executor alone.
+                    let s = unsafe { glommio::net::UdpSocket::from_raw_fd(fd) };
+                    glommio::spawn_local(recv_loop(state.clone(), s, recv_batch, Ingress::Relay))
+                        .detach();
+                }
                 if let Some(fd) = itfd {
                     // SAFETY: bound above and handed over to this executor alone.
                     let l = unsafe { glommio::net::TcpListener::from_raw_fd(fd) };

@@ -39,6 +39,7 @@ use super::metrics::{record, Latencies, ShardSnapshot};
 use super::net::{SendBatch, MAX_DATAGRAM};
 use super::recorder::ShardRecorder;
 use super::recv_batch::{BacklogProbe, RecvBatch};
+use super::relay_ingress::RelayIngress;
 use super::rings::Doorbell;
 
 /// Housekeeping (forwarding table expiry, stop flag) runs at least this often.
@@ -66,6 +67,8 @@ pub struct ShardIo {
     pub recorder: Option<ShardRecorder>,
     /// This shard's queue to the fleet thread (`--fleet`).
     pub fleet: Option<ShardFleet>,
+    /// Clients that reach this shard through `tern relay` (`--advertise-relay`).
+    pub relay: Option<RelayIngress>,
 }
 
 const UPLINK_LABELS: [&str; 5] = [
@@ -79,7 +82,10 @@ const UPLINK_LABELS: [&str; 5] = [
 impl SessionIo for ShardIo {
     fn transmit(&mut self, to: Peer, _source: SocketAddr, payload: &[u8]) {
         match to.proto {
-            Protocol::Udp => self.batch.push(to.addr, payload),
+            Protocol::Udp => match self.relay.as_ref().and_then(|r| r.route(&to.addr)) {
+                Some((relay, head)) => self.batch.push_parts(relay, head.bytes(), payload),
+                None => self.batch.push(to.addr, payload),
+            },
             _ => self.tcp.send(to.addr, payload),
         }
     }
@@ -214,6 +220,7 @@ impl ShardState {
                 tcp: TcpPeers::default(),
                 recorder: None,
                 fleet: None,
+                relay: None,
                 admitted,
             },
             mesh,
@@ -221,6 +228,21 @@ impl ShardState {
             timer_target: None,
             timer_waker: None,
             timer_kick: false,
+        }
+    }
+
+    /// A datagram received on one of the shard's sockets.
+    fn on_received(&mut self, now: Instant, from: SocketAddr, data: &[u8], ingress: Ingress) {
+        match ingress {
+            Ingress::Direct => self.on_datagram(now, Peer::udp(from), data),
+            Ingress::Relay => {
+                let Some(relay) = self.io.relay.as_mut() else {
+                    return;
+                };
+                if let Some((client, payload)) = relay.receive(now, from, data) {
+                    self.on_datagram(now, Peer::udp(client), payload);
+                }
+            }
         }
     }
 
@@ -393,6 +415,14 @@ impl ShardState {
                 .zip(self.io.uplink_frames)
                 .collect(),
             ring_queued: queued,
+            relay_ingress_dropped: self
+                .io
+                .relay
+                .as_ref()
+                .map(|r| {
+                    HashMap::from([("bad_header", r.bad_header), ("table_full", r.table_full)])
+                })
+                .unwrap_or_default(),
         }
     }
 
@@ -436,8 +466,22 @@ impl ShardState {
     }
 }
 
-/// The receive loop: one long-lived receive on the shard's socket.
-pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batch: usize) {
+/// Which socket a receive loop reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingress {
+    /// The media port clients send to.
+    Direct,
+    /// The relay ingress: datagrams wrapped by `tern relay`.
+    Relay,
+}
+
+/// The receive loop: one long-lived receive on one of the shard's sockets.
+pub async fn recv_loop(
+    state: SharedShard,
+    socket: glommio::net::UdpSocket,
+    batch: usize,
+    ingress: Ingress,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut backlog = (batch > 1).then(|| RecvBatch::new(socket.as_raw_fd(), batch));
     let mut probe = BacklogProbe::default();
@@ -457,7 +501,7 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
             if s.stopping {
                 return;
             }
-            s.on_datagram(now, Peer::udp(source), &buf[..n]);
+            s.on_received(now, source, &buf[..n], ingress);
             // The datagrams queued behind this one, a batch per syscall.
             if let Some(b) = backlog
                 .as_mut()
@@ -470,7 +514,7 @@ pub async fn recv_loop(state: SharedShard, socket: glommio::net::UdpSocket, batc
                     for i in 0..b.len() {
                         // A UDP/IP socket only yields IP sources.
                         if let (Some(from), data) = b.get(i) {
-                            s.on_datagram(now, Peer::udp(from), data);
+                            s.on_received(now, from, data, ingress);
                         }
                     }
                     handled += b.len();
@@ -543,6 +587,9 @@ pub async fn timer_loop(state: SharedShard, stop: Arc<AtomicBool>) {
         if now >= next_housekeeping {
             next_housekeeping = now + HOUSEKEEPING;
             s.core.housekeeping(now);
+            if let Some(r) = s.io.relay.as_mut() {
+                r.expire(now);
+            }
         }
         s.finish_step(now);
     }
