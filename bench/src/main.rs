@@ -8,13 +8,16 @@
 //!   `--max-p99-ms` (5) or loss `--max-loss` (0.5%): sessions per engine core;
 //! - `setup-storm`: handshakes per second per core (clients hang up once connected);
 //! - `idle`: muted sessions, memory and idle CPU per session, extrapolated to a million (`idle.rs`);
-//! - `soak`: churning sessions for hours, memory trend and leftovers (`soak.rs`).
+//! - `soak`: churning sessions for hours, memory trend and leftovers (`soak.rs`);
+//! - `fleet`: relay datagrams per second per core and added latency against a direct path,
+//!   placement forwarding cost per setup, Redis commands per call (`fleet.rs`).
 //!
 //! `--target tern,janus-echotest,janus-audiobridge` runs the same workload against each in turn
 //! and prints them side by side. Results go to `perf-reports/<date>-<name>/` (`--name`): JSON,
 //! markdown and SVG plots.
 
 mod client;
+mod fleet;
 mod idle;
 mod load;
 mod measure;
@@ -60,7 +63,7 @@ pub struct Args {
     pub out: Option<String>,
 }
 
-const USAGE: &str = "usage: tern-bench [--mode steady|ramp|setup-storm|idle|soak] [--target tern,janus-echotest,janus-audiobridge]
+const USAGE: &str = "usage: tern-bench [--mode steady|ramp|setup-storm|idle|soak|fleet] [--target tern,janus-echotest,janus-audiobridge]
   [--sessions N] [--seconds T] [--step N] [--step-s S] [--max-sessions N] [--max-p99-ms MS] [--max-loss FRACTION]
   [--window N] [--signalers N] [--engine-cores LIST] [--load-cores LIST] [--steering hash|cpu]
   [--tern PATH] [--tern-arg ARG]... [--name NAME | --report-dir DIR] [--lifetime-s L] [--sample-s S] [--out FILE]";
@@ -134,10 +137,13 @@ fn args() -> anyhow::Result<Args> {
             .next()
             .with_context(|| format!("{k} needs a value\n{USAGE}"))?;
         match k.as_str() {
-            "--mode" if ["steady", "ramp", "setup-storm", "soak", "idle"].contains(&v.as_str()) => {
+            "--mode"
+                if ["steady", "ramp", "setup-storm", "soak", "idle", "fleet"]
+                    .contains(&v.as_str()) =>
+            {
                 a.mode = v
             }
-            "--mode" => bail!("--mode must be steady, ramp, setup-storm, idle or soak"),
+            "--mode" => bail!("--mode must be steady, ramp, setup-storm, idle, soak or fleet"),
             "--target" => {
                 a.targets = v
                     .split(',')
@@ -204,6 +210,7 @@ fn main() -> anyhow::Result<()> {
     match a.mode.as_str() {
         "soak" => soak::run(a),
         "idle" => idle::run(a),
+        "fleet" => fleet::run(a),
         _ => measured(a),
     }
 }
