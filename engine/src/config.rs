@@ -317,6 +317,11 @@ pub struct ServeArgs {
     /// Prefix of the fleet's Redis keys (several fleets may share one Redis).
     #[arg(long, default_value = "tern:")]
     pub fleet_prefix: String,
+    /// How long a call's directory entry outlives the last refresh from its node (a node that
+    /// dies leaves its calls' entries for at most this long); refreshed every third of it, one
+    /// pipelined command per live call.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(3..=3600))]
+    pub fleet_call_ttl_s: u32,
     /// This node sits behind `tern relay`s whose public UDP address is this: it is the one ICE
     /// candidate the node advertises, and the node takes relayed media on its relay ingress
     /// (needs --fleet and --fleet-secret).

@@ -197,6 +197,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             url: url.clone(),
             prefix: args.fleet_prefix.clone(),
             internal,
+            call_ttl: Duration::from_secs(args.fleet_call_ttl_s.into()),
             relay_ingress: args.advertise_relay.map(|_| {
                 let port = args
                     .relay_ingress_port

@@ -74,7 +74,11 @@ fn nodes_register_with_unique_ids() {
 #[test]
 fn calls_are_listed_while_they_live_and_a_dead_node_leaves_within_its_ttl() {
     let redis = Redis::start();
-    let mut a = node(&redis, 3, &["--drain-timeout", "60"]);
+    let mut a = node(
+        &redis,
+        3,
+        &["--drain-timeout", "60", "--fleet-call-ttl-s", "3"],
+    );
     redis.wait_for("tern:node:3", Duration::from_secs(5), |v| v.is_some());
     let mut c = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
     assert!(c.run_until(Duration::from_secs(10), |cl| cl.channel_open));
@@ -96,6 +100,15 @@ fn calls_are_listed_while_they_live_and_a_dead_node_leaves_within_its_ttl() {
     // Draining shows in the record; a node that dies leaves within its TTL.
     let mut c2 = UdpClient::connect(a.http, load_wav("hello-24k.wav").1);
     assert!(c2.run_until(Duration::from_secs(10), |cl| cl.channel_open));
+    let key2 = format!("tern:call:{}", c2.call_id());
+    redis.wait_for(&key2, Duration::from_secs(3), |v| v == Some("3"));
+    // Refreshed while the call lives: still there after two TTLs.
+    c2.run_until(Duration::from_secs(6), |_| false);
+    assert_eq!(
+        redis.get(&key2).as_deref(),
+        Some("3"),
+        "a live call stays listed"
+    );
     a.signal(libc::SIGTERM);
     redis.wait_for("tern:node:3", Duration::from_secs(3), |v| {
         record(v)["state"] == "draining"
@@ -105,6 +118,8 @@ fn calls_are_listed_while_they_live_and_a_dead_node_leaves_within_its_ttl() {
     let t0 = Instant::now();
     redis.wait_for("tern:node:3", Duration::from_secs(7), |v| v.is_none());
     println!("dead node left the fleet after {:?}", t0.elapsed());
+    // Its call was never ended; its directory entry expires with the TTL.
+    redis.wait_for(&key2, Duration::from_secs(4), |v| v.is_none());
 }
 
 #[test]
@@ -236,6 +251,16 @@ fn offers_to_a_full_or_draining_node_are_answered_by_another() {
     assert_eq!(
         metric(&metrics(&a), "tern_placements_total", "reason=\"draining\""),
         1.0
+    );
+    // Its own call goes on while it drains: the echo of the first client's speech comes back.
+    assert!(first.run_until(Duration::from_secs(15), |cl| cl.audible_frames() >= 30));
+    assert_eq!(metric(&metrics(&a), "tern_sessions", ""), 1.0);
+    // Once that call ends, the drain is over and the node exits.
+    let mut a = a;
+    assert_eq!(hang_up(a.http, &first.call_id()), 204);
+    assert!(
+        a.wait_exit(Duration::from_secs(10)).is_some(),
+        "a drained node exits when its last call ends"
     );
 }
 

@@ -10,10 +10,6 @@ use serde::{Deserialize, Serialize};
 pub const NODE_TTL_MS: u64 = 5_000;
 /// How often a live node refreshes its record.
 pub const NODE_REFRESH_MS: u64 = 1_000;
-/// How long a call's directory entry lives without a refresh (refreshed while the call lives).
-pub const CALL_TTL_MS: u64 = 30_000;
-/// How often live calls' entries are refreshed.
-pub const CALL_REFRESH_MS: u64 = 10_000;
 
 /// Whether a node takes new calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,8 +16,8 @@ use anyhow::bail;
 use crossbeam::queue::ArrayQueue;
 
 use crate::core::fleet::{
-    call_key, choose, node_key, LocalLoad, NodeRecord, NodeState, PlaceReason, CALL_REFRESH_MS,
-    CALL_TTL_MS, NODE_REFRESH_MS, NODE_TTL_MS,
+    call_key, choose, node_key, LocalLoad, NodeRecord, NodeState, PlaceReason, NODE_REFRESH_MS,
+    NODE_TTL_MS,
 };
 use crate::core::route_tag::RouteTag;
 
@@ -58,6 +58,9 @@ pub struct FleetSettings {
     pub prefix: String,
     /// Where other nodes reach this one's signaling.
     pub internal: SocketAddr,
+    /// `--fleet-call-ttl-s`: how long a call's directory entry outlives its node's last refresh
+    /// (refreshed every third of it).
+    pub call_ttl: Duration,
     /// `--advertise-relay`: the first port of this node's relay ingress (shard i at port + i);
     /// `None`: clients reach the node directly.
     pub relay_ingress: Option<SocketAddr>,
@@ -337,7 +340,9 @@ impl Member {
         done: &AtomicBool,
     ) {
         let mut next_node = Instant::now() + Duration::from_millis(NODE_REFRESH_MS);
-        let mut next_calls = Instant::now() + Duration::from_millis(CALL_REFRESH_MS);
+        // Refreshed three times per TTL: an entry outlives two lost refreshes.
+        let call_refresh = self.settings.call_ttl / 3;
+        let mut next_calls = Instant::now() + call_refresh;
         loop {
             let finished = done.load(Ordering::Acquire);
             let mut started = Vec::new();
@@ -360,7 +365,7 @@ impl Member {
                 self.refresh_nodes();
             }
             if now >= next_calls {
-                next_calls = now + Duration::from_millis(CALL_REFRESH_MS);
+                next_calls = now + call_refresh;
                 self.refresh_calls();
             }
             if finished && queues.iter().all(|q| q.is_empty()) {
@@ -530,7 +535,7 @@ impl Member {
             .arg(call_key(&self.settings.prefix, id))
             .arg(self.node)
             .arg("PX")
-            .arg(CALL_TTL_MS)
+            .arg(self.settings.call_ttl.as_millis() as u64)
             .ignore();
     }
 
