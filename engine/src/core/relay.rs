@@ -262,14 +262,22 @@ impl RelayCore {
         data: &[u8],
     ) -> Result<(SocketAddr, Header), RelayDrop> {
         let is_request = classify(data) == DatagramKind::Stun && data.starts_with(&[0x00, 0x01]);
+        if !is_request {
+            // The common case: media on a known flow, one hash lookup.
+            let f = self.flows.get_mut(&client).ok_or(RelayDrop::NoFlow)?;
+            f.last_seen = now;
+            let (node, shard) = (f.node, f.shard);
+            let dest = self
+                .nodes
+                .get(&node)
+                .and_then(|r| r.shard_addr(shard))
+                .ok_or(RelayDrop::UnknownNode)?;
+            return Ok((dest, Header::new(&self.token, client)));
+        }
         let known = self.flows.get(&client).copied();
         // Binding requests are routed by their ufrag even on a known flow: an ICE restart or a
         // new call from the same address goes where its ufrag says.
-        let (node, shard) = match known {
-            Some(f) if !is_request => (f.node, f.shard),
-            _ if is_request => self.check_ufrag(data)?,
-            _ => return Err(RelayDrop::NoFlow),
-        };
+        let (node, shard) = self.check_ufrag(data)?;
         let dest = self
             .nodes
             .get(&node)
