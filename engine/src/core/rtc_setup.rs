@@ -22,15 +22,24 @@ use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
 use super::route_tag::RouteTag;
 
+/// How many `dimpl::Config`s this process built (one, normally).
+static CONFIG_BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// DTLS provider that reuses one `dimpl::Config` for every session.
+///
+/// str0m asks for a config with its MTU (`Some(1150)`) on every session; building one validates
+/// the crypto provider with a key exchange round trip on every group (P-384 included), which was
+/// about half of a handshake's CPU. The config for the first MTU asked for is kept; another MTU
+/// (never seen from str0m 0.25) gets a fresh one.
 #[derive(Debug)]
 pub struct CachedDtlsProvider {
-    config: OnceLock<Arc<dimpl::Config>>,
+    config: OnceLock<(Option<usize>, Arc<dimpl::Config>)>,
 }
 
 impl CachedDtlsProvider {
     fn config(&self, mtu: Option<usize>) -> Result<Arc<dimpl::Config>, CryptoError> {
         let build = |mtu: Option<usize>| {
+            CONFIG_BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             // ICE verifies return routability before DTLS, so server cookies are redundant.
             let mut b = dimpl::Config::builder().use_server_cookie(false);
             if let Some(m) = mtu {
@@ -40,14 +49,16 @@ impl CachedDtlsProvider {
                 .map(Arc::new)
                 .map_err(|e| CryptoError::Other(format!("dimpl config: {e}")))
         };
-        if mtu.is_some() {
-            return build(mtu);
+        if let Some((cached_mtu, c)) = self.config.get() {
+            return if *cached_mtu == mtu {
+                Ok(c.clone())
+            } else {
+                build(mtu)
+            };
         }
-        if let Some(c) = self.config.get() {
-            return Ok(c.clone());
-        }
-        let c = build(None)?;
-        Ok(self.config.get_or_init(|| c).clone())
+        let c = build(mtu)?;
+        let (cached_mtu, kept) = self.config.get_or_init(|| (mtu, c.clone()));
+        Ok(if *cached_mtu == mtu { kept.clone() } else { c })
     }
 }
 
@@ -146,12 +157,15 @@ impl ServerCrypto {
         let cert = DTLS
             .generate_certificate()
             .ok_or_else(|| CryptoError::Other("cannot generate DTLS certificate".into()))?;
-        // Warm the cached config so the first call pays nothing.
-        DTLS.config(None)?;
-        Ok(ServerCrypto {
+        let crypto = ServerCrypto {
             provider: Arc::new(provider),
             cert,
-        })
+        };
+        // Warm the cached config with the MTU str0m asks for, so no session pays for a build.
+        let _ = crypto
+            .server_config("warm".into(), "warmwarmwarmwarmwarmwarm".into(), false)
+            .build(Instant::now());
+        Ok(crypto)
     }
 
     /// An `RtcConfig` for a voice server: ICE-lite, Opus only, our certificate, no audio reordering
@@ -324,6 +338,23 @@ fn random_ice_password() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sessions_reuse_one_dtls_config() {
+        let crypto = ServerCrypto::new().unwrap();
+        let builds = CONFIG_BUILDS.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(builds >= 1, "warmed at start");
+        for i in 0..3 {
+            let _rtc = crypto
+                .server_config(format!("u{i}"), "p".repeat(24), true)
+                .build(Instant::now());
+        }
+        assert_eq!(
+            CONFIG_BUILDS.load(std::sync::atomic::Ordering::Relaxed),
+            builds,
+            "no session builds (and so validates) a config of its own"
+        );
+    }
 
     fn answer(opus_dtx: bool) -> String {
         let crypto = ServerCrypto::new().unwrap();
