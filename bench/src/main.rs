@@ -66,7 +66,7 @@ pub struct Args {
 const USAGE: &str = "usage: tern-bench [--mode steady|ramp|setup-storm|idle|soak|fleet] [--target tern,janus-echotest,janus-audiobridge]
   [--sessions N] [--seconds T] [--step N] [--step-s S] [--max-sessions N] [--max-p99-ms MS] [--max-loss FRACTION]
   [--window N] [--signalers N] [--engine-cores LIST] [--load-cores LIST] [--steering hash|cpu]
-  [--tern PATH] [--tern-arg ARG]... [--name NAME | --report-dir DIR] [--lifetime-s L] [--sample-s S] [--out FILE]";
+  [--tern PATH] [--tern-arg ARG]... [--name NAME | --report-dir DIR] [--lifetime-s L] [--sample-s S] [--out FILE] [--keep-alive true|false]";
 
 /// `0-3,6` -> [0, 1, 2, 3, 6].
 fn cpu_list(flag: &str, s: &str) -> anyhow::Result<Vec<usize>> {
@@ -174,6 +174,14 @@ fn args() -> anyhow::Result<Args> {
             "--sample-s" => a.sample_s = num(&k, &v, 1..=86_400, "seconds")?,
             "--server-core" => a.server_core = num(&k, &v, 0..=4095, "a CPU number")?,
             "--out" => a.out = Some(v),
+            "--keep-alive" => util::KEEP_ALIVE.store(
+                match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => bail!("--keep-alive must be true or false"),
+                },
+                std::sync::atomic::Ordering::Relaxed,
+            ),
             _ => bail!("unknown flag {k}\n{USAGE}"),
         }
     }

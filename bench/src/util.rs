@@ -53,16 +53,44 @@ fn request(
     content_type: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(40)))?;
+    // A kept-alive connection per thread and server, as browsers and SDKs keep theirs; a new
+    // one when it was closed (one retry) or with `--keep-alive false`.
+    let keep = KEEP_ALIVE.load(std::sync::atomic::Ordering::Relaxed);
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        if keep { "keep-alive" } else { "close" },
         body.len()
     );
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp)?;
+    let mut resp = None;
+    for attempt in 0..2 {
+        let reused = keep && CONN.with(|c| c.borrow().as_ref().is_some_and(|(a, _)| *a == addr));
+        let mut s = match CONN.with(|c| c.borrow_mut().take()) {
+            Some((a, s)) if keep && a == addr => s,
+            _ => {
+                let s = TcpStream::connect(addr)?;
+                s.set_read_timeout(Some(Duration::from_secs(40)))?;
+                s.set_nodelay(true)?;
+                s
+            }
+        };
+        let sent = s.write_all(req.as_bytes()).and_then(|_| s.write_all(body));
+        match sent
+            .map_err(anyhow::Error::from)
+            .and_then(|_| read_response(&mut s))
+        {
+            Ok((r, open)) => {
+                if keep && open {
+                    CONN.with(|c| *c.borrow_mut() = Some((addr, s)));
+                }
+                resp = Some(r);
+                break;
+            }
+            // A kept connection the server closed meanwhile: once more on a new one.
+            Err(_) if reused && attempt == 0 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let resp = resp.context("no response")?;
     let split = resp
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -91,6 +119,63 @@ fn request(
             body.to_vec()
         },
     ))
+}
+
+/// Whether bench HTTP keeps connections alive (`--keep-alive`, default true).
+pub static KEEP_ALIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+thread_local! {
+    static CONN: std::cell::RefCell<Option<(SocketAddr, TcpStream)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Reads one response (head, then a body sized by Content-Length, chunked, or up to the close);
+/// returns its bytes and whether the connection stays usable.
+fn read_response(s: &mut TcpStream) -> anyhow::Result<(Vec<u8>, bool)> {
+    let mut resp = Vec::new();
+    let mut buf = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p + 4;
+        }
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("connection closed before a response");
+        }
+        resp.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&resp[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+    };
+    let closes = header("connection:").is_some_and(|v| v == "close");
+    let status = head.split_whitespace().nth(1).unwrap_or("");
+    if status == "204" || status == "304" {
+        return Ok((resp, !closes));
+    }
+    if let Some(len) = header("content-length:").and_then(|v| v.parse::<usize>().ok()) {
+        while resp.len() < head_end + len {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                bail!("connection closed inside a body");
+            }
+            resp.extend_from_slice(&buf[..n]);
+        }
+        return Ok((resp, !closes));
+    }
+    if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
+        while !resp[head_end..].ends_with(b"0\r\n\r\n") {
+            let n = s.read(&mut buf)?;
+            if n == 0 {
+                bail!("connection closed inside a chunked body");
+            }
+            resp.extend_from_slice(&buf[..n]);
+        }
+        return Ok((resp, !closes));
+    }
+    s.read_to_end(&mut resp)?;
+    Ok((resp, false))
 }
 
 /// The body of a `Transfer-Encoding: chunked` response (Janus answers that way).
