@@ -69,6 +69,8 @@ pub struct ShardSnapshot {
     pub ring_queued: usize,
     /// ICE-TCP connections and frames by outcome (see `ice_tcp::LABELS`).
     pub ice_tcp: HashMap<&'static str, u64>,
+    /// The shard thread's Opus codec pool (`core::media::codec_pool`).
+    pub codecs: crate::core::media::codec_pool::PoolStats,
     /// Relayed datagrams refused at the relay ingress (`--advertise-relay`), by reason.
     pub relay_ingress_dropped: HashMap<&'static str, u64>,
 }
@@ -134,6 +136,29 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         &|s| s.ring_queued as u64,
         "gauge",
     );
+    gauge(
+        &mut o,
+        "tern_codecs_pooled",
+        "Opus encoders and decoders kept for reuse on the shard's thread.",
+        &|s| s.codecs.pooled,
+        "gauge",
+    );
+    let _ = writeln!(o, "# HELP tern_codecs_taken_total Opus codec state taken by sessions when audio first flowed: created new, or reused from the shard's pool (reset).\n# TYPE tern_codecs_taken_total counter");
+    for s in snaps {
+        let c = &s.codecs;
+        for (kind, how, n) in [
+            ("encoder", "created", c.encoders_created),
+            ("encoder", "reused", c.encoders_reused),
+            ("decoder", "created", c.decoders_created),
+            ("decoder", "reused", c.decoders_reused),
+        ] {
+            let _ = writeln!(
+                o,
+                "tern_codecs_taken_total{{shard=\"{}\",kind=\"{kind}\",how=\"{how}\"}} {n}",
+                s.shard
+            );
+        }
+    }
     gauge(
         &mut o,
         "tern_deadlines_armed",

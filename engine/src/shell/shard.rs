@@ -415,6 +415,7 @@ impl ShardState {
                 .zip(self.io.uplink_frames)
                 .collect(),
             ring_queued: queued,
+            codecs: crate::core::media::codec_pool::stats(),
             relay_ingress_dropped: self
                 .io
                 .relay

@@ -9,9 +9,10 @@
 
 use audiopus::coder::Decoder;
 use audiopus::packet::Packet;
-use audiopus::{Channels, MutSignals, SampleRate};
+use audiopus::MutSignals;
 
 use super::codec::AudioCodec;
+use super::codec_pool;
 use super::frame::{ModelRate, PcmFrame, RTP_TICKS_PER_FRAME};
 use super::g711::G711Decoder;
 
@@ -60,7 +61,8 @@ pub struct DecoderStats {
 pub struct DecoderError(#[from] audiopus::Error);
 
 pub struct UplinkDecoder {
-    dec: Decoder,
+    /// Taken with the first Opus packet; given back to the shard's pool on drop.
+    dec: Option<Decoder>,
     /// Set while the session speaks G.711.
     g711: Option<G711Decoder>,
     g711_pcm: Vec<i16>,
@@ -83,14 +85,20 @@ impl std::fmt::Debug for UplinkDecoder {
     }
 }
 
+impl Drop for UplinkDecoder {
+    fn drop(&mut self) {
+        if let Some(d) = self.dec.take() {
+            codec_pool::give_decoder(self.rate, d);
+        }
+    }
+}
+
 impl UplinkDecoder {
+    /// A decoder to `rate`; its Opus state is taken from the shard's pool with the first Opus
+    /// packet (`codec_pool`), so a session that never sends audio holds none.
     pub fn new(rate: ModelRate) -> Result<Self, DecoderError> {
-        let sr = match rate {
-            ModelRate::Hz16000 => SampleRate::Hz16000,
-            ModelRate::Hz24000 => SampleRate::Hz24000,
-        };
         Ok(UplinkDecoder {
-            dec: Decoder::new(sr, Channels::Mono)?,
+            dec: None,
             g711: None,
             g711_pcm: Vec::new(),
             rate,
@@ -235,8 +243,12 @@ impl UplinkDecoder {
         fec: bool,
         n: usize,
     ) -> Result<usize, DecoderError> {
+        let dec = match &mut self.dec {
+            Some(d) => d,
+            None => self.dec.insert(codec_pool::take_decoder(self.rate)?),
+        };
         let out = MutSignals::try_from(&mut self.pcm[..n])?;
-        Ok(self.dec.decode(p, out, fec)?)
+        Ok(dec.decode(p, out, fec)?)
     }
 
     fn emit_silence(&mut self, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
@@ -273,7 +285,7 @@ impl UplinkDecoder {
 mod tests {
     use super::*;
     use audiopus::coder::Encoder;
-    use audiopus::Application;
+    use audiopus::{Application, Channels, SampleRate};
 
     #[test]
     fn gaps_are_concealed_not_skipped() {

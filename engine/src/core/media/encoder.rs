@@ -2,9 +2,9 @@
 //! for a G.711 session, one PCMU/PCMA payload out.
 
 use audiopus::coder::Encoder;
-use audiopus::{Application, Channels, SampleRate};
 
 use super::codec::AudioCodec;
+use super::codec_pool;
 use super::frame::{ModelRate, PcmFrame};
 use super::g711::G711Encoder;
 
@@ -16,7 +16,9 @@ pub const MAX_OPUS_PACKET: usize = 1275;
 pub struct EncoderError(#[from] audiopus::Error);
 
 pub struct DownlinkEncoder {
-    enc: Encoder,
+    /// Taken from the shard's pool with the first reply frame (`codec_pool`); given back on drop.
+    enc: Option<Encoder>,
+    complexity: u8,
     rate: ModelRate,
     /// Set while the session speaks G.711.
     g711: Option<G711Encoder>,
@@ -30,17 +32,12 @@ impl std::fmt::Debug for DownlinkEncoder {
 }
 
 impl DownlinkEncoder {
+    /// An encoder for `rate` at `complexity`; its Opus state is made when the first frame is
+    /// encoded, so a session that is never answered holds none.
     pub fn new(rate: ModelRate, complexity: u8) -> Result<Self, EncoderError> {
-        let sr = match rate {
-            ModelRate::Hz16000 => SampleRate::Hz16000,
-            ModelRate::Hz24000 => SampleRate::Hz24000,
-        };
-        let mut enc = Encoder::new(sr, Channels::Mono, Application::Voip)?;
-        enc.set_complexity(complexity.min(10))?;
-        enc.set_inband_fec(true)?;
-        enc.set_packet_loss_perc(5)?;
         Ok(DownlinkEncoder {
-            enc,
+            enc: None,
+            complexity,
             rate,
             g711: None,
             out: [0; MAX_OPUS_PACKET],
@@ -60,7 +57,26 @@ impl DownlinkEncoder {
         if let Some(g) = self.g711.as_mut() {
             return Ok(g.encode(frame.samples()));
         }
-        let n = self.enc.encode(frame.samples(), &mut self.out)?;
+        let enc = match &mut self.enc {
+            Some(e) => e,
+            None => self
+                .enc
+                .insert(codec_pool::take_encoder(self.rate, self.complexity)?),
+        };
+        let n = enc.encode(frame.samples(), &mut self.out)?;
         Ok(&self.out[..n])
+    }
+
+    /// Whether Opus state is held (a reply has been encoded).
+    pub fn holds_codec(&self) -> bool {
+        self.enc.is_some()
+    }
+}
+
+impl Drop for DownlinkEncoder {
+    fn drop(&mut self) {
+        if let Some(e) = self.enc.take() {
+            codec_pool::give_encoder(self.rate, e);
+        }
     }
 }

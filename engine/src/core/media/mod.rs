@@ -2,6 +2,7 @@
 //! way back playout, pacing and encode.
 
 pub mod codec;
+pub mod codec_pool;
 pub mod decoder;
 pub mod encoder;
 pub mod frame;
