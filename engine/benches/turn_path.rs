@@ -1,5 +1,5 @@
 //! Per-frame costs of the uplink turn path (`cargo bench -p tern-engine --bench turn_path`):
-//! reorder buffer, VAD backends, prosody (semantic_vad), echo guard. Each stage runs over the
+//! reorder buffer, VAD backends, prosody (semantic_vad), echo guard, noise suppression. Each stage runs over the
 //! fixture speech, one call per 20 ms frame, timed per call into an hdrhistogram (ns).
 
 use std::hint::black_box;
@@ -94,4 +94,31 @@ fn main() {
     measure("echo guard, no reply", &fr, |_, f| {
         black_box(quiet.on_uplink_frame(f.samples()));
     });
+    for hz in [24_000u32, 16_000] {
+        let mut d = tern_engine::core::media::denoise::Denoiser::new(hz);
+        let src: Vec<PcmFrame> = if hz == 24_000 {
+            fr.clone()
+        } else {
+            let mut r = tern_engine::core::media::resample::Resampler::new(24_000, 16_000);
+            fr.iter()
+                .map(|f| {
+                    let mut out = Vec::new();
+                    r.process(f.samples(), &mut out);
+                    PcmFrame::from_slice(&out)
+                })
+                .collect()
+        };
+        measure(
+            &format!(
+                "noise suppression (RNNoise, --noise-reduction), {} kHz",
+                hz / 1000
+            ),
+            &src,
+            |_, f| {
+                let mut f = *f;
+                d.process(&mut f);
+                black_box(f.samples()[0]);
+            },
+        );
+    }
 }

@@ -101,6 +101,16 @@ pub enum TurnDetectionKind {
     None,
 }
 
+/// `--noise-reduction`: the default of `audio.input.noise_reduction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NoiseReductionArg {
+    Off,
+    #[value(name = "near_field")]
+    NearField,
+    #[value(name = "far_field")]
+    FarField,
+}
+
 /// `--vad`: the voice detector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VadArg {
@@ -274,6 +284,12 @@ pub struct ServeArgs {
     /// workers; its answer comes back through the ring).
     #[arg(long, value_enum, default_value_t = VadArg::Earshot)]
     pub vad: VadArg,
+    /// Noise suppression (RNNoise) before the VAD, the turn detector and the model, for sessions
+    /// that do not set `audio.input.noise_reduction` themselves: off (OpenAI's default, null),
+    /// near_field or far_field (the same model; about 0.27 ms of media-core CPU per 20 ms frame,
+    /// `cargo bench --bench turn_path`).
+    #[arg(long, value_enum, default_value_t = NoiseReductionArg::Off)]
+    pub noise_reduction: NoiseReductionArg,
     /// semantic_vad: how eagerly a turn ends (low waits up to 8 s after an unfinished-sounding
     /// pause, medium 4 s, high 2 s; auto is medium).
     #[arg(long, value_enum, default_value_t = EagernessArg::Auto)]

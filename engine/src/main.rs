@@ -10,9 +10,10 @@ use tern_engine::agent::bridge::conn::BackendTarget;
 use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
-    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, RecordFormatArg, RelayArgs,
-    ServeArgs, SteeringArg, TurnDetectionKind, VadArg,
+    AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, NoiseReductionArg, RecordFormatArg,
+    RelayArgs, ServeArgs, SteeringArg, TurnDetectionKind, VadArg,
 };
+use tern_engine::core::media::denoise::NoiseReduction;
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::recording::RecordFormat;
 use tern_engine::core::route_tag::TagKey;
@@ -240,6 +241,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 vad: match args.vad {
                     VadArg::Earshot => VadBackend::Earshot,
                     VadArg::Silero => VadBackend::Silero,
+                },
+                noise_reduction: match args.noise_reduction {
+                    NoiseReductionArg::Off => None,
+                    NoiseReductionArg::NearField => Some(NoiseReduction::NearField),
+                    NoiseReductionArg::FarField => Some(NoiseReduction::FarField),
                 },
                 limits: SessionLimits {
                     idle_timeout: Duration::from_secs(args.idle_timeout_s),

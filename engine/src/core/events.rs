@@ -194,6 +194,8 @@ impl ClientEvent {
                     None | Some(Value::Null) => Map::new(),
                     Some(s) => session_object::app_fields(s)?,
                 };
+                // Checked here so that a bad value is refused before anything changes.
+                session_object::noise_reduction(&app)?;
                 ClientEvent::SessionUpdate {
                     turn_detection,
                     app,

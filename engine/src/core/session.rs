@@ -17,6 +17,7 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use super::events::{ClientEvent, EventWriter};
 use super::media::codec::AudioCodec;
 use super::media::decoder::FrameOrigin;
+use super::media::denoise::{Denoiser, NoiseReduction};
 use super::media::encoder::DownlinkEncoder;
 use super::media::frame::{ModelRate, PcmFrame};
 use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
@@ -81,6 +82,9 @@ pub struct SessionConfig {
     pub barge_in_confirm_ms: u32,
     /// `--vad`: the voice detector (earshot on the media core, or Silero on the worker).
     pub vad: VadBackend,
+    /// `--noise-reduction`: suppression before the VAD and the model when a session does not
+    /// say (`audio.input.noise_reduction` in its session or a `session.update` does).
+    pub noise_reduction: Option<NoiseReduction>,
     /// Test builds only (never set from the CLI): the data-channel event
     /// `{"type":"tern.test.panic"}` panics inside the session, to prove panic isolation.
     #[doc(hidden)]
@@ -109,6 +113,7 @@ impl Default for SessionConfig {
             barge_in_min_ms: 200,
             barge_in_confirm_ms: 600,
             vad: VadBackend::Earshot,
+            noise_reduction: None,
             fault_injection: false,
             app: serde_json::Map::new(),
             record: None,
@@ -223,6 +228,24 @@ pub struct Session {
     /// The first error str0m reported (why DTLS or ICE failed), for the end-of-session log.
     failure: Option<String>,
     pub stats: SessionStats,
+    /// `audio.input.noise_reduction` in effect; the denoiser is made with the first frame.
+    noise_reduction: Option<NoiseReduction>,
+    denoiser: Option<Box<Denoiser>>,
+}
+
+/// `{"audio": {"input": {"noise_reduction": ...}}}` for a kind (or null).
+fn noise_reduction_field(k: Option<NoiseReduction>) -> serde_json::Map<String, serde_json::Value> {
+    let v = match k {
+        Some(k) => serde_json::json!({ "type": k.label() }),
+        None => serde_json::Value::Null,
+    };
+    let mut input = serde_json::Map::new();
+    input.insert("noise_reduction".into(), v);
+    let mut audio = serde_json::Map::new();
+    audio.insert("input".into(), input.into());
+    let mut m = serde_json::Map::new();
+    m.insert("audio".into(), audio.into());
+    m
 }
 
 impl std::fmt::Debug for Session {
@@ -242,9 +265,22 @@ impl Session {
         offered_at: Instant,
         worker: u16,
     ) -> Result<Self, SessionError> {
+        let mut config = config;
         let rate = config.model_rate;
         let turn = config.turn.unwrap_or_default();
+        // The session's own say wins; else the node's default, shown in the session object.
+        let noise_reduction = match session_object::noise_reduction(&config.app) {
+            Ok(Some(v)) => v,
+            _ => {
+                if let Some(k) = config.noise_reduction {
+                    session_object::merge(&mut config.app, noise_reduction_field(Some(k)));
+                }
+                config.noise_reduction
+            }
+        };
         Ok(Session {
+            noise_reduction,
+            denoiser: None,
             tag,
             key: SessionKey {
                 shard: tag.shard,
@@ -628,6 +664,22 @@ impl Session {
         now: Instant,
         io: &mut dyn SessionIo,
     ) {
+        // Noise suppression first: the VAD, the turn detector, the echo guard and the model all
+        // hear the cleaned frame. Digital silence (DTX fills) has nothing to clean.
+        let cleaned;
+        let frame = match self.noise_reduction {
+            Some(_) if frame.samples().iter().any(|&s| s != 0) => {
+                let rate = self.config.model_rate.hz();
+                let d = self
+                    .denoiser
+                    .get_or_insert_with(|| Box::new(Denoiser::new(rate)));
+                let mut f = *frame;
+                d.process(&mut f);
+                cleaned = f;
+                &cleaned
+            }
+            _ => frame,
+        };
         let index = self.frame_index;
         self.frame_index += 1;
         self.stats.frames_in += 1;
@@ -943,6 +995,12 @@ impl Session {
                     self.turn.reset();
                     if was && !self.turn_enabled {
                         self.open_manual_buffer(io);
+                    }
+                }
+                if let Ok(Some(nr)) = session_object::noise_reduction(&app) {
+                    self.noise_reduction = nr;
+                    if nr.is_none() {
+                        self.denoiser = None;
                     }
                 }
                 let turn = self.turn_enabled.then(|| self.turn.settings());

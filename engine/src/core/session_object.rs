@@ -9,6 +9,7 @@
 use serde_json::{json, Map, Value};
 
 use super::events::EventError;
+use super::media::denoise::NoiseReduction;
 use super::recording::RecordFormat;
 use super::turn::detector::ServerVadSettings;
 
@@ -128,6 +129,31 @@ pub fn merge(into: &mut Map<String, Value>, update: Map<String, Value>) {
     }
 }
 
+/// `audio.input.noise_reduction` (GA) or `input_audio_noise_reduction` (beta) of a session or of
+/// its app fields: `None` when absent, `Some(None)` when null (off), else the kind.
+pub fn noise_reduction(
+    s: &Map<String, Value>,
+) -> Result<Option<Option<NoiseReduction>>, EventError> {
+    let v = s
+        .get("audio")
+        .and_then(|a| a.get("input"))
+        .and_then(|i| i.get("noise_reduction"))
+        .or_else(|| s.get("input_audio_noise_reduction"));
+    match v {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(o) => o
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(NoiseReduction::parse)
+            .map(|k| Some(Some(k)))
+            .ok_or(EventError::Invalid {
+                field: "audio.input.noise_reduction",
+                reason: "must be null or {\"type\": \"near_field\" | \"far_field\"}".into(),
+            }),
+    }
+}
+
 /// Lays what Tern owns over a session: type `realtime`, PCM16 at `rate` both ways, and
 /// `turn_detection` (Tern's effective settings for a client; `null` for a bridged backend, whose
 /// turns Tern decides).
@@ -208,6 +234,30 @@ fn turn_detection_json(turn: Option<ServerVadSettings>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn noise_reduction_reads_both_shapes_and_refuses_unknown_kinds() {
+        let m = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let nr = |v: Value| noise_reduction(&m(v));
+        assert_eq!(nr(json!({})), Ok(None));
+        assert_eq!(
+            nr(json!({"audio": {"input": {"noise_reduction": null}}})),
+            Ok(Some(None))
+        );
+        assert_eq!(
+            nr(json!({"audio": {"input": {"noise_reduction": {"type": "far_field"}}}})),
+            Ok(Some(Some(NoiseReduction::FarField)))
+        );
+        assert_eq!(
+            nr(json!({"input_audio_noise_reduction": {"type": "near_field"}})),
+            Ok(Some(Some(NoiseReduction::NearField)))
+        );
+        assert!(nr(json!({"audio": {"input": {"noise_reduction": {"type": "loud"}}}})).is_err());
+        assert!(nr(json!({"audio": {"input": {"noise_reduction": "near_field"}}})).is_err());
+    }
 
     #[test]
     fn app_fields_drop_what_tern_owns_and_keep_the_rest() {

@@ -48,6 +48,10 @@ impl RealtimeProtocol {
     /// rate both ways, and no server turn detection (Tern decides turns).
     fn session_update(&self, mut app: Map<String, Value>) -> Value {
         session_object::overlay_tern(&mut app, self.rate_hz, Value::Null);
+        // Tern suppresses noise before the audio reaches the backend (`--noise-reduction`).
+        if let Value::Object(m) = json!({"audio": {"input": {"noise_reduction": null}}}) {
+            session_object::merge(&mut app, m);
+        }
         json!({ "type": "session.update", "session": app })
     }
 }

@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod codec_pool;
 pub mod decoder;
+pub mod denoise;
 pub mod encoder;
 pub mod frame;
 pub mod g711;
