@@ -6,10 +6,8 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::virtual_server::VirtualServer;
-use common::{load_wav, Client, Link};
+use common::load_wav;
+use common::scene::Scene;
 
 /// The fixture with white noise at `snr_db` under it and `tail_ms` of noise alone after it.
 fn noisy_speech(snr_db: f64, tail_ms: usize) -> Vec<i16> {
@@ -36,83 +34,26 @@ fn noisy_speech(snr_db: f64, tail_ms: usize) -> Vec<i16> {
     v
 }
 
-struct Scene {
-    server: VirtualServer,
-    client: Client,
-    up: Link,
-    down: Link,
-    now: Instant,
-}
-
-impl Scene {
-    fn new(speech: Vec<i16>) -> Self {
-        let now = Instant::now();
-        let mut server = VirtualServer::new();
-        let (mut client, offer) = Client::new(now, "10.0.0.2:50000".parse().unwrap(), speech);
-        // Connect muted: the speech starts once the setting is in.
-        client.muted = true;
-        server.connect(now, &mut client, &offer);
-        Scene {
-            server,
-            client,
-            up: Link::new(0.0, Duration::from_millis(10), 1),
-            down: Link::new(0.0, Duration::from_millis(10), 2),
-            now,
-        }
-    }
-
-    fn run_until(&mut self, max_ms: u64, done: impl Fn(&Client) -> bool) -> bool {
-        for _ in 0..max_ms / 20 {
-            if done(&self.client) {
-                return true;
-            }
-            self.now = self.server.run(
-                self.now,
-                Duration::from_millis(20),
-                &mut self.client,
-                &mut self.up,
-                &mut self.down,
-            );
-        }
-        done(&self.client)
-    }
-
-    fn update(&mut self, session: &str) -> serde_json::Value {
-        assert!(self.run_until(2000, |c| c.channel_open));
-        let n =
-            self.client.events_of("session.updated").len() + self.client.events_of("error").len();
-        let ev = format!(r#"{{"type":"session.update","session":{session}}}"#);
-        assert!(self.client.send_event(&ev));
-        assert!(
-            self.run_until(1000, |c| c.events_of("session.updated").len()
-                + c.events_of("error").len()
-                > n)
-        );
-        let e = self.client.events.last().unwrap().1.clone();
-        e
-    }
-}
-
 #[test]
 fn set_by_session_update_echoed_and_unknown_kinds_refused() {
-    let mut s = Scene::new(Vec::new());
+    let mut s = Scene::muted(Vec::new());
     assert!(s.run_until(2000, |c| !c.events_of("session.created").is_empty()));
     let created = s.client.events_of("session.created")[0].clone();
     assert!(
         created["session"]["audio"]["input"]["noise_reduction"].is_null(),
         "off by default"
     );
-    let e = s.update(r#"{"audio":{"input":{"noise_reduction":{"type":"near_field"}}}}"#);
+    let e = s.session_update(r#"{"audio":{"input":{"noise_reduction":{"type":"near_field"}}}}"#);
     assert_eq!(e["type"], "session.updated", "{e}");
     assert_eq!(
         e["session"]["audio"]["input"]["noise_reduction"]["type"],
         "near_field"
     );
-    let e = s.update(r#"{"audio":{"input":{"noise_reduction":{"type":"studio"}}}}"#);
+    let e = s.session_update(r#"{"audio":{"input":{"noise_reduction":{"type":"studio"}}}}"#);
     assert_eq!(e["type"], "error", "{e}");
     let msg = e["error"]["message"].as_str().unwrap();
     assert!(msg.contains("noise_reduction"), "{msg}");
-    let e = s.update(r#"{"audio":{"input":{"noise_reduction":null}}}"#);
+    let e = s.session_update(r#"{"audio":{"input":{"noise_reduction":null}}}"#);
     assert!(
         e["session"]["audio"]["input"]["noise_reduction"].is_null(),
         "{e}"
@@ -122,10 +63,10 @@ fn set_by_session_update_echoed_and_unknown_kinds_refused() {
 /// Speaks the noisy turn, with or without suppression, and returns the echo's frame levels
 /// (the echo agent plays back what the model was given) and the turn's end (`audio_end_ms`).
 fn echo_levels(noise_reduction: Option<&str>) -> (Vec<f64>, u64) {
-    let mut s = Scene::new(noisy_speech(5.0, 3000));
+    let mut s = Scene::muted(noisy_speech(5.0, 3000));
     match noise_reduction {
         Some(kind) => {
-            s.update(&format!(
+            s.session_update(&format!(
                 r#"{{"audio":{{"input":{{"noise_reduction":{{"type":"{kind}"}}}}}}}}"#
             ));
         }

@@ -6,68 +6,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::virtual_server::VirtualServer;
-use common::{load_wav, Client, Link};
+use common::load_wav;
+use common::scene::Scene;
 use tern_engine::core::turn::barge_in::BargeInOutcome;
 
-struct Scene {
-    server: VirtualServer,
-    client: Client,
-    up: Link,
-    down: Link,
-    now: Instant,
-}
-
-impl Scene {
-    fn new(speech: Vec<i16>) -> Self {
-        let now = Instant::now();
-        let mut server = VirtualServer::new();
-        let (mut client, offer) = Client::new(now, "10.0.0.2:50000".parse().unwrap(), speech);
-        server.connect(now, &mut client, &offer);
-        Scene {
-            server,
-            client,
-            up: Link::new(0.0, Duration::from_millis(10), 1),
-            down: Link::new(0.0, Duration::from_millis(10), 2),
-            now,
-        }
-    }
-
-    fn run(&mut self, ms: u64) {
-        self.now = self.server.run(
-            self.now,
-            Duration::from_millis(ms),
-            &mut self.client,
-            &mut self.up,
-            &mut self.down,
-        );
-    }
-
-    /// Runs until `done` or `max_ms` of virtual time.
-    fn run_until(&mut self, max_ms: u64, done: impl Fn(&Client) -> bool) -> bool {
-        for _ in 0..max_ms / 20 {
-            if done(&self.client) {
-                return true;
-            }
-            self.run(20);
-        }
-        done(&self.client)
-    }
-
-    fn has(&self, kind: &str) -> bool {
-        self.client.event_types().iter().any(|t| t == kind)
-    }
-
-    fn update(&mut self, turn_detection: &str) {
-        assert!(self.run_until(2000, |c| c.channel_open));
-        let ev = format!(
-            r#"{{"type":"session.update","session":{{"turn_detection":{turn_detection}}}}}"#
-        );
-        assert!(self.client.send_event(&ev));
-        assert!(self.run_until(1000, |c| !c.events_of("session.updated").is_empty()));
-    }
+/// `session.update` with `turn_detection`; it must be accepted.
+fn update(s: &mut Scene, turn_detection: &str) {
+    let e = s.session_update(&format!(r#"{{"turn_detection":{turn_detection}}}"#));
+    assert_eq!(e["type"], "session.updated", "{e}");
 }
 
 /// The fixture after `lead_ms` of silence.
@@ -80,7 +28,7 @@ fn speech_after(lead_ms: usize) -> Vec<i16> {
 #[test]
 fn idle_timeout_after_a_reply_commits_an_empty_turn() {
     let mut s = Scene::new(speech_after(0));
-    s.update(r#"{"type":"server_vad","idle_timeout_ms":5000}"#);
+    update(&mut s, r#"{"type":"server_vad","idle_timeout_ms":5000}"#);
     assert!(
         s.run_until(15_000, |c| c.events_of("output_audio_buffer.stopped").len()
             == 1)
@@ -114,7 +62,7 @@ fn idle_timeout_after_a_reply_commits_an_empty_turn() {
 #[test]
 fn manual_turns_with_commit() {
     let mut s = Scene::new(speech_after(1500));
-    s.update("null");
+    update(&mut s, "null");
     // The whole fixture is spoken; with detection off nothing happens on its own.
     s.run(6000);
     assert!(
@@ -160,7 +108,7 @@ fn manual_turns_with_commit() {
 #[test]
 fn create_response_false_hears_but_does_not_reply() {
     let mut s = Scene::new(speech_after(500));
-    s.update(r#"{"type":"server_vad","create_response":false}"#);
+    update(&mut s, r#"{"type":"server_vad","create_response":false}"#);
     assert!(s.run_until(10_000, |c| c
         .event_types()
         .iter()
@@ -176,7 +124,10 @@ fn create_response_false_hears_but_does_not_reply() {
 #[test]
 fn interrupt_response_false_lets_the_reply_finish() {
     let mut s = Scene::new(speech_after(500));
-    s.update(r#"{"type":"server_vad","interrupt_response":false}"#);
+    update(
+        &mut s,
+        r#"{"type":"server_vad","interrupt_response":false}"#,
+    );
     assert!(s.run_until(12_000, |c| c.audible_frames() > 40));
     // The user talks over the reply: it is not cut.
     s.client.speak(load_wav("hello-24k.wav").1);

@@ -21,6 +21,19 @@ def free_port(kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
+def free_media_port():
+    """A port free for UDP and TCP both: `--udp-port`, and ICE-TCP on the same number by default
+    (a UDP-only pick once collided with another test's TCP listener)."""
+    while True:
+        port = free_port(socket.SOCK_DGRAM)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                t.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+
+
 class Tern:
     """A `tern serve` child process with the echo agent, HTTP and UDP on loopback."""
 
@@ -28,7 +41,7 @@ class Tern:
         """`bind=None` / `public_ip=None` leave those flags at `tern serve`'s defaults (the
         wildcard; the host's primary address)."""
         self.http_port = free_port()
-        self.udp_port = free_port(socket.SOCK_DGRAM)
+        self.udp_port = free_media_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(

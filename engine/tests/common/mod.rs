@@ -7,6 +7,7 @@ pub mod engine;
 pub mod process;
 pub mod realtime_server;
 pub mod redis;
+pub mod scene;
 pub mod udp_client;
 pub mod virtual_server;
 
