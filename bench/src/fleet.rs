@@ -17,7 +17,7 @@
 use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +29,7 @@ use tern_engine::core::relay::{read_header, RelayToken};
 use tern_engine::core::route_tag::{RouteTag, TagKey};
 use tern_engine::peer::{binding_request, Client};
 
-use crate::util::{http, http_with_location, pin_to, proc_cpu_us, Metrics};
+use crate::util::{http, http_with_location, pin_to, proc_cpu_us, Metrics, Server};
 use crate::Args;
 
 const SECRET: &str = "bench-fleet-secret";
@@ -37,14 +37,6 @@ const SECRET: &str = "bench-fleet-secret";
 const ECHO_NODE: u16 = 900;
 const PACKET: usize = 172;
 const TICK: Duration = Duration::from_millis(20);
-
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -64,14 +56,14 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> anyho
 }
 
 struct Redis {
-    _p: Proc,
+    _p: Server,
     url: String,
 }
 
 impl Redis {
     fn start() -> anyhow::Result<Self> {
         let port = free_port()?;
-        let p = Proc(
+        let p = Server(
             Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
@@ -299,7 +291,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
 
     let (relay_port, relay_http) = (free_port()?, free_port()?);
-    let relay = Proc(
+    let relay = Server(
         Command::new(&a.tern)
             .args(["relay", "--cores", &relay_core.to_string()])
             .args([
@@ -445,9 +437,9 @@ pub fn run(a: Args) -> anyhow::Result<()> {
 /// Offers straight to node B, then through node A (full, so it forwards to B); the Redis
 /// commands they cost, less the fleet's idle rate.
 fn placement(a: &Args, redis: &Redis) -> anyhow::Result<(serde_json::Value, serde_json::Value)> {
-    let start = |id: &str, extra: &[&str]| -> anyhow::Result<(Proc, SocketAddr)> {
+    let start = |id: &str, extra: &[&str]| -> anyhow::Result<(Server, SocketAddr)> {
         let http_port = free_port()?;
-        let p = Proc(
+        let p = Server(
             Command::new(&a.tern)
                 .args([
                     "serve",

@@ -39,7 +39,7 @@ fn write_wav(path: &std::path::Path, rate: u32, pcm: &[i16]) -> anyhow::Result<(
     std::fs::write(path, b).with_context(|| format!("writing {}", path.display()))
 }
 
-fn decode_all(packets: &[Vec<u8>], rate: SampleRate, hz: u32) -> anyhow::Result<(Vec<i16>, f64)> {
+fn decode_all(packets: &[Vec<u8>], rate: SampleRate) -> anyhow::Result<(Vec<i16>, f64)> {
     let mut out = Vec::new();
     let mut buf = vec![0i16; 5760];
     let mut spent = 0.0;
@@ -58,7 +58,6 @@ fn decode_all(packets: &[Vec<u8>], rate: SampleRate, hz: u32) -> anyhow::Result<
             }
         }
     }
-    let _ = hz;
     Ok((out, spent * 1e6 / (PASSES * packets.len()) as f64))
 }
 
@@ -100,7 +99,7 @@ fn main() -> anyhow::Result<()> {
             }
             codec_pool::give_encoder(ModelRate::Hz24000, enc);
         }
-        let (decoded, _) = decode_all(&packets, SampleRate::Hz16000, 16_000)?;
+        let (decoded, _) = decode_all(&packets, SampleRate::Hz16000)?;
         write_wav(
             &out.join(format!("enc-c{complexity}.wav")),
             16_000,
@@ -128,7 +127,7 @@ fn main() -> anyhow::Result<()> {
         (SampleRate::Hz24000, 24_000),
         (SampleRate::Hz48000, 48_000),
     ] {
-        let (decoded, us) = decode_all(&packets_c5, rate, hz)?;
+        let (decoded, us) = decode_all(&packets_c5, rate)?;
         write_wav(&out.join(format!("dec-{hz}.wav")), hz, &decoded)?;
         dec_rows.push(
             serde_json::json!({ "rate": hz, "decode_us_mean": us, "wav": format!("dec-{hz}.wav") }),

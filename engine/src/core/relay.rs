@@ -267,22 +267,16 @@ impl RelayCore {
             let f = self.flows.get_mut(&client).ok_or(RelayDrop::NoFlow)?;
             f.last_seen = now;
             let (node, shard) = (f.node, f.shard);
-            let dest = self
-                .nodes
-                .get(&node)
-                .and_then(|r| r.shard_addr(shard))
-                .ok_or(RelayDrop::UnknownNode)?;
-            return Ok((dest, Header::new(&self.token, client)));
+            return Ok((
+                self.node_addr(node, shard)?,
+                Header::new(&self.token, client),
+            ));
         }
         let known = self.flows.get(&client).copied();
         // Binding requests are routed by their ufrag even on a known flow: an ICE restart or a
         // new call from the same address goes where its ufrag says.
         let (node, shard) = self.check_ufrag(data)?;
-        let dest = self
-            .nodes
-            .get(&node)
-            .and_then(|r| r.shard_addr(shard))
-            .ok_or(RelayDrop::UnknownNode)?;
+        let dest = self.node_addr(node, shard)?;
         if known.is_none() && self.flows.len() >= self.max_flows {
             return Err(RelayDrop::TableFull);
         }
@@ -298,6 +292,14 @@ impl RelayCore {
             },
         );
         Ok((dest, Header::new(&self.token, client)))
+    }
+
+    /// The relay ingress of `node`'s `shard`, if the fleet lists the node and it has the shard.
+    fn node_addr(&self, node: u16, shard: u16) -> Result<SocketAddr, RelayDrop> {
+        self.nodes
+            .get(&node)
+            .and_then(|r| r.shard_addr(shard))
+            .ok_or(RelayDrop::UnknownNode)
     }
 
     fn check_ufrag(&self, data: &[u8]) -> Result<(u16, u16), RelayDrop> {

@@ -233,21 +233,6 @@ pub struct Session {
     denoiser: Option<Box<Denoiser>>,
 }
 
-/// `{"audio": {"input": {"noise_reduction": ...}}}` for a kind (or null).
-fn noise_reduction_field(k: Option<NoiseReduction>) -> serde_json::Map<String, serde_json::Value> {
-    let v = match k {
-        Some(k) => serde_json::json!({ "type": k.label() }),
-        None => serde_json::Value::Null,
-    };
-    let mut input = serde_json::Map::new();
-    input.insert("noise_reduction".into(), v);
-    let mut audio = serde_json::Map::new();
-    audio.insert("input".into(), input.into());
-    let mut m = serde_json::Map::new();
-    m.insert("audio".into(), audio.into());
-    m
-}
-
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
@@ -273,7 +258,10 @@ impl Session {
             Ok(Some(v)) => v,
             _ => {
                 if let Some(k) = config.noise_reduction {
-                    session_object::merge(&mut config.app, noise_reduction_field(Some(k)));
+                    session_object::merge(
+                        &mut config.app,
+                        session_object::noise_reduction_patch(Some(k)),
+                    );
                 }
                 config.noise_reduction
             }

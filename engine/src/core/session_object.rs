@@ -154,6 +154,16 @@ pub fn noise_reduction(
     }
 }
 
+/// `{"audio": {"input": {"noise_reduction": ...}}}` for `kind` (`None`: null), to merge into a
+/// session.
+pub fn noise_reduction_patch(kind: Option<NoiseReduction>) -> Map<String, Value> {
+    let v = kind.map_or(Value::Null, |k| json!({ "type": k.label() }));
+    match json!({ "audio": { "input": { "noise_reduction": v } } }) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
 /// Lays what Tern owns over a session: type `realtime`, PCM16 at `rate` both ways, and
 /// `turn_detection` (Tern's effective settings for a client; `null` for a bridged backend, whose
 /// turns Tern decides).

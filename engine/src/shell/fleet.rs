@@ -228,7 +228,6 @@ pub struct Joined {
 /// and starts the fleet thread, which runs until `done` is set (after the shards ended), then
 /// removes the node's record. Redis unreachable at start: the node starts degraded and joins
 /// when Redis appears.
-#[allow(clippy::too_many_arguments)]
 pub fn join(
     settings: FleetSettings,
     node: u16,
@@ -237,8 +236,7 @@ pub fn join(
     shards: usize,
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<Joined> {
-    let client = redis::Client::open(settings.url.as_str())
-        .map_err(|e| anyhow::anyhow!("--fleet {}: {e}", settings.url))?;
+    let redis = LazyRedis::open(&settings.url)?;
     let shared = Arc::new(FleetShared::default());
     let queues: Vec<_> = (0..shards)
         .map(|_| Arc::new(ArrayQueue::new(QUEUE)))
@@ -251,8 +249,7 @@ pub fn join(
         })
         .collect();
     let mut member = Member {
-        client,
-        conn: None,
+        redis,
         key: node_key(&settings.prefix, node),
         settings,
         node,
@@ -313,9 +310,37 @@ pub fn read_nodes(c: &mut redis::Connection, prefix: &str) -> redis::RedisResult
         .collect())
 }
 
-struct Member {
+/// A Redis connection made on first use, every operation bounded by `REDIS_TIMEOUT`; after a
+/// failure `reset` drops it and the next use reconnects.
+pub struct LazyRedis {
     client: redis::Client,
     conn: Option<redis::Connection>,
+}
+
+impl LazyRedis {
+    /// `url` as `--fleet` gave it (checked now, connected later).
+    pub fn open(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).map_err(|e| anyhow::anyhow!("--fleet {url}: {e}"))?;
+        Ok(LazyRedis { client, conn: None })
+    }
+
+    pub fn get(&mut self) -> redis::RedisResult<&mut redis::Connection> {
+        if self.conn.is_none() {
+            let c = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
+            c.set_read_timeout(Some(REDIS_TIMEOUT))?;
+            c.set_write_timeout(Some(REDIS_TIMEOUT))?;
+            self.conn = Some(c);
+        }
+        Ok(self.conn.as_mut().expect("just set"))
+    }
+
+    pub fn reset(&mut self) {
+        self.conn = None;
+    }
+}
+
+struct Member {
+    redis: LazyRedis,
     settings: FleetSettings,
     key: String,
     node: u16,
@@ -402,8 +427,10 @@ impl Member {
 
     /// Every node's record (SCAN, then MGET): what placement chooses from.
     fn refresh_nodes(&mut self) {
-        let prefix = self.settings.prefix.clone();
-        let r = self.conn().and_then(|c| read_nodes(c, &prefix));
+        let r = self
+            .redis
+            .get()
+            .and_then(|c| read_nodes(c, &self.settings.prefix));
         match r {
             Ok(nodes) => self.nodes = nodes,
             Err(e) => self.degrade(&e),
@@ -421,13 +448,13 @@ impl Member {
             return;
         }
         let call = call_key(&self.settings.prefix, call_id);
-        let prefix = self.settings.prefix.clone();
-        let found = self.conn().and_then(|c| {
+        let prefix = &self.settings.prefix;
+        let found = self.redis.get().and_then(|c| {
             let node: Option<u16> = redis::cmd("GET").arg(&call).query(c)?;
             let Some(node) = node else {
                 return Ok(None);
             };
-            let json: Option<String> = redis::cmd("GET").arg(node_key(&prefix, node)).query(c)?;
+            let json: Option<String> = redis::cmd("GET").arg(node_key(prefix, node)).query(c)?;
             Ok(json
                 .and_then(|j| serde_json::from_str::<NodeRecord>(&j).ok())
                 .map(|r| r.internal))
@@ -438,16 +465,6 @@ impl Member {
             }
             Err(e) => self.degrade(&e),
         }
-    }
-
-    fn conn(&mut self) -> redis::RedisResult<&mut redis::Connection> {
-        if self.conn.is_none() {
-            let c = self.client.get_connection_with_timeout(REDIS_TIMEOUT)?;
-            c.set_read_timeout(Some(REDIS_TIMEOUT))?;
-            c.set_write_timeout(Some(REDIS_TIMEOUT))?;
-            self.conn = Some(c);
-        }
-        Ok(self.conn.as_mut().expect("just set"))
     }
 
     fn record(&mut self) -> NodeRecord {
@@ -473,13 +490,11 @@ impl Member {
     /// Writes this node's record; false if another live instance holds the node id.
     fn register(&mut self) -> redis::RedisResult<bool> {
         let json = serde_json::to_string(&self.record()).unwrap_or_default();
-        let key = self.key.clone();
-        let instance = self.instance.clone();
-        let conn = self.conn()?;
+        let conn = self.redis.get()?;
         let ok: i64 = redis::Script::new(REGISTER)
-            .key(key)
+            .key(&self.key)
             .arg(json)
-            .arg(instance)
+            .arg(&self.instance)
             .arg(NODE_TTL_MS)
             .invoke(conn)?;
         Ok(ok == 1)
@@ -487,8 +502,10 @@ impl Member {
 
     /// Who holds this node's id, for the refusal message.
     fn holder(&mut self) -> Option<String> {
-        let key = self.key.clone();
-        let json: Option<String> = redis::cmd("GET").arg(key).query(self.conn().ok()?).ok()?;
+        let json: Option<String> = redis::cmd("GET")
+            .arg(&self.key)
+            .query(self.redis.get().ok()?)
+            .ok()?;
         let rec: NodeRecord = serde_json::from_str(&json?).ok()?;
         Some(format!(
             "internal {}, public {}, instance {}",
@@ -559,7 +576,7 @@ impl Member {
         if self.shared.degraded.load(Ordering::Relaxed) {
             return; // published again on rejoin
         }
-        let r = self.conn().and_then(|c| pipe.query::<()>(c));
+        let r = self.redis.get().and_then(|c| pipe.query::<()>(c));
         if let Err(e) = r {
             self.degrade(&e);
         }
@@ -573,7 +590,7 @@ impl Member {
         for id in &self.calls {
             self.list_call(&mut pipe, id);
         }
-        let r = self.conn().and_then(|c| pipe.query::<()>(c));
+        let r = self.redis.get().and_then(|c| pipe.query::<()>(c));
         if let Err(e) = r {
             self.degrade(&e);
         }
@@ -581,7 +598,7 @@ impl Member {
 
     /// Redis failed: drop the connection, go on serving, say so once.
     fn degrade(&mut self, e: &redis::RedisError) {
-        self.conn = None;
+        self.redis.reset();
         self.shared.errors.fetch_add(1, Ordering::Relaxed);
         self.shared.registered.store(false, Ordering::Relaxed);
         if !self.shared.degraded.swap(true, Ordering::Relaxed) {
@@ -598,12 +615,10 @@ impl Member {
         if self.shared.degraded.load(Ordering::Relaxed) {
             return;
         }
-        let key = self.key.clone();
-        let instance = self.instance.clone();
-        let r = self.conn().and_then(|c| {
+        let r = self.redis.get().and_then(|c| {
             redis::Script::new(UNREGISTER)
-                .key(key)
-                .arg(instance)
+                .key(&self.key)
+                .arg(&self.instance)
                 .invoke::<i64>(c)
         });
         match r {

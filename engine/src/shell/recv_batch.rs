@@ -2,10 +2,92 @@
 //! drained with `recvmmsg` (non-blocking), up to `--recv-batch` datagrams per syscall, into
 //! buffers reused for the life of the shard.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use super::net::MAX_DATAGRAM;
+
+/// Datagrams handled before a receive loop yields to the executor's other tasks (quinn's
+/// WorkLimiter).
+const RECV_BUDGET: usize = 64;
+
+/// What a receive loop does with the state it shares with its executor's other tasks.
+pub trait DatagramHandler {
+    /// Which of the state's sockets a loop reads.
+    type Socket: Copy;
+    /// One datagram from `from` on `socket`.
+    fn on_receive(&mut self, now: Instant, socket: Self::Socket, from: SocketAddr, data: &[u8]);
+    /// The end of one wake-up's datagrams: send what they produced.
+    fn end_step(&mut self, now: Instant);
+    /// Whether the loop should end (the shard is stopping).
+    fn stopped(&self) -> bool {
+        false
+    }
+}
+
+/// One long-lived receive on `socket` (a dropped in-flight receive can lose a datagram): each
+/// wake-up takes one datagram, then drains the backlog behind it with `recvmmsg`, `batch` per
+/// call, while `BacklogProbe` says drains find something; the state is borrowed for the whole
+/// step, never across an await.
+pub async fn receive_loop<S: DatagramHandler>(
+    state: Rc<RefCell<S>>,
+    socket: glommio::net::UdpSocket,
+    which: S::Socket,
+    batch: usize,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut backlog = (batch > 1).then(|| RecvBatch::new(socket.as_raw_fd(), batch));
+    let mut probe = BacklogProbe::default();
+    let mut handled = 0usize;
+    loop {
+        let (n, source) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("udp receive: {e}");
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+        };
+        let now = Instant::now();
+        {
+            let mut s = state.borrow_mut();
+            if s.stopped() {
+                return;
+            }
+            s.on_receive(now, which, source, &buf[..n]);
+            if let Some(b) = backlog
+                .as_mut()
+                .filter(|_| handled < RECV_BUDGET && probe.should_try())
+            {
+                let mut drained = 0;
+                while handled < RECV_BUDGET && b.recv() > 0 {
+                    drained += b.len();
+                    let now = Instant::now();
+                    for i in 0..b.len() {
+                        // A UDP/IP socket only yields IP sources.
+                        if let (Some(from), data) = b.get(i) {
+                            s.on_receive(now, which, from, data);
+                        }
+                    }
+                    handled += b.len();
+                    if b.len() < batch {
+                        break;
+                    }
+                }
+                probe.found(drained);
+            }
+            s.end_step(now);
+        }
+        handled += 1;
+        if handled >= RECV_BUDGET {
+            handled = 0;
+            glommio::yield_if_needed().await;
+        }
+    }
+}
 
 /// Most datagrams one `recvmmsg` takes.
 pub const MAX_RECV_BATCH: usize = 64;

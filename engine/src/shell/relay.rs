@@ -20,9 +20,9 @@ use anyhow::Context;
 use crossbeam::channel::{Receiver, Sender};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::fleet::read_nodes;
-use super::net::{bind_udp, SendBatch, MAX_DATAGRAM};
-use super::recv_batch::{BacklogProbe, RecvBatch};
+use super::fleet::{read_nodes, LazyRedis};
+use super::net::{bind_udp, SendBatch};
+use super::recv_batch::{receive_loop, DatagramHandler};
 use crate::core::relay::{NodeRoute, RelayCore, RelayDrop};
 use crate::core::route_tag::TagKey;
 
@@ -34,8 +34,6 @@ const SWEEP: Duration = Duration::from_secs(1);
 const REFRESH: Duration = Duration::from_secs(1);
 /// The relay's record TTL in Redis.
 const RELAY_TTL_MS: u64 = 5_000;
-/// Datagrams handled before a receive loop yields.
-const RECV_BUDGET: usize = 64;
 
 /// `tern relay`'s flags, resolved.
 #[derive(Debug, Clone)]
@@ -250,8 +248,9 @@ pub fn start(s: RelaySettings) -> anyhow::Result<Relay> {
                     to_clients: SendBatch::new(ps.as_raw_fd(), reply_from),
                 }));
                 let _ = ready.send(());
-                glommio::spawn_local(recv_loop(shard.clone(), ps, batch, Side::Clients)).detach();
-                glommio::spawn_local(recv_loop(shard.clone(), is, batch, Side::Nodes)).detach();
+                glommio::spawn_local(receive_loop(shard.clone(), ps, Side::Clients, batch))
+                    .detach();
+                glommio::spawn_local(receive_loop(shard.clone(), is, Side::Nodes, batch)).detach();
                 tick_loop(shard, rx, &stats.shards[i], stop).await;
             })
             .map_err(|e| anyhow::anyhow!("starting relay executor on CPU {cpu}: {e}"))?;
@@ -289,8 +288,9 @@ struct RelayShard {
     to_clients: SendBatch,
 }
 
-impl RelayShard {
-    fn on_datagram(&mut self, now: Instant, side: Side, from: SocketAddr, data: &[u8]) {
+impl DatagramHandler for RelayShard {
+    type Socket = Side;
+    fn on_receive(&mut self, now: Instant, side: Side, from: SocketAddr, data: &[u8]) {
         match side {
             Side::Clients => {
                 if let Ok((dest, head)) = self.core.from_client(now, from, data) {
@@ -305,7 +305,7 @@ impl RelayShard {
         }
     }
 
-    fn flush(&mut self) {
+    fn end_step(&mut self, _now: Instant) {
         self.to_nodes.flush();
         self.to_clients.flush();
     }
@@ -315,57 +315,6 @@ impl RelayShard {
 enum Side {
     Clients,
     Nodes,
-}
-
-/// One long-lived receive on one socket; the backlog behind a wake-up is drained with
-/// `recvmmsg`, and what it produced goes out in one `sendmmsg` per socket.
-async fn recv_loop(
-    shard: Rc<RefCell<RelayShard>>,
-    socket: glommio::net::UdpSocket,
-    batch: usize,
-    side: Side,
-) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut backlog = (batch > 1).then(|| RecvBatch::new(socket.as_raw_fd(), batch));
-    let mut probe = BacklogProbe::default();
-    let mut handled = 0usize;
-    loop {
-        let (n, from) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("relay udp receive: {e}");
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-        };
-        let now = Instant::now();
-        {
-            let mut s = shard.borrow_mut();
-            s.on_datagram(now, side, from, &buf[..n]);
-            if let Some(b) = backlog.as_mut().filter(|_| probe.should_try()) {
-                let mut drained = 0;
-                while handled < RECV_BUDGET && b.recv() > 0 {
-                    drained += b.len();
-                    for i in 0..b.len() {
-                        if let (Some(from), data) = b.get(i) {
-                            s.on_datagram(now, side, from, data);
-                        }
-                    }
-                    handled += b.len();
-                    if b.len() < batch {
-                        break;
-                    }
-                }
-                probe.found(drained);
-            }
-            s.flush();
-        }
-        handled += 1;
-        if handled >= RECV_BUDGET {
-            handled = 0;
-            glommio::yield_if_needed().await;
-        }
-    }
 }
 
 /// The shard's main task: new node tables, flow sweeps, counters, and the stop flag.
@@ -412,8 +361,7 @@ async fn tick_loop(
 
 /// Reads the fleet's nodes from Redis and lists the relay there.
 struct Control {
-    client: redis::Client,
-    conn: Option<redis::Connection>,
+    redis: LazyRedis,
     prefix: String,
     key: String,
     record: String,
@@ -427,12 +375,9 @@ impl Control {
         public: SocketAddr,
         stats: Arc<RelayStats>,
     ) -> anyhow::Result<Self> {
-        let client = redis::Client::open(s.fleet_url.as_str())
-            .map_err(|e| anyhow::anyhow!("--fleet {}: {e}", s.fleet_url))?;
         let instance = format!("{:016x}", rand::random::<u64>());
         Ok(Control {
-            client,
-            conn: None,
+            redis: LazyRedis::open(&s.fleet_url)?,
             key: format!("{}relay:{instance}", s.prefix),
             record:
                 serde_json::json!({ "instance": instance, "public": public, "internal": internal })
@@ -445,13 +390,11 @@ impl Control {
     /// The nodes that take relayed media (draining ones too: their calls go on); `None` when
     /// Redis could not be read (logged once per outage, counted).
     fn read(&mut self) -> Option<NodeTable> {
-        let prefix = self.prefix.clone();
-        let (key, record) = (self.key.clone(), self.record.clone());
-        let r = self.conn().and_then(|c| {
-            let nodes = read_nodes(c, &prefix)?;
+        let r = self.redis.get().and_then(|c| {
+            let nodes = read_nodes(c, &self.prefix)?;
             redis::cmd("SET")
-                .arg(&key)
-                .arg(&record)
+                .arg(&self.key)
+                .arg(&self.record)
                 .arg("PX")
                 .arg(RELAY_TTL_MS)
                 .query::<()>(c)?;
@@ -481,7 +424,7 @@ impl Control {
                 Some(Arc::new(table))
             }
             Err(e) => {
-                self.conn = None;
+                self.redis.reset();
                 c.redis_errors.fetch_add(1, Ordering::Relaxed);
                 if !c.degraded.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
@@ -491,17 +434,6 @@ impl Control {
                 None
             }
         }
-    }
-
-    fn conn(&mut self) -> redis::RedisResult<&mut redis::Connection> {
-        if self.conn.is_none() {
-            let t = Duration::from_millis(500);
-            let c = self.client.get_connection_with_timeout(t)?;
-            c.set_read_timeout(Some(t))?;
-            c.set_write_timeout(Some(t))?;
-            self.conn = Some(c);
-        }
-        Ok(self.conn.as_mut().expect("just set"))
     }
 
     fn run(&mut self, shards: &[Sender<NodeTable>], stop: &AtomicBool) {
@@ -519,9 +451,8 @@ impl Control {
                 }
             }
         }
-        let key = self.key.clone();
-        if let Ok(c) = self.conn() {
-            let _ = redis::cmd("DEL").arg(key).query::<()>(c);
+        if let Ok(c) = self.redis.get() {
+            let _ = redis::cmd("DEL").arg(&self.key).query::<()>(c);
         }
     }
 }

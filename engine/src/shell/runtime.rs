@@ -19,9 +19,10 @@ use super::ice_tcp;
 use super::mesh::Mesh;
 use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering};
 use super::recorder::{self, RecordSettings};
+use super::recv_batch::receive_loop;
 use super::relay_ingress::RelayIngress;
 use super::rings::Doorbell;
-use super::shard::{inbox_loop, recv_loop, timer_loop, Ingress, ShardState};
+use super::shard::{inbox_loop, timer_loop, Ingress, ShardState};
 use super::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
 use crate::core::auth::Auth;
@@ -499,18 +500,23 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 state.borrow_mut().io.fleet = fleet;
                 state.borrow_mut().io.relay = relay;
                 let _ = ready.send(Ok(()));
-                glommio::spawn_local(recv_loop(
+                glommio::spawn_local(receive_loop(
                     state.clone(),
                     socket,
-                    recv_batch,
                     Ingress::Direct,
+                    recv_batch,
                 ))
                 .detach();
                 if let Some(fd) = rifd {
                     // SAFETY: bound above and handed over to this executor alone.
                     let s = unsafe { glommio::net::UdpSocket::from_raw_fd(fd) };
-                    glommio::spawn_local(recv_loop(state.clone(), s, recv_batch, Ingress::Relay))
-                        .detach();
+                    glommio::spawn_local(receive_loop(
+                        state.clone(),
+                        s,
+                        Ingress::Relay,
+                        recv_batch,
+                    ))
+                    .detach();
                 }
                 if let Some(fd) = itfd {
                     // SAFETY: bound above and handed over to this executor alone.

@@ -11,7 +11,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,16 +35,14 @@ use super::fleet::{FleetEvent, ShardFleet};
 use super::ice_tcp::{self, TcpPeers};
 use super::mesh::{Datagram, Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
-use super::net::{SendBatch, MAX_DATAGRAM};
+use super::net::SendBatch;
 use super::recorder::ShardRecorder;
-use super::recv_batch::{BacklogProbe, RecvBatch};
+use super::recv_batch::DatagramHandler;
 use super::relay_ingress::RelayIngress;
 use super::rings::Doorbell;
 
 /// Housekeeping (forwarding table expiry, stop flag) runs at least this often.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
-/// Datagrams handled before the receive loop yields to timers and the inbox (quinn's WorkLimiter).
-const RECV_BUDGET: usize = 64;
 
 /// The IO side a `ShardCore` writes into.
 pub struct ShardIo {
@@ -228,21 +225,6 @@ impl ShardState {
             timer_target: None,
             timer_waker: None,
             timer_kick: false,
-        }
-    }
-
-    /// A datagram received on one of the shard's sockets.
-    fn on_received(&mut self, now: Instant, from: SocketAddr, data: &[u8], ingress: Ingress) {
-        match ingress {
-            Ingress::Direct => self.on_datagram(now, Peer::udp(from), data),
-            Ingress::Relay => {
-                let Some(relay) = self.io.relay.as_mut() else {
-                    return;
-                };
-                if let Some((client, payload)) = relay.receive(now, from, data) {
-                    self.on_datagram(now, Peer::udp(client), payload);
-                }
-            }
         }
     }
 
@@ -476,62 +458,26 @@ pub enum Ingress {
     Relay,
 }
 
-/// The receive loop: one long-lived receive on one of the shard's sockets.
-pub async fn recv_loop(
-    state: SharedShard,
-    socket: glommio::net::UdpSocket,
-    batch: usize,
-    ingress: Ingress,
-) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut backlog = (batch > 1).then(|| RecvBatch::new(socket.as_raw_fd(), batch));
-    let mut probe = BacklogProbe::default();
-    let mut handled = 0usize;
-    loop {
-        let (n, source) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!("udp receive: {e}");
-                glommio::timer::sleep(Duration::from_millis(1)).await;
-                continue;
-            }
-        };
-        let now = Instant::now();
-        {
-            let mut s = state.borrow_mut();
-            if s.stopping {
-                return;
-            }
-            s.on_received(now, source, &buf[..n], ingress);
-            // The datagrams queued behind this one, a batch per syscall.
-            if let Some(b) = backlog
-                .as_mut()
-                .filter(|_| handled < RECV_BUDGET && probe.should_try())
-            {
-                let mut drained = 0;
-                while handled < RECV_BUDGET && b.recv() > 0 {
-                    drained += b.len();
-                    let now = Instant::now();
-                    for i in 0..b.len() {
-                        // A UDP/IP socket only yields IP sources.
-                        if let (Some(from), data) = b.get(i) {
-                            s.on_received(now, from, data, ingress);
-                        }
-                    }
-                    handled += b.len();
-                    if b.len() < batch {
-                        break;
-                    }
+impl DatagramHandler for ShardState {
+    type Socket = Ingress;
+    fn on_receive(&mut self, now: Instant, ingress: Ingress, from: SocketAddr, data: &[u8]) {
+        match ingress {
+            Ingress::Direct => self.on_datagram(now, Peer::udp(from), data),
+            Ingress::Relay => {
+                let Some(relay) = self.io.relay.as_mut() else {
+                    return;
+                };
+                if let Some((client, payload)) = relay.receive(now, from, data) {
+                    self.on_datagram(now, Peer::udp(client), payload);
                 }
-                probe.found(drained);
             }
-            s.finish_step(now);
         }
-        handled += 1;
-        if handled >= RECV_BUDGET {
-            handled = 0;
-            glommio::yield_if_needed().await;
-        }
+    }
+    fn end_step(&mut self, now: Instant) {
+        self.finish_step(now);
+    }
+    fn stopped(&self) -> bool {
+        self.stopping
     }
 }
 

@@ -49,9 +49,7 @@ impl RealtimeProtocol {
     fn session_update(&self, mut app: Map<String, Value>) -> Value {
         session_object::overlay_tern(&mut app, self.rate_hz, Value::Null);
         // Tern suppresses noise before the audio reaches the backend (`--noise-reduction`).
-        if let Value::Object(m) = json!({"audio": {"input": {"noise_reduction": null}}}) {
-            session_object::merge(&mut app, m);
-        }
+        session_object::merge(&mut app, session_object::noise_reduction_patch(None));
         json!({ "type": "session.update", "session": app })
     }
 }

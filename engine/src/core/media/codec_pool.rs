@@ -29,10 +29,32 @@ pub struct PoolStats {
     pub pooled: u64,
 }
 
+/// Codecs of one kind, each with the rate it was made for.
+struct Shelf<T>(Vec<(ModelRate, T)>);
+
+impl<T> Default for Shelf<T> {
+    fn default() -> Self {
+        Shelf(Vec::new())
+    }
+}
+
+impl<T> Shelf<T> {
+    fn take(&mut self, rate: ModelRate) -> Option<T> {
+        let i = self.0.iter().rposition(|(r, _)| *r == rate)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn put(&mut self, rate: ModelRate, t: T) {
+        if self.0.len() < POOL_MAX {
+            self.0.push((rate, t));
+        }
+    }
+}
+
 #[derive(Default)]
 struct Pool {
-    encoders: Vec<(ModelRate, Encoder)>,
-    decoders: Vec<(ModelRate, Decoder)>,
+    encoders: Shelf<Encoder>,
+    decoders: Shelf<Decoder>,
     stats: PoolStats,
 }
 
@@ -51,9 +73,9 @@ fn sample_rate(rate: ModelRate) -> SampleRate {
 pub fn take_encoder(rate: ModelRate, complexity: u8) -> Result<Encoder, audiopus::Error> {
     let pooled = POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let i = p.encoders.iter().rposition(|(r, _)| *r == rate)?;
+        let e = p.encoders.take(rate)?;
         p.stats.encoders_reused += 1;
-        Some(p.encoders.swap_remove(i).1)
+        Some(e)
     });
     let mut enc = match pooled {
         Some(e) => e,
@@ -73,9 +95,9 @@ pub fn take_encoder(rate: ModelRate, complexity: u8) -> Result<Encoder, audiopus
 pub fn take_decoder(rate: ModelRate) -> Result<Decoder, audiopus::Error> {
     let pooled = POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let i = p.decoders.iter().rposition(|(r, _)| *r == rate)?;
+        let d = p.decoders.take(rate)?;
         p.stats.decoders_reused += 1;
-        Some(p.decoders.swap_remove(i).1)
+        Some(d)
     });
     match pooled {
         Some(d) => Ok(d),
@@ -92,12 +114,7 @@ pub fn give_encoder(rate: ModelRate, mut enc: Encoder) {
     if enc.reset_state().is_err() {
         return;
     }
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.encoders.len() < POOL_MAX {
-            p.encoders.push((rate, enc));
-        }
-    });
+    POOL.with(|p| p.borrow_mut().encoders.put(rate, enc));
 }
 
 /// Returns a decoder, reset, to this thread's pool (or frees it when the pool is full).
@@ -105,12 +122,7 @@ pub fn give_decoder(rate: ModelRate, mut dec: Decoder) {
     if dec.reset_state().is_err() {
         return;
     }
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.decoders.len() < POOL_MAX {
-            p.decoders.push((rate, dec));
-        }
-    });
+    POOL.with(|p| p.borrow_mut().decoders.put(rate, dec));
 }
 
 /// This thread's pool figures.
@@ -118,7 +130,7 @@ pub fn stats() -> PoolStats {
     POOL.with(|p| {
         let p = p.borrow();
         PoolStats {
-            pooled: (p.encoders.len() + p.decoders.len()) as u64,
+            pooled: (p.encoders.0.len() + p.decoders.0.len()) as u64,
             ..p.stats
         }
     })
