@@ -1,0 +1,567 @@
+//! One voice session: str0m's `Rtc` plus the media pipeline around it, sans-IO.
+//!
+//! Inputs are datagrams, timeouts and reply messages from the agent, each with `now`; outputs go to
+//! a `SessionIo` (datagrams to send, messages for the agent, measurements) and the next deadline is
+//! returned. The files are the stages a packet walks through:
+//! - `rtc_events`: driving str0m (its outputs, connection and channel events);
+//! - `uplink`: Opus RTP -> `UplinkPath` (reorder, decode, concealment) -> noise suppression ->
+//!   VAD (inline, or answered by the worker) -> one `VoiceFrame` per frame;
+//! - `conversation`: turns, barge-in, items and the idle timeout, with no `Rtc` (unit-tested);
+//! - `client_events`: what the client says on the events channel;
+//! - `downlink`: agent frames -> `PlayoutQueue` -> `Pacer` (20 ms) -> Opus -> str0m, one send path;
+//! - `events_channel`: the server events' queue on the data channel.
+
+mod client_events;
+pub mod conversation;
+mod downlink;
+mod events_channel;
+mod rtc_events;
+mod uplink;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use str0m::media::{Mid, Pt};
+use str0m::net::Receive;
+use str0m::{Input, Rtc};
+
+use super::events::EventWriter;
+use super::media::codec::AudioCodec;
+use super::media::decoder::FrameOrigin;
+use super::media::denoise::{Denoiser, NoiseReduction};
+use super::media::encoder::DownlinkEncoder;
+use super::media::frame::ModelRate;
+use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
+use super::media::uplink::UplinkPath;
+use super::peer_addr::Peer;
+use super::recording::{RecordEvent, RecordFormat};
+use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
+use super::route_tag::RouteTag;
+use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
+use super::session_object;
+use super::turn::barge_in::{BargeInGuard, BargeInOutcome};
+use super::turn::detector::ServerVadSettings;
+use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
+use super::turn::latency::TurnLatency;
+use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
+
+use conversation::Conversation;
+use events_channel::EventsChannel;
+pub use events_channel::EVENTS_CHANNEL;
+use uplink::VadPath;
+
+/// If str0m asks for nothing sooner, look at the session again after this long.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// Per-session settings, from CLI defaults.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub model_rate: ModelRate,
+    /// `None`: turn detection off (the client commits turns itself).
+    pub turn: Option<ServerVadSettings>,
+    pub encoder_complexity: u8,
+    /// Ask the client for Opus DTX in the answer (`usedtx=1`).
+    pub opus_dtx: bool,
+    /// The origin of the shard's 20 ms grid that silence fills are aligned to (set by the shell;
+    /// `None`: each session fills on its own phase).
+    pub fill_grid: Option<Instant>,
+    pub playout_frames: usize,
+    pub limits: SessionLimits,
+    /// Voiced speech needed over a playing reply before it stops (0: at once).
+    pub barge_in_min_ms: u32,
+    /// Speech needed in all before a stopped reply is dropped; a backchannel that ends sooner
+    /// resumes it. At or below `barge_in_min_ms`: no pause, the reply is dropped at once.
+    pub barge_in_confirm_ms: u32,
+    /// `--vad`: the voice detector (earshot on the media core, or Silero on the worker).
+    pub vad: VadBackend,
+    /// `--noise-reduction`: suppression before the VAD and the model when a session does not
+    /// say (`audio.input.noise_reduction` in its session or a `session.update` does).
+    pub noise_reduction: Option<NoiseReduction>,
+    /// Test builds only (never set from the CLI): the data-channel event
+    /// `{"type":"tern.test.panic"}` panics inside the session, to prove panic isolation.
+    #[doc(hidden)]
+    pub fault_injection: bool,
+    /// The app's session fields (instructions, voice, tools, ...: everything Tern does not own),
+    /// from a token or the offer's form, merged with each `session.update`; shown in
+    /// `session.created`/`updated` and forwarded to the agent.
+    pub app: serde_json::Map<String, serde_json::Value>,
+    /// Record this call, in this format (from `--record-all` or the session a server set).
+    pub record: Option<RecordFormat>,
+    /// `--record-format` when `--record-dir` is set (a session may ask to be recorded); `None`:
+    /// this node records nothing.
+    pub record_format: Option<RecordFormat>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            model_rate: ModelRate::Hz24000,
+            turn: Some(ServerVadSettings::default()),
+            encoder_complexity: 5,
+            opus_dtx: true,
+            fill_grid: None,
+            playout_frames: 150,
+            limits: SessionLimits::default(),
+            barge_in_min_ms: 200,
+            barge_in_confirm_ms: 600,
+            vad: VadBackend::Earshot,
+            noise_reduction: None,
+            fault_injection: false,
+            app: serde_json::Map::new(),
+            record: None,
+            record_format: None,
+        }
+    }
+}
+
+/// Where a session's outputs go. Implemented by the shard shell (sockets, rings, metrics) and by
+/// test harnesses (vectors).
+pub trait SessionIo {
+    /// A datagram to send to `to` (over UDP, or framed on its TCP connection) from our local
+    /// address `source`.
+    fn transmit(&mut self, to: Peer, source: SocketAddr, payload: &[u8]);
+    /// A message for the session's inference worker; false when the ring was full (counted there).
+    fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool;
+    /// The session connected `setup` after its offer arrived.
+    fn connected(&mut self, setup: Duration);
+    /// A reply frame left the playout queue at `taken_at` and its datagram was just handed over.
+    fn downlink_sent(&mut self, taken_at: Instant);
+    /// The session of `call` ended (its admission slot can be released, its directory entry
+    /// removed).
+    fn session_ended(&mut self, _call: RouteTag) {}
+    /// A client event was refused (counted by reason).
+    fn event_rejected(&mut self, _reason: EventRejected) {}
+    /// Speech over a playing reply: it interrupted, or was rejected (too short, or echo).
+    fn barge_in(&mut self, _outcome: BargeInOutcome) {}
+    /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
+    fn paced(&mut self, _late_by: Duration) {}
+    /// Send what has been written so far now (before slower work in the same step).
+    fn flush(&mut self) {}
+    /// An uplink frame was decoded, concealed, FEC-recovered or filled with silence after its
+    /// packet was held `hold` by the reorder buffer.
+    fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {}
+    /// An uplink packet came after its frame was concealed (dropped).
+    fn uplink_late(&mut self) {}
+    /// A turn's latency breakdown is complete (its reply's first packet went out).
+    fn turn_latency(&mut self, _latency: &TurnLatency) {}
+    /// For the call recording (only sessions that record call it).
+    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SessionStats {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub uplink_dropped: u64,
+    pub playout_dropped: u64,
+    pub turns: u64,
+    pub events_rate_limited: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Decoder(#[from] super::media::decoder::DecoderError),
+    #[error(transparent)]
+    Encoder(#[from] super::media::encoder::EncoderError),
+}
+
+pub struct Session {
+    pub tag: RouteTag,
+    /// Our key on the owning shard; set by the shard when the session is inserted or adopted.
+    pub key: SessionKey,
+    pub worker: u16,
+    rtc: Rtc,
+    config: SessionConfig,
+    offered_at: Instant,
+    connected: bool,
+    agent_started: bool,
+    /// The audio m-line, and the payload type and codec the client sends (we answer in kind).
+    audio: Option<(Mid, Option<(Pt, AudioCodec)>)>,
+    events: EventsChannel,
+    writer: EventWriter,
+    /// Reorder buffer + decoder; taken out while its frames are handled (see `feed_uplink`).
+    uplink: Option<Box<UplinkPath>>,
+    vad: VadPath,
+    frame_index: u64,
+    /// `audio.input.noise_reduction` in effect; the denoiser is made with the first frame.
+    noise_reduction: Option<NoiseReduction>,
+    denoiser: Option<Box<Denoiser>>,
+    echo: EchoGuard,
+    conversation: Conversation,
+    encoder: DownlinkEncoder,
+    playout: PlayoutQueue,
+    pacer: Pacer,
+    playing: Option<u32>,
+    /// Frames of `playing` sent so far (the played-out position for truncation).
+    played_frames: u64,
+    /// Replies up to this id were interrupted; their frames still in flight are dropped.
+    cancelled_upto: u32,
+    /// A possible barge-in stopped the reply's audio; the queue waits (see `BargeInGuard`).
+    paused: bool,
+    /// The next reply frame, encoded ahead of its tick (`encode_ahead`): its response and loudness
+    /// envelope; the Opus packet is in `payload`.
+    ahead: Option<(u32, ReplyEnvelope)>,
+    /// The Opus packet being sent or encoded ahead (reused, no allocation per frame).
+    payload: Vec<u8>,
+    rtc_deadline: Instant,
+    closed: bool,
+    liveness: Liveness,
+    event_gate: EventGate,
+    end_reason: Option<EndReason>,
+    /// An authenticated ICE check has arrived (setup got past ICE).
+    ice_checked: bool,
+    /// The first error str0m reported (why DTLS or ICE failed), for the end-of-session log.
+    failure: Option<String>,
+    pub stats: SessionStats,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("tag", &self.tag)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn new(
+        tag: RouteTag,
+        rtc: Rtc,
+        config: SessionConfig,
+        offered_at: Instant,
+        worker: u16,
+    ) -> Result<Self, SessionError> {
+        let mut config = config;
+        let rate = config.model_rate;
+        // The session's own say wins; else the node's default, shown in the session object.
+        let noise_reduction = match session_object::noise_reduction(&config.app) {
+            Ok(Some(v)) => v,
+            _ => {
+                if let Some(k) = config.noise_reduction {
+                    session_object::merge(
+                        &mut config.app,
+                        session_object::noise_reduction_patch(Some(k)),
+                    );
+                }
+                config.noise_reduction
+            }
+        };
+        let barge_in =
+            BargeInGuard::with_confirm(config.barge_in_min_ms, config.barge_in_confirm_ms);
+        Ok(Session {
+            tag,
+            key: SessionKey {
+                shard: tag.shard,
+                slot: tag.slot,
+                generation: tag.generation,
+            },
+            worker,
+            rtc,
+            offered_at,
+            connected: false,
+            agent_started: false,
+            audio: None,
+            events: EventsChannel::default(),
+            writer: EventWriter::default(),
+            uplink: Some(Box::new({
+                let mut up = UplinkPath::new(rate)?;
+                up.set_fill_grid(config.fill_grid);
+                up
+            })),
+            vad: if config.vad.runs_on_worker() {
+                VadPath::remote()
+            } else {
+                VadPath::Inline(FrameVad::new(Box::new(EarshotVad::default()), rate))
+            },
+            frame_index: 0,
+            noise_reduction,
+            denoiser: None,
+            echo: EchoGuard::default(),
+            conversation: Conversation::new(config.turn, barge_in),
+            encoder: DownlinkEncoder::new(rate, config.encoder_complexity)?,
+            playout: PlayoutQueue::new(config.playout_frames),
+            // The first RTP timestamp must be unpredictable (RFC 3550): the tag's secret is.
+            pacer: Pacer::new(tag.secret & u64::from(u32::MAX)),
+            playing: None,
+            played_frames: 0,
+            cancelled_upto: 0,
+            paused: false,
+            ahead: None,
+            payload: Vec::new(),
+            rtc_deadline: offered_at,
+            closed: false,
+            liveness: Liveness::new(offered_at),
+            event_gate: EventGate::new(offered_at, &config.limits),
+            end_reason: None,
+            ice_checked: false,
+            failure: None,
+            stats: SessionStats::default(),
+            config,
+        })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// False once the peer went away, ICE failed, or the session was closed.
+    pub fn is_alive(&self) -> bool {
+        !self.closed && self.rtc.is_alive()
+    }
+
+    /// The earliest time this session needs `handle_timeout`.
+    pub fn deadline(&self) -> Instant {
+        let d = match self.pacer.deadline() {
+            Some(p) if p < self.rtc_deadline => p,
+            _ => self.rtc_deadline,
+        };
+        let mut d = d.min(self.liveness.deadline(&self.config.limits));
+        if !self.connected {
+            d = d.min(self.offered_at + self.config.limits.setup_timeout);
+        }
+        if let Some(max) = self.config.limits.max_duration {
+            d = d.min(self.offered_at + max);
+        }
+        match self.uplink.as_ref().and_then(|u| u.deadline()) {
+            Some(u) => d.min(u),
+            None => d,
+        }
+    }
+
+    /// Milliseconds of session audio so far (the clock of `audio_start_ms` / `audio_end_ms`).
+    fn audio_ms(&self) -> u64 {
+        self.frame_index * super::media::frame::FRAME_MS
+    }
+
+    /// The peer passed an authenticated STUN check (ICE consent, RFC 7675).
+    pub fn on_consent(&mut self, now: Instant) {
+        self.ice_checked = true;
+        self.liveness.on_consent(now);
+    }
+
+    /// Why the session ended (once it has).
+    pub fn end_reason(&self) -> EndReason {
+        match self.end_reason {
+            Some(r) => r,
+            None if self.closed => EndReason::Hangup,
+            None if !self.connected => EndReason::setup_failure(self.ice_checked),
+            None => EndReason::PeerGone,
+        }
+    }
+
+    /// The first error str0m reported for this session, if any.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn note_failure(&mut self, e: &str) {
+        if self.failure.is_none() {
+            self.failure = Some(e.to_string());
+        }
+    }
+
+    /// Feeds one datagram from `from` addressed to `destination` (our advertised address for that
+    /// transport).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        destination: SocketAddr,
+        payload: &[u8],
+        io: &mut dyn SessionIo,
+    ) -> Result<(), str0m::RtcError> {
+        let r = match Receive::new(from.proto, from.addr, destination, payload) {
+            Ok(r) => r,
+            Err(e) => return Err(str0m::RtcError::Net(e)),
+        };
+        self.liveness.on_datagram(now);
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
+            self.note_failure(&e.to_string());
+            return Err(e);
+        }
+        self.drive(now, io);
+        Ok(())
+    }
+
+    /// Handles whatever is due at `now`: limits, str0m timers, uplink gaps and the downlink pacer.
+    pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        if let Some(max) = self.config.limits.max_duration {
+            if now >= self.offered_at + max && !self.closed {
+                let e = self.writer.error(
+                    "invalid_request_error",
+                    "session_expired",
+                    &format!(
+                        "the session reached its maximum duration of {} s (--max-session-s)",
+                        max.as_secs()
+                    ),
+                );
+                self.send_event(e);
+                self.drive(now, io);
+                self.end_reason = Some(EndReason::MaxDuration);
+                self.close(io);
+                return;
+            }
+        }
+        let setup_over = now >= self.offered_at + self.config.limits.setup_timeout;
+        let expired = self.liveness.expired(now, &self.config.limits);
+        if expired.is_some() || (!self.connected && setup_over) {
+            let reason = match expired {
+                Some(r) if self.connected => r,
+                _ => EndReason::setup_failure(self.ice_checked),
+            };
+            tracing::debug!(call = %self.tag, reason = reason.label(), "session expired");
+            self.end_reason = Some(reason);
+            self.close(io);
+            return;
+        }
+        if self.rtc_deadline <= now {
+            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(call = %self.tag, "timeout input: {e}");
+                self.note_failure(&e.to_string());
+            }
+        }
+        self.drive(now, io);
+        self.feed_uplink(now, None, io);
+        self.pace(now, io);
+    }
+
+    /// A message from the agent for this session.
+    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
+        match msg {
+            DownlinkMsg::Audio { response, .. } | DownlinkMsg::ResponseDone { response, .. }
+                if response <= self.cancelled_upto => {}
+            DownlinkMsg::Audio {
+                response, frame, ..
+            } => {
+                self.conversation.timeline.reply_frame(now, response);
+                self.playout.push(PlayoutItem::Frame { response, frame });
+                self.stats.playout_dropped = self.playout.dropped;
+                if !self.paused {
+                    self.pacer.wake(now);
+                }
+            }
+            DownlinkMsg::ResponseDone { response, .. } => {
+                self.playout.push(PlayoutItem::End { response });
+                if !self.paused {
+                    self.pacer.wake(now);
+                }
+            }
+            DownlinkMsg::Clear { .. } => self.clear_reply(),
+            DownlinkMsg::Event { json, .. } => self.send_event(json.into()),
+            DownlinkMsg::Vad {
+                index, probability, ..
+            } => self.on_vad(now, index, probability, io),
+        }
+        self.drive(now, io);
+    }
+
+    /// Tells the client the server is going away (before `close` at shutdown).
+    pub fn notify_shutdown(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        let e = self.writer.error(
+            "server_error",
+            "server_shutdown",
+            "the server is shutting down; reconnect to continue",
+        );
+        self.send_event(e);
+        self.drive(now, io);
+    }
+
+    /// Ends the session (hangup): closes the peer connection and tells the agent.
+    pub fn close(&mut self, io: &mut dyn SessionIo) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.rtc.disconnect();
+        if self.config.record.is_some() && self.connected {
+            // A close carries no time of its own: the recorder only ends the files.
+            io.record(self.tag, self.offered_at, RecordEvent::Close);
+        }
+        if self.agent_started {
+            io.to_agent(self.worker, UplinkMsg::End { key: self.key });
+        }
+    }
+
+    fn send_event(&mut self, json: String) {
+        self.events.send(json, &mut self.rtc);
+    }
+
+    /// A message for the agent, if it was told the session started.
+    fn tell_agent(&mut self, msg: UplinkMsg, io: &mut dyn SessionIo) -> bool {
+        self.agent_started && io.to_agent(self.worker, msg)
+    }
+
+    /// Carries out what the conversation decided, in order.
+    fn run_conversation(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        use conversation::{Action, ConversationEvent as E};
+        while let Some(action) = self.conversation.poll_action() {
+            match action {
+                Action::Event(e) => {
+                    let json = match e {
+                        E::SpeechStarted {
+                            audio_start_ms,
+                            item,
+                        } => self.writer.speech_started(audio_start_ms, &item_id(item)),
+                        E::SpeechStopped { audio_end_ms, item } => {
+                            self.writer.speech_stopped(audio_end_ms, &item_id(item))
+                        }
+                        E::Committed { item, previous } => self
+                            .writer
+                            .committed(&item_id(item), previous.map(item_id).as_deref()),
+                        E::TimeoutTriggered {
+                            audio_start_ms,
+                            audio_end_ms,
+                            item,
+                        } => self.writer.timeout_triggered(
+                            audio_start_ms,
+                            audio_end_ms,
+                            &item_id(item),
+                        ),
+                        E::Cleared => self.writer.event_simple("input_audio_buffer.cleared"),
+                    };
+                    self.send_event(json);
+                    if let E::SpeechStopped { .. } = e {
+                        self.note_events_sent(now);
+                        self.stats.turns += 1;
+                    }
+                }
+                Action::Turn { event, respond } => {
+                    let msg = UplinkMsg::Turn {
+                        key: self.key,
+                        event,
+                        respond,
+                    };
+                    self.tell_agent(msg, io);
+                }
+                Action::Interrupt => self.interrupt(io),
+                Action::Pause => {
+                    // The audio stops now; the queue waits for confirmation (or a resume).
+                    self.paused = true;
+                    self.pacer.idle();
+                }
+                Action::Resume => {
+                    self.paused = false;
+                    self.pacer.wake(now);
+                }
+                Action::BargeIn(outcome) => io.barge_in(outcome),
+            }
+        }
+    }
+
+    /// Stamps `speech_stopped` as handed to the data channel once nothing waits before it.
+    fn note_events_sent(&mut self, now: Instant) {
+        if self.events.is_drained() && self.conversation.timeline.awaits_stopped_sent() {
+            self.conversation.timeline.stopped_sent(now);
+        }
+    }
+}
+
+fn item_id(n: u32) -> String {
+    format!("item_{n:06}")
+}
+
+fn response_id(n: u32) -> String {
+    format!("resp_{n:06}")
+}

@@ -1,0 +1,199 @@
+//! The uplink after str0m: reorder and decode (`UplinkPath`), noise suppression, the frame to the
+//! agent, the echo guard and the voice decision, inline (earshot) or answered by the worker
+//! (Silero), handed to the conversation one frame at a time, in order.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::super::media::decoder::FrameOrigin;
+use super::super::media::denoise::Denoiser;
+use super::super::media::frame::PcmFrame;
+use super::super::media::uplink::UplinkStats;
+use super::super::ring_msg::UplinkMsg;
+use super::super::turn::latency::SPEECH_FLOOR_DBFS;
+use super::super::turn::vad::FrameVad;
+use super::conversation::VoiceFrame;
+use super::{Session, SessionIo};
+
+/// Frames of a worker-side VAD awaiting an answer before the oldest is taken as silence (1 s).
+const MAX_PENDING_VAD: usize = 50;
+
+/// Where a session's voice probabilities come from.
+pub(super) enum VadPath {
+    /// Computed on the media core as each frame arrives (earshot).
+    Inline(FrameVad),
+    /// Computed on the worker (`--vad silero`); frames wait here, in order, for their answer.
+    Remote(VecDeque<PendingVad>),
+}
+
+impl VadPath {
+    pub fn remote() -> Self {
+        VadPath::Remote(VecDeque::with_capacity(8))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingVad {
+    frame: VoiceFrame,
+    /// `None` until the worker answers.
+    probability: Option<f32>,
+}
+
+impl Session {
+    /// Runs one packet (or, with `None`, an expired gap wait) through the reorder buffer and
+    /// decoder, and each frame that comes out through the rest of the uplink.
+    pub(super) fn feed_uplink(
+        &mut self,
+        now: Instant,
+        packet: Option<(u64, u64, &[u8])>,
+        io: &mut dyn SessionIo,
+    ) {
+        let Some(mut up) = self.uplink.take() else {
+            return;
+        };
+        let mut on = |f: &PcmFrame, origin: FrameOrigin, arrived: Instant| {
+            io.uplink_frame(origin, now.saturating_duration_since(arrived));
+            self.on_frame(f, arrived, now, io);
+        };
+        match packet {
+            Some((seq, ts, payload)) => {
+                if !up.on_packet(now, seq, ts, payload, &mut on) {
+                    io.uplink_late();
+                }
+            }
+            None => up.poll(now, &mut on),
+        }
+        self.uplink = Some(up);
+    }
+
+    /// Uplink repair figures of this session (concealed, FEC-recovered, late, hold times).
+    pub fn uplink_stats(&self) -> UplinkStats {
+        self.uplink.as_ref().map(|u| u.stats()).unwrap_or_default()
+    }
+
+    fn on_frame(
+        &mut self,
+        frame: &PcmFrame,
+        received_at: Instant,
+        now: Instant,
+        io: &mut dyn SessionIo,
+    ) {
+        // Noise suppression first: the VAD, the turn detector, the echo guard and the model all
+        // hear the cleaned frame. Digital silence (DTX fills) has nothing to clean.
+        let cleaned;
+        let frame = match self.noise_reduction {
+            Some(_) if frame.samples().iter().any(|&s| s != 0) => {
+                let rate = self.config.model_rate.hz();
+                let d = self
+                    .denoiser
+                    .get_or_insert_with(|| Box::new(Denoiser::new(rate)));
+                let mut f = *frame;
+                d.process(&mut f);
+                cleaned = f;
+                &cleaned
+            }
+            _ => frame,
+        };
+        let index = self.frame_index;
+        self.frame_index += 1;
+        self.stats.frames_in += 1;
+        self.echo.on_uplink_frame(frame.samples());
+        let voice = VoiceFrame {
+            index,
+            probability: 0.0,
+            echo: self.echo.is_echo(),
+            loud_at: (frame.level_dbfs() >= SPEECH_FLOOR_DBFS).then_some(received_at),
+        };
+        self.conversation
+            .observe(index, frame.samples(), self.config.model_rate.hz());
+        let mut sent = false;
+        if self.agent_started {
+            let msg = UplinkMsg::Audio {
+                key: self.key,
+                index,
+                frame: *frame,
+                received_at,
+            };
+            sent = io.to_agent(self.worker, msg);
+            if !sent {
+                self.stats.uplink_dropped += 1;
+            }
+        }
+        match &mut self.vad {
+            VadPath::Inline(v) => {
+                // Inserted silence (DTX) goes through the VAD too: its state must see the pause,
+                // or the next real frame is judged on the speech before it.
+                let probability = v.frame_probability(frame);
+                self.decide(
+                    now,
+                    VoiceFrame {
+                        probability,
+                        ..voice
+                    },
+                    io,
+                );
+            }
+            VadPath::Remote(q) => {
+                // A frame the worker never got has no answer coming: it counts as silence.
+                q.push_back(PendingVad {
+                    frame: voice,
+                    probability: (!sent).then_some(0.0),
+                });
+                self.drain_vad(now, io);
+            }
+        }
+    }
+
+    /// The worker's VAD answered for frame `index` (`--vad silero`).
+    pub(super) fn on_vad(
+        &mut self,
+        now: Instant,
+        index: u64,
+        probability: f32,
+        io: &mut dyn SessionIo,
+    ) {
+        if let VadPath::Remote(q) = &mut self.vad {
+            if let Some(f) = q.iter_mut().find(|f| f.frame.index == index) {
+                f.probability = Some(probability);
+            }
+        }
+        self.drain_vad(now, io);
+    }
+
+    /// Decides the frames whose probability is known, in order. A worker that falls more than
+    /// `MAX_PENDING_VAD` frames behind has its oldest frames taken as silence.
+    fn drain_vad(&mut self, now: Instant, io: &mut dyn SessionIo) {
+        loop {
+            let VadPath::Remote(q) = &mut self.vad else {
+                return;
+            };
+            let overdue = q.len() > MAX_PENDING_VAD;
+            let Some(front) = q.front().copied() else {
+                return;
+            };
+            let probability = match (front.probability, overdue) {
+                (Some(p), _) => p,
+                (None, true) => 0.0,
+                (None, false) => return,
+            };
+            q.pop_front();
+            self.decide(
+                now,
+                VoiceFrame {
+                    probability,
+                    ..front.frame
+                },
+                io,
+            );
+        }
+    }
+
+    /// One frame's voice decision to the conversation, and what it decides carried out.
+    fn decide(&mut self, now: Instant, frame: VoiceFrame, io: &mut dyn SessionIo) {
+        let reply_active =
+            self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty();
+        let ms = self.audio_ms();
+        self.conversation.on_voice(now, frame, reply_active, ms);
+        self.run_conversation(now, io);
+    }
+}
