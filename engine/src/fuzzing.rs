@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::core::admission::Admission;
 use crate::core::auth::Auth;
 use crate::core::events::ClientEvent;
 use crate::core::media::decoder::UplinkDecoder;
@@ -42,6 +43,7 @@ fn settings() -> Arc<ShardSettings> {
         session: SessionConfig::default(),
         // Fixed, so that a corpus replays the same way.
         tag_key: TagKey::new(b"tern-fuzz"),
+        admission: Admission::unlimited(),
     })
 }
 

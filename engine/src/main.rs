@@ -13,6 +13,7 @@ use tern_engine::config::{
     AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, NoiseReductionArg, RecordFormatArg,
     RelayArgs, ServeArgs, SteeringArg, TurnDetectionKind, VadArg,
 };
+use tern_engine::core::admission::Admission;
 use tern_engine::core::media::denoise::NoiseReduction;
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::recording::RecordFormat;
@@ -227,6 +228,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // A shard may hold sessions it answered and sessions it adopted.
             max_sessions_per_shard: per_shard,
             // A fleet's nodes (and relays) share the key, so any of them can check any tag.
+            // Set by the runtime from --max-sessions.
+            admission: Admission::unlimited(),
             tag_key: args
                 .fleet_secret
                 .as_ref()

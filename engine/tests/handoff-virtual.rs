@@ -13,15 +13,17 @@ use std::time::Instant;
 
 use common::virtual_server::CollectIo;
 use common::{load_wav, Client};
+use tern_engine::core::admission::Admission;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::route_tag::{RouteTag, TagKey};
-use tern_engine::core::rtc_setup::ServerCrypto;
+use tern_engine::core::rtc_setup::{OfferError, ServerCrypto};
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::shard::{
     CallLocation, ClaimOutcome, DropReason, Route, ShardCore, ShardSettings,
 };
 
-fn settings(key: &TagKey, max_sessions: usize) -> Arc<ShardSettings> {
+/// One shard of a node whose shards share `admission` (`--max-sessions`).
+fn settings(key: &TagKey, max_sessions: usize, admission: &Admission) -> Arc<ShardSettings> {
     Arc::new(ShardSettings {
         node: 0,
         shards: 2,
@@ -31,6 +33,7 @@ fn settings(key: &TagKey, max_sessions: usize) -> Arc<ShardSettings> {
         max_sessions_per_shard: max_sessions,
         session: SessionConfig::default(),
         tag_key: key.clone(),
+        admission: admission.clone(),
     })
 }
 
@@ -44,11 +47,13 @@ fn setup(
     Client,
     RouteTag,
     (SocketAddr, Vec<u8>),
+    Admission,
 ) {
     let key = TagKey::random();
     let crypto = ServerCrypto::new().unwrap();
-    let home = ShardCore::new(0, settings(&key, 8), crypto.clone());
-    let owner = ShardCore::new(1, settings(&key, owner_room), crypto);
+    let admission = Admission::new(8);
+    let home = ShardCore::new(0, settings(&key, 8, &admission), crypto.clone());
+    let owner = ShardCore::new(1, settings(&key, owner_room, &admission), crypto);
     let mut home = home;
     let t0 = Instant::now();
     let (mut client, offer) = Client::new(
@@ -63,12 +68,12 @@ fn setup(
         .into_iter()
         .find(|(_, d)| d.first().is_some_and(|b| *b < 2))
         .expect("a STUN binding request");
-    (home, owner, client, tag, stun)
+    (home, owner, client, tag, stun, admission)
 }
 
 #[test]
 fn a_forged_ufrag_for_another_shard_is_dropped_before_any_work() {
-    let (_home, mut owner, client, tag, (_, stun)) = setup(8);
+    let (_home, mut owner, client, tag, (_, stun), _) = setup(8);
     let now = Instant::now();
     // The genuine request names shard 0: shard 1 claims it.
     assert!(matches!(
@@ -93,7 +98,7 @@ fn a_forged_ufrag_for_another_shard_is_dropped_before_any_work() {
 
 #[test]
 fn a_handoff_that_cannot_be_queued_keeps_the_session_home() {
-    let (mut home, mut owner, client, tag, (_, stun)) = setup(8);
+    let (mut home, mut owner, client, tag, (_, stun), admission) = setup(8);
     let now = Instant::now();
     assert!(matches!(
         owner.route(now, client.addr, &stun),
@@ -114,11 +119,12 @@ fn a_handoff_that_cannot_be_queued_keeps_the_session_home() {
     home.deliver(now, key, Peer::udp(client.addr), &stun, &mut io);
     assert!(!io.out.is_empty(), "the check is answered from home");
     assert_eq!(io.ended, 0);
+    assert_eq!(admission.admitted(), 1, "the session kept its place");
 }
 
 #[test]
 fn an_owner_without_room_ends_the_session_and_frees_its_home_entry() {
-    let (mut home, mut owner, client, tag, (_, stun)) = setup(1);
+    let (mut home, mut owner, client, tag, (_, stun), admission) = setup(1);
     let now = Instant::now();
     // Shard 1's table is full with a call of its own.
     let (_c2, offer2) = Client::new(now, "10.0.0.3:50000".parse().unwrap(), Vec::new());
@@ -132,9 +138,11 @@ fn an_owner_without_room_ends_the_session_and_frees_its_home_entry() {
     };
     assert_eq!(home.occupied_slots(), 1, "home keeps a Moved entry");
     let session = owner.adopt(session).unwrap_err();
+    assert_eq!(admission.admitted(), 2);
     let mut io = CollectIo::default();
     owner.refuse_adoption(session, &mut io);
-    assert_eq!(io.ended, 1, "the admission is released once");
+    assert_eq!(io.ended, 1, "ended once");
+    assert_eq!(admission.admitted(), 1, "its place is given back, once");
     assert_eq!(owner.counters.sessions_ended, 1);
     assert_eq!(owner.counters.handoffs_failed, 1);
     assert_eq!(owner.counters.ended_by.get("handoff_failed"), Some(&1));
@@ -143,6 +151,57 @@ fn an_owner_without_room_ends_the_session_and_frees_its_home_entry() {
     home.on_released(tag);
     assert_eq!(home.occupied_slots(), 0, "no entry left Moved forever");
     assert_eq!(home.find_call(&tag), CallLocation::Unknown);
+}
+
+#[test]
+fn shards_share_the_node_admission_and_every_end_gives_the_place_back() {
+    let key = TagKey::random();
+    let crypto = ServerCrypto::new().unwrap();
+    let admission = Admission::new(2);
+    let mut a = ShardCore::new(0, settings(&key, 8, &admission), crypto.clone());
+    let mut b = ShardCore::new(1, settings(&key, 8, &admission), crypto);
+    let now = Instant::now();
+    let offer = |port: u16| {
+        let addr = SocketAddr::from(([10, 0, 0, 2], port));
+        Client::new(now, addr, Vec::new()).1
+    };
+    let (t1, _) = a.accept_offer(now, offer(1).as_bytes()).unwrap();
+    let (t2, _) = b.accept_offer(now, offer(2).as_bytes()).unwrap();
+    assert_eq!(admission.admitted(), 2);
+    // The node is full on every shard, before the offer is even parsed.
+    for core in [&mut a, &mut b] {
+        assert!(matches!(
+            core.accept_offer(now, offer(3).as_bytes()),
+            Err(OfferError::NodeFull(2))
+        ));
+        assert!(matches!(
+            core.accept_offer(now, b"not an offer"),
+            Err(OfferError::NodeFull(2))
+        ));
+    }
+    // An offer that fails after admission holds no place.
+    assert_eq!(admission.admitted(), 2);
+    let mut io = CollectIo::default();
+    let CallLocation::Here(k2) = b.find_call(&t2) else {
+        panic!("b holds its call");
+    };
+    assert!(b.hangup(k2, &mut io));
+    assert_eq!(admission.admitted(), 1, "a hangup gives the place back");
+    assert!(matches!(
+        a.accept_offer(now, b"v=0\r\n"),
+        Err(OfferError::NotSdp(_) | OfferError::NoAudio)
+    ));
+    assert_eq!(admission.admitted(), 1, "a refused offer holds none");
+    // A session that expires (never connects) gives its place back too.
+    let late = now + std::time::Duration::from_secs(60);
+    a.handle_timeouts(late, &mut io);
+    assert_eq!(a.find_call(&t1), CallLocation::Unknown);
+    assert_eq!(
+        admission.admitted(),
+        0,
+        "an expired session gives its place back"
+    );
+    assert_eq!(io.ended, 2);
 }
 
 fn replace(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tern_engine::core::admission::Admission;
 use tern_engine::core::route_tag::{RouteTag, TagKey};
 use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
 use tern_engine::core::session::SessionConfig;
@@ -63,6 +64,7 @@ fn main() -> anyhow::Result<()> {
         max_sessions_per_shard: n + 16,
         session: SessionConfig::default(),
         tag_key: TagKey::new(b"heap"),
+        admission: Admission::unlimited(),
     });
     let mut core = ShardCore::new(0, settings, crypto.clone());
     let before = live_bytes();

@@ -1,6 +1,7 @@
 //! Sans-IO core: everything here takes `(now, input)` and returns outputs and deadlines. Nothing
 //! reads the clock, spawns, sleeps or touches a socket, so all of it runs in virtual time in tests.
 
+pub mod admission;
 pub mod auth;
 pub mod classify;
 pub mod deadlines;

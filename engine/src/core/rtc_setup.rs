@@ -226,6 +226,8 @@ pub enum OfferError {
     Rejected(String),
     #[error("this shard holds its maximum of sessions (--max-sessions-per-shard)")]
     ShardFull,
+    #[error("session limit reached ({0} sessions, --max-sessions)")]
+    NodeFull(usize),
 }
 
 /// Validates an offer's text before str0m sees it.

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use str0m::ice::StunMessage;
 
+use super::admission::Admission;
 use super::classify::{classify, DatagramKind};
 use super::deadlines::DeadlineQueue;
 use super::peer_addr::{Peer, Protocol};
@@ -164,6 +165,8 @@ pub struct ShardSettings {
     pub session: SessionConfig,
     /// Seals and checks route tags (ufrags, call ids); the same for every shard of the node.
     pub tag_key: TagKey,
+    /// `--max-sessions`: the node's admission count, shared by its shards (a clone shares it).
+    pub admission: Admission,
 }
 
 pub struct ShardCore {
@@ -249,6 +252,12 @@ impl ShardCore {
         body: &[u8],
         config: SessionConfig,
     ) -> Result<(RouteTag, String), OfferError> {
+        // The place is taken first and travels with the session: dropped, it is given back.
+        let permit = self
+            .settings
+            .admission
+            .try_admit()
+            .ok_or(OfferError::NodeFull(self.settings.admission.max()))?;
         let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
         // The tag (and so the ufrag) must name the slot the session will occupy.
         let key = self.table.next_key().map_err(|_| OfferError::ShardFull)?;
@@ -272,7 +281,7 @@ impl ShardCore {
             config.opus_dtx,
         )
         .and_then(|(rtc, answer)| {
-            Session::new(tag, rtc, config, now, worker)
+            Session::new(tag, rtc, config, now, worker, permit)
                 .map(|s| (s, answer))
                 .map_err(|e| OfferError::Rejected(e.to_string()))
         });

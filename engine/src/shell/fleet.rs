@@ -8,13 +8,14 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use crossbeam::queue::ArrayQueue;
 
+use crate::core::admission::Admission;
 use crate::core::fleet::{
     call_key, choose, node_key, LocalLoad, NodeRecord, NodeState, PlaceReason, NODE_REFRESH_MS,
     NODE_TTL_MS,
@@ -69,8 +70,7 @@ pub struct FleetSettings {
 /// What the fleet thread reads of this node's load and state.
 #[derive(Debug, Clone)]
 pub struct NodeLoad {
-    pub admitted: Arc<AtomicUsize>,
-    pub max_sessions: usize,
+    pub admission: Admission,
     pub draining: Arc<AtomicBool>,
 }
 
@@ -468,7 +468,7 @@ impl Member {
     }
 
     fn record(&mut self) -> NodeRecord {
-        let admitted = self.load.admitted.load(Ordering::Relaxed) as u64;
+        let admitted = self.load.admission.admitted() as u64;
         NodeRecord {
             node: self.node,
             instance: self.instance.clone(),
@@ -482,7 +482,7 @@ impl Member {
                 NodeState::Serving
             },
             sessions: admitted,
-            capacity_left: (self.load.max_sessions as u64).saturating_sub(admitted),
+            capacity_left: (self.load.admission.max() as u64).saturating_sub(admitted),
             cpu_percent: self.cpu.percent(),
         }
     }

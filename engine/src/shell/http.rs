@@ -10,7 +10,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -26,6 +26,7 @@ use super::cors::CorsPolicy;
 use super::mesh::ShardMsg;
 use super::metrics::render;
 use super::shard::SharedShard;
+use crate::core::admission::Admission;
 use crate::core::auth::{self, Auth, AuthError, Credential};
 use crate::core::events::{ClientEvent, EventError};
 use crate::core::multipart;
@@ -39,8 +40,9 @@ use crate::core::session_object;
 #[derive(Debug, Clone)]
 pub struct HttpContext {
     pub max_sdp_bytes: usize,
-    pub max_sessions: usize,
-    pub admitted: Arc<AtomicUsize>,
+    /// `--max-sessions`: the node's admission count (shared with the shard cores, which take
+    /// the permits).
+    pub admission: Admission,
     pub auth: Arc<Auth>,
     /// Per-address signaling rate (shared by the shards; never touched on the packet path).
     pub signaling_limit: Arc<std::sync::Mutex<IpRateLimiter>>,
@@ -429,7 +431,7 @@ async fn route(
             // Ready = this node takes new calls: not draining, and room left under
             // --max-sessions. A load balancer stops sending offers on 503.
             let draining = state.borrow().stopping || ctx.draining.load(Ordering::Relaxed);
-            let full = ctx.admitted.load(Ordering::Acquire) >= ctx.max_sessions;
+            let full = ctx.admission.is_full();
             let (status, body) = match (draining, full) {
                 (true, _) => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"draining"}"#),
                 (_, true) => (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"full"}"#),
@@ -602,20 +604,8 @@ async fn create_call(
         );
         return r;
     }
-    // Admission: a global count, touched once per session (never per packet).
-    if ctx.admitted.fetch_add(1, Ordering::AcqRel) >= ctx.max_sessions {
-        ctx.admitted.fetch_sub(1, Ordering::AcqRel);
-        let msg = format!(
-            "session limit reached ({} sessions, --max-sessions)",
-            ctx.max_sessions
-        );
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "session_limit",
-            &msg,
-        );
-    }
+    // Admission (`--max-sessions`) is the shard core's first step: its permit lives with the
+    // session and is given back when the session is dropped, whatever happens next.
     let now = Instant::now();
     let result = {
         let mut s = state.borrow_mut();
@@ -635,8 +625,13 @@ async fn create_call(
             }
             r
         }
+        Err(e @ OfferError::NodeFull(_)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "session_limit",
+            &e.to_string(),
+        ),
         Err(OfferError::ShardFull) => {
-            ctx.admitted.fetch_sub(1, Ordering::AcqRel);
             let mut r = error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server_error",
@@ -648,11 +643,12 @@ async fn create_call(
             r
         }
         Err(e) => {
-            ctx.admitted.fetch_sub(1, Ordering::AcqRel);
             let code = match e {
                 OfferError::NotUtf8 | OfferError::NotSdp(_) => "invalid_offer",
                 OfferError::NoAudio => "no_audio",
-                OfferError::Rejected(_) | OfferError::ShardFull => "offer_rejected",
+                OfferError::Rejected(_) | OfferError::ShardFull | OfferError::NodeFull(_) => {
+                    "offer_rejected"
+                }
             };
             error(
                 StatusCode::BAD_REQUEST,
@@ -698,12 +694,12 @@ async fn place_offer(
     body: &Bytes,
 ) -> Option<Response<Body>> {
     let (shared, lookup) = ctx.fleet.as_ref()?;
-    let admitted = ctx.admitted.load(Ordering::Acquire);
+    let admitted = ctx.admission.admitted();
     let me = crate::core::fleet::LocalLoad {
         node: ctx.node,
         draining: state.borrow().stopping || ctx.draining.load(Ordering::Relaxed),
-        full: admitted >= ctx.max_sessions,
-        load: admitted as f64 / ctx.max_sessions.max(1) as f64,
+        full: ctx.admission.is_full(),
+        load: admitted as f64 / ctx.admission.max().max(1) as f64,
     };
     let Ok(Some((to, why))) = lookup.place(me).await else {
         shared.placed_local.fetch_add(1, Ordering::Relaxed);
@@ -854,11 +850,7 @@ async fn metrics(state: SharedShard, ctx: &HttpContext) -> Response<Body> {
         }
     }
     snaps.sort_by_key(|s| s.shard);
-    let mut body = render(
-        &snaps,
-        ctx.admitted.load(Ordering::Acquire),
-        ctx.max_sessions,
-    );
+    let mut body = render(&snaps, ctx.admission.admitted(), ctx.admission.max());
     if let Some(r) = &ctx.recorder {
         r.render(&mut body);
     }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use super::rings::Doorbell;
 use super::shard::{inbox_loop, timer_loop, Ingress, ShardState};
 use super::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
+use crate::core::admission::Admission;
 use crate::core::auth::Auth;
 use crate::core::rate_limit::IpRateLimiter;
 use crate::core::route_tag::TagKey;
@@ -102,6 +103,7 @@ impl EngineConfig {
                 max_sessions_per_shard: max_sessions.div_ceil(shards) * 2 + 16,
                 session: SessionConfig::default(),
                 tag_key: TagKey::random(),
+                admission: Admission::new(max_sessions),
             },
             cores,
         }
@@ -150,7 +152,7 @@ impl Stop {
 pub struct Drain {
     draining: Arc<AtomicBool>,
     stop: Stop,
-    admitted: Arc<AtomicUsize>,
+    admission: Admission,
 }
 
 impl Drain {
@@ -161,7 +163,7 @@ impl Drain {
 
     /// Sessions still admitted (live or connecting).
     pub fn sessions(&self) -> usize {
-        self.admitted.load(Ordering::SeqCst)
+        self.admission.admitted()
     }
 
     /// Waits until every session ended or `timeout` passed, then stops the engine (remaining
@@ -284,7 +286,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     let crypto = ServerCrypto::new().context("creating DTLS certificate")?;
     let shards = cfg.cores.len();
     let stop = Arc::new(AtomicBool::new(false));
-    let admitted = Arc::new(AtomicUsize::new(0));
+    let admission = Admission::new(cfg.max_sessions);
     let draining = Arc::new(AtomicBool::new(false));
     let bells: Vec<Arc<Doorbell>> = (0..shards).map(|_| Arc::new(Doorbell::default())).collect();
     let stopper = Stop {
@@ -402,13 +404,13 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         public,
         public_tcp,
         shards: shards as u16,
+        admission: admission.clone(),
         ..shard_settings
     });
     let (mut fleets, fleet_shared, fleet_join) = match &cfg.fleet {
         Some(f) => {
             let load = NodeLoad {
-                admitted: admitted.clone(),
-                max_sessions: cfg.max_sessions,
+                admission: admission.clone(),
                 draining: draining.clone(),
             };
             let joined = fleet::join(
@@ -434,8 +436,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
     let ctx = HttpContext {
         max_sdp_bytes: cfg.max_sdp_bytes,
-        max_sessions: cfg.max_sessions,
-        admitted: admitted.clone(),
+        admission: admission.clone(),
         auth: Arc::new(Auth::new(&cfg.api_keys, &secret)),
         draining: draining.clone(),
         cors: CorsPolicy::from_flag(cfg.cors_origins.as_deref(), !cfg.api_keys.is_empty()),
@@ -465,7 +466,6 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let mesh = mesh.clone();
         let bell = bells[i].clone();
         let stop = stop.clone();
-        let admitted = admitted.clone();
         let ctx = ctx.clone();
         let ready = ready_tx.clone();
         let recv_batch = cfg.recv_batch;
@@ -494,7 +494,6 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                     reply_from,
                     mesh,
                     workers,
-                    admitted,
                 )));
                 state.borrow_mut().io.recorder = recorder;
                 state.borrow_mut().io.fleet = fleet;
@@ -564,7 +563,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         drain: Drain {
             draining,
             stop: stopper.clone(),
-            admitted,
+            admission,
         },
         stop: stopper,
         shards: joins,

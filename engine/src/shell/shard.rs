@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::thread::Thread;
@@ -51,7 +51,6 @@ pub struct ShardIo {
     workers: Vec<(Arc<WorkerLink>, Thread)>,
     wake_worker: Vec<bool>,
     downlink_taken: Vec<Instant>,
-    admitted: Arc<AtomicUsize>,
     events_rejected: HashMap<&'static str, u64>,
     barge_ins: HashMap<&'static str, u64>,
     /// Answered turns by end rule (see `EndRule::ALL`).
@@ -116,7 +115,6 @@ impl SessionIo for ShardIo {
     }
 
     fn session_ended(&mut self, call: RouteTag) {
-        self.admitted.fetch_sub(1, Ordering::AcqRel);
         if let Some(f) = &self.fleet {
             f.push(FleetEvent::CallEnded(call));
         }
@@ -199,7 +197,6 @@ impl ShardState {
         reply_from: Option<std::net::IpAddr>,
         mesh: Mesh,
         workers: Vec<(Arc<WorkerLink>, Thread)>,
-        admitted: Arc<AtomicUsize>,
     ) -> Self {
         let n = workers.len();
         ShardState {
@@ -218,7 +215,6 @@ impl ShardState {
                 recorder: None,
                 fleet: None,
                 relay: None,
-                admitted,
             },
             mesh,
             stopping: false,

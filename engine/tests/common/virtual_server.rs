@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use tern_engine::agent::echo::EchoAgent;
 use tern_engine::agent::{Agent, AgentOutput};
+use tern_engine::core::admission::Admission;
 use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
@@ -107,6 +108,7 @@ impl VirtualServer {
             max_sessions_per_shard: 64,
             session,
             tag_key: TagKey::random(),
+            admission: Admission::unlimited(),
         };
         let crypto = ServerCrypto::new().expect("crypto");
         VirtualServer {

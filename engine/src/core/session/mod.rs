@@ -25,6 +25,7 @@ use str0m::media::{Mid, Pt};
 use str0m::net::Receive;
 use str0m::{Input, Rtc};
 
+use super::admission::Permit;
 use super::events::EventWriter;
 use super::media::codec::AudioCodec;
 use super::media::decoder::FrameOrigin;
@@ -126,8 +127,8 @@ pub trait SessionIo {
     fn connected(&mut self, setup: Duration);
     /// A reply frame left the playout queue at `taken_at` and its datagram was just handed over.
     fn downlink_sent(&mut self, taken_at: Instant);
-    /// The session of `call` ended (its admission slot can be released, its directory entry
-    /// removed).
+    /// The session of `call` ended (its directory entry can be removed; its admission permit
+    /// is released with the session).
     fn session_ended(&mut self, _call: RouteTag) {}
     /// A client event was refused (counted by reason).
     fn event_rejected(&mut self, _reason: EventRejected) {}
@@ -214,6 +215,9 @@ pub struct Session {
     /// The first error str0m reported (why DTLS or ICE failed), for the end-of-session log.
     failure: Option<String>,
     pub stats: SessionStats,
+    /// This session's place under `--max-sessions`, given back when the session is dropped,
+    /// however it ended.
+    _permit: Permit,
 }
 
 impl std::fmt::Debug for Session {
@@ -232,6 +236,7 @@ impl Session {
         config: SessionConfig,
         offered_at: Instant,
         worker: u16,
+        permit: Permit,
     ) -> Result<Self, SessionError> {
         let mut config = config;
         let rate = config.model_rate;
@@ -298,6 +303,7 @@ impl Session {
             ice_checked: false,
             failure: None,
             stats: SessionStats::default(),
+            _permit: permit,
             config,
         })
     }
