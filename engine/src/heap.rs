@@ -3,6 +3,10 @@
 //!
 //! Counting is per thread slot (cache-padded), so shards never contend on one counter; the hot
 //! path does not allocate anyway. Reading sums the slots, which is exact once threads are quiet.
+//!
+//! Allocations made inside [`in_dependency`] (the session's calls into str0m) are also counted
+//! apart ([`dependency_allocations`]), so Tern's own allocations per packet can be told from its
+//! WebRTC stack's.
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
@@ -16,11 +20,15 @@ static LIVE: [CachePadded<AtomicIsize>; SLOTS] =
     [const { CachePadded::new(AtomicIsize::new(0)) }; SLOTS];
 static ALLOCS: [CachePadded<AtomicUsize>; SLOTS] =
     [const { CachePadded::new(AtomicUsize::new(0)) }; SLOTS];
+static DEPENDENCY_ALLOCS: [CachePadded<AtomicUsize>; SLOTS] =
+    [const { CachePadded::new(AtomicUsize::new(0)) }; SLOTS];
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
     // usize::MAX: not assigned yet. Const-initialized, no destructor: safe inside an allocator.
     static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    // Inside a call into a dependency (see `in_dependency`).
+    static IN_DEPENDENCY: Cell<bool> = const { Cell::new(false) };
 }
 
 fn slot() -> usize {
@@ -42,7 +50,33 @@ fn count(delta: isize, allocs: usize) {
     LIVE[i].fetch_add(delta, Ordering::Relaxed);
     if allocs > 0 {
         ALLOCS[i].fetch_add(allocs, Ordering::Relaxed);
+        if IN_DEPENDENCY.try_with(Cell::get).unwrap_or(false) {
+            DEPENDENCY_ALLOCS[i].fetch_add(allocs, Ordering::Relaxed);
+        }
     }
+}
+
+/// Runs `f`, a call into a dependency (str0m), counting its allocations apart as well.
+#[inline]
+pub fn in_dependency<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the flag however `f` returns (a panic included).
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = IN_DEPENDENCY.try_with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_DEPENDENCY.try_with(|c| c.replace(true)).unwrap_or(false));
+    f()
+}
+
+/// Allocations made inside [`in_dependency`] since start (all threads; a part of
+/// [`allocations`]).
+pub fn dependency_allocations() -> u64 {
+    DEPENDENCY_ALLOCS
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed) as u64)
+        .sum()
 }
 
 /// Bytes currently allocated through [`CountingAlloc`] (all threads).
@@ -121,5 +155,25 @@ mod tests {
         }
         assert_eq!(live_bytes(), before.0);
         assert_eq!(allocations() - before.1, 2);
+    }
+
+    #[test]
+    fn allocations_inside_a_dependency_call_are_counted_apart() {
+        let a = CountingAlloc(System);
+        let layout = Layout::from_size_align(64, 8).unwrap();
+        let alloc_free = || {
+            // SAFETY: non-zero layout; freed with the same layout.
+            unsafe { a.dealloc(a.alloc(layout), layout) }
+        };
+        let before = (allocations(), dependency_allocations());
+        alloc_free();
+        in_dependency(|| {
+            alloc_free();
+            in_dependency(alloc_free);
+            alloc_free();
+        });
+        alloc_free();
+        assert_eq!(allocations() - before.0, 5);
+        assert_eq!(dependency_allocations() - before.1, 3);
     }
 }

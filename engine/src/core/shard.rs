@@ -336,7 +336,7 @@ impl ShardCore {
     }
 
     fn route_stun(&mut self, now: Instant, source: SocketAddr, buf: &[u8]) -> Route {
-        let Ok(msg) = StunMessage::parse(buf) else {
+        let Ok(msg) = crate::heap::in_dependency(|| StunMessage::parse(buf)) else {
             return Route::Drop(DropReason::BadStun);
         };
         let Some((local, _remote)) = msg.split_username() else {

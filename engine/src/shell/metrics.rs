@@ -281,9 +281,10 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
     let _ = writeln!(o, "# HELP tern_sessions_max The --max-sessions limit.\n# TYPE tern_sessions_max gauge\ntern_sessions_max {max_sessions}");
     let _ = writeln!(
         o,
-        "# HELP tern_heap_live_bytes Heap bytes allocated and not freed (0 when the allocator is not counted).\n# TYPE tern_heap_live_bytes gauge\ntern_heap_live_bytes {}\n# HELP tern_heap_allocations_total Heap allocations since start.\n# TYPE tern_heap_allocations_total counter\ntern_heap_allocations_total {}",
+        "# HELP tern_heap_live_bytes Heap bytes allocated and not freed (0 when the allocator is not counted).\n# TYPE tern_heap_live_bytes gauge\ntern_heap_live_bytes {}\n# HELP tern_heap_allocations_total Heap allocations since start.\n# TYPE tern_heap_allocations_total counter\ntern_heap_allocations_total {}\n# HELP tern_heap_allocations_str0m_total The part of tern_heap_allocations_total made inside calls into str0m.\n# TYPE tern_heap_allocations_str0m_total counter\ntern_heap_allocations_str0m_total {}",
         crate::heap::live_bytes(),
-        crate::heap::allocations()
+        crate::heap::allocations(),
+        crate::heap::dependency_allocations()
     );
     labelled(
         &mut o,

@@ -73,8 +73,9 @@ impl SessionIo for CollectIo {
     }
 }
 
+/// What an agent sent back in one step.
 #[derive(Default)]
-struct Replies(Vec<DownlinkMsg>);
+pub struct Replies(pub Vec<DownlinkMsg>);
 
 impl AgentOutput for Replies {
     fn send(&mut self, msg: DownlinkMsg) -> Result<(), DownlinkMsg> {
@@ -96,10 +97,9 @@ impl VirtualServer {
         Self::with_session(SessionConfig::default())
     }
 
-    /// A server whose sessions get `session` (limits, turn settings).
-    pub fn with_session(session: SessionConfig) -> Self {
-        let public: SocketAddr = "10.0.0.1:3478".parse().expect("addr");
-        let settings = ShardSettings {
+    /// The settings of a one-shard node at `public` whose sessions get `session`.
+    pub fn settings(public: SocketAddr, session: SessionConfig) -> ShardSettings {
+        ShardSettings {
             node: 0,
             shards: 1,
             workers: 1,
@@ -109,7 +109,13 @@ impl VirtualServer {
             session,
             tag_key: TagKey::random(),
             admission: Admission::unlimited(),
-        };
+        }
+    }
+
+    /// A server whose sessions get `session` (limits, turn settings).
+    pub fn with_session(session: SessionConfig) -> Self {
+        let public: SocketAddr = "10.0.0.1:3478".parse().expect("addr");
+        let settings = Self::settings(public, session);
         let crypto = ServerCrypto::new().expect("crypto");
         VirtualServer {
             core: ShardCore::new(0, Arc::new(settings), crypto),

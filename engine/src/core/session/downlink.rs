@@ -13,6 +13,7 @@ use super::super::recording::{Direction, RecordEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
 use super::{item_id, response_id, Session, SessionIo};
+use crate::heap::in_dependency;
 
 impl Session {
     /// Sends the reply frame due at this tick, if any.
@@ -127,20 +128,23 @@ impl Session {
         if !self.connected {
             return;
         }
-        let Some(w) = self.rtc.writer(mid) else {
+        let t = MediaTime::new(codec.from_48k(rtp_time), codec.rtp_frequency());
+        let (rtc, payload) = (&mut self.rtc, &self.payload[..]);
+        let written = in_dependency(|| {
+            rtc.writer(mid)
+                .map(|w| w.start_of_talkspurt(marker).write(pt, now, t, payload))
+        });
+        let Some(written) = written else {
             return;
         };
-        let t = MediaTime::new(codec.from_48k(rtp_time), codec.rtp_frequency());
-        if let Err(e) = w
-            .start_of_talkspurt(marker)
-            .write(pt, now, t, &self.payload[..])
-        {
+        if let Err(e) = written {
             tracing::debug!(call = %self.tag, "write: {e}");
         } else {
             self.record_packet(now, Direction::Sent, rtp_time, codec, &self.payload, io);
         }
         // Writes are packetized on the next timeout.
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+        let rtc = &mut self.rtc;
+        if let Err(e) = in_dependency(|| rtc.handle_input(Input::Timeout(now))) {
             tracing::debug!(call = %self.tag, "packetize: {e}");
         }
     }

@@ -6,6 +6,8 @@ use std::collections::VecDeque;
 use str0m::channel::ChannelId;
 use str0m::Rtc;
 
+use crate::heap::in_dependency;
+
 /// The label of the events data channel.
 pub const EVENTS_CHANNEL: &str = "oai-events";
 /// Events queued before the channel opens (older ones are dropped).
@@ -53,16 +55,11 @@ impl EventsChannel {
             return;
         };
         while let Some(ev) = self.pending.pop_front() {
-            let Some(mut ch) = rtc.channel(id) else {
+            let written =
+                in_dependency(|| rtc.channel(id).map(|mut ch| ch.write(false, ev.as_bytes())));
+            if !matches!(written, Some(Ok(true))) {
                 self.pending.push_front(ev);
                 return;
-            };
-            match ch.write(false, ev.as_bytes()) {
-                Ok(true) => {}
-                _ => {
-                    self.pending.push_front(ev);
-                    return;
-                }
             }
         }
     }

@@ -45,6 +45,7 @@ use super::turn::detector::ServerVadSettings;
 use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
 use super::turn::latency::TurnLatency;
 use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
+use crate::heap::in_dependency;
 
 use conversation::Conversation;
 use events_channel::EventsChannel;
@@ -378,12 +379,14 @@ impl Session {
         payload: &[u8],
         io: &mut dyn SessionIo,
     ) -> Result<(), str0m::RtcError> {
-        let r = match Receive::new(from.proto, from.addr, destination, payload) {
+        let parsed = in_dependency(|| Receive::new(from.proto, from.addr, destination, payload));
+        let r = match parsed {
             Ok(r) => r,
             Err(e) => return Err(str0m::RtcError::Net(e)),
         };
         self.liveness.on_datagram(now);
-        if let Err(e) = self.rtc.handle_input(Input::Receive(now, r)) {
+        let rtc = &mut self.rtc;
+        if let Err(e) = in_dependency(|| rtc.handle_input(Input::Receive(now, r))) {
             self.note_failure(&e.to_string());
             return Err(e);
         }
@@ -423,7 +426,8 @@ impl Session {
             return;
         }
         if self.rtc_deadline <= now {
-            if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            let rtc = &mut self.rtc;
+            if let Err(e) = in_dependency(|| rtc.handle_input(Input::Timeout(now))) {
                 tracing::debug!(call = %self.tag, "timeout input: {e}");
                 self.note_failure(&e.to_string());
             }

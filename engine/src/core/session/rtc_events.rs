@@ -12,12 +12,14 @@ use super::super::recording::{Direction, RecordEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::session_limits::EndReason;
 use super::{Session, SessionIo, EVENTS_CHANNEL, IDLE_POLL};
+use crate::heap::in_dependency;
 
 impl Session {
     /// Polls str0m until it asks for a timeout.
     pub(super) fn drive(&mut self, now: Instant, io: &mut dyn SessionIo) {
         loop {
-            match self.rtc.poll_output() {
+            let rtc = &mut self.rtc;
+            match in_dependency(|| rtc.poll_output()) {
                 Ok(Output::Timeout(t)) => {
                     self.rtc_deadline = t.min(now + IDLE_POLL);
                     break;
