@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 use serde_json::json;
 use tern_engine::core::relay::{read_header, RelayToken};
 use tern_engine::core::route_tag::{RouteTag, TagKey};
-use tern_engine::peer::{binding_request, Client};
+use tern_testkit::peer::{binding_request, Client};
 
 use crate::util::{http, http_with_location, pin_to, proc_cpu_us, Metrics, Server};
 use crate::Args;

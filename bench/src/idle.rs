@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tern_engine::peer::Client;
+use tern_testkit::peer::Client;
 
 use crate::util::{client_core, http, pin_to, proc_cpu_us, rss_kib, start_server, Metrics, HTTP};
 use crate::Args;

@@ -31,7 +31,7 @@ mod util;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tern_engine::peer::load_wav;
+use tern_testkit::peer::load_wav;
 
 use client::Fixture;
 use report::{Machine, Report, TargetRun};

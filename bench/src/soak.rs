@@ -8,7 +8,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use tern_engine::peer::{load_wav, Client};
+use tern_testkit::peer::{load_wav, Client};
 
 use crate::util::{
     client_core, http, http_with_location, pin_to, proc_cpu_us, rss_kib, start_server, Metrics,

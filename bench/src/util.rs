@@ -1,12 +1,12 @@
 //! Helpers shared by the bench modes: HTTP to the server, its /metrics and /proc figures, and
 //! the server child process.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tern_testkit::http;
 
 pub fn http(
     addr: SocketAddr,
@@ -54,151 +54,21 @@ fn request(
     body: &[u8],
 ) -> anyhow::Result<(u16, Option<String>, Vec<u8>)> {
     // A kept-alive connection per thread and server, as browsers and SDKs keep theirs; a new
-    // one when it was closed (one retry) or with `--keep-alive false`.
-    let keep = KEEP_ALIVE.load(std::sync::atomic::Ordering::Relaxed);
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-        if keep { "keep-alive" } else { "close" },
-        body.len()
-    );
-    let mut resp = None;
-    for attempt in 0..2 {
-        let reused = keep && CONN.with(|c| c.borrow().as_ref().is_some_and(|(a, _)| *a == addr));
-        let mut s = match CONN.with(|c| c.borrow_mut().take()) {
-            Some((a, s)) if keep && a == addr => s,
-            _ => {
-                let s = TcpStream::connect(addr)?;
-                s.set_read_timeout(Some(Duration::from_secs(40)))?;
-                s.set_nodelay(true)?;
-                s
-            }
-        };
-        let sent = s.write_all(req.as_bytes()).and_then(|_| s.write_all(body));
-        match sent
-            .map_err(anyhow::Error::from)
-            .and_then(|_| read_response(&mut s))
-        {
-            Ok((r, open)) => {
-                if keep && open {
-                    CONN.with(|c| *c.borrow_mut() = Some((addr, s)));
-                }
-                resp = Some(r);
-                break;
-            }
-            // A kept connection the server closed meanwhile: once more on a new one.
-            Err(_) if reused && attempt == 0 => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    let resp = resp.context("no response")?;
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .context("no HTTP head")?;
-    let head = String::from_utf8_lossy(&resp[..split]);
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("status")?;
-    let location = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("location")
-            .then(|| v.trim().to_string())
-    });
-    let body = &resp[split + 4..];
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Ok((
-        status,
-        location,
-        if chunked {
-            dechunk(body)?
-        } else {
-            body.to_vec()
-        },
-    ))
+    // one per request with `--keep-alive false`.
+    let headers = [("Content-Type", content_type)];
+    let connection = if KEEP_ALIVE.load(std::sync::atomic::Ordering::Relaxed) {
+        http::Connection::KeepAlive
+    } else {
+        http::Connection::Close
+    };
+    let r = http::request(addr, method, path, &headers, body, connection)?;
+    let location = r.header("location").map(str::to_string);
+    Ok((r.status, location, r.body))
 }
 
 /// Whether bench HTTP keeps connections alive (`--keep-alive`, default true).
 pub static KEEP_ALIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-thread_local! {
-    static CONN: std::cell::RefCell<Option<(SocketAddr, TcpStream)>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Reads one response (head, then a body sized by Content-Length, chunked, or up to the close);
-/// returns its bytes and whether the connection stays usable.
-fn read_response(s: &mut TcpStream) -> anyhow::Result<(Vec<u8>, bool)> {
-    let mut resp = Vec::new();
-    let mut buf = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-        let n = s.read(&mut buf)?;
-        if n == 0 {
-            bail!("connection closed before a response");
-        }
-        resp.extend_from_slice(&buf[..n]);
-    };
-    let head = String::from_utf8_lossy(&resp[..head_end]).to_ascii_lowercase();
-    let header = |name: &str| {
-        head.lines()
-            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-    };
-    let closes = header("connection:").is_some_and(|v| v == "close");
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status == "204" || status == "304" {
-        return Ok((resp, !closes));
-    }
-    if let Some(len) = header("content-length:").and_then(|v| v.parse::<usize>().ok()) {
-        while resp.len() < head_end + len {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                bail!("connection closed inside a body");
-            }
-            resp.extend_from_slice(&buf[..n]);
-        }
-        return Ok((resp, !closes));
-    }
-    if header("transfer-encoding:").is_some_and(|v| v.contains("chunked")) {
-        while !resp[head_end..].ends_with(b"0\r\n\r\n") {
-            let n = s.read(&mut buf)?;
-            if n == 0 {
-                bail!("connection closed inside a chunked body");
-            }
-            resp.extend_from_slice(&buf[..n]);
-        }
-        return Ok((resp, !closes));
-    }
-    s.read_to_end(&mut resp)?;
-    Ok((resp, false))
-}
-
-/// The body of a `Transfer-Encoding: chunked` response (Janus answers that way).
-fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("chunk size line")?;
-        let size_text = String::from_utf8_lossy(&b[..eol]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("chunk size")?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(b.get(..size).context("truncated chunk")?);
-        b = b.get(size + 2..).unwrap_or_default();
-    }
-}
-
-/// The process's CPU time, (user + kernel, kernel only) in µs, from one read of /proc/<pid>/stat.
 pub fn proc_times_us(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after = stat.rsplit(')').next().context("stat")?;

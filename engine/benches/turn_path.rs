@@ -16,7 +16,7 @@ const ROUNDS: usize = 20;
 
 fn frames() -> Vec<PcmFrame> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/hello-24k.wav");
-    let (_, pcm) = tern_engine::peer::load_wav(dir);
+    let (_, pcm) = tern_testkit::peer::load_wav(dir);
     pcm.chunks_exact(480).map(PcmFrame::from_slice).collect()
 }
 

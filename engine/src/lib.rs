@@ -7,7 +7,5 @@
 pub mod agent;
 pub mod config;
 pub mod core;
-pub mod fuzzing;
 pub mod heap;
-pub mod peer;
 pub mod shell;

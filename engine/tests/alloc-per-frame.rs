@@ -25,7 +25,7 @@ use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::ring_msg::UplinkMsg;
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
-use tern_engine::core::shard::{Route, ShardCore};
+use tern_engine::core::shard::ShardCore;
 use tern_engine::heap::{allocations, dependency_allocations, CountingAlloc};
 
 #[global_allocator]
@@ -170,10 +170,10 @@ fn steady_state_frames_allocate_nothing_in_terns_code() {
         }
         let (f0, r0) = (io.uplink_frames, io.reply_frames);
         for (from, _to, d) in up.due(now) {
-            let route = counted!(step, core.route(now, from, &d));
-            if let Route::Local(k) = route {
-                counted!(step, core.deliver(now, k, Peer::udp(from), &d, &mut io));
-            }
+            counted!(
+                step,
+                core.handle_datagram(now, Peer::udp(from), &d, &mut io)
+            );
         }
         counted!(step, core.handle_timeouts(now, &mut io));
         let mut replies = Replies::default();
@@ -185,6 +185,7 @@ fn steady_state_frames_allocate_nothing_in_terns_code() {
             counted!(step, core.handle_downlink(now, m, &mut io));
         }
         counted!(step, core.handle_timeouts(now, &mut io));
+        counted!(step, while core.encode_next(&mut io) {});
         step.uplink_frames = io.uplink_frames - f0;
         step.reply_frames = io.reply_frames - r0;
         for (to, d) in io.out[..io.used].iter() {

@@ -19,7 +19,7 @@ use common::redis::Redis;
 use common::udp_client::UdpClient;
 use common::{hang_up, http, load_wav, metric};
 use tern_engine::core::route_tag::{RouteTag, TagKey};
-use tern_engine::peer::binding_request;
+use tern_testkit::peer::binding_request;
 
 const SECRET: &str = "relay-test-fleet-secret";
 

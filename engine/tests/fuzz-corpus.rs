@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use tern_engine::fuzzing::TARGETS;
+use tern_testkit::fuzzing::TARGETS;
 
 const MUTATIONS_PER_SEED: usize = 400;
 

@@ -74,7 +74,7 @@ fn main() -> anyhow::Result<()> {
         )
     });
     std::fs::create_dir_all(&out)?;
-    let (hz, pcm) = tern_engine::peer::load_wav(&speech);
+    let (hz, pcm) = tern_testkit::peer::load_wav(&speech);
     if hz != 24_000 {
         bail!("{speech}: 24 kHz mono expected (the model rate), got {hz} Hz");
     }

@@ -13,7 +13,7 @@ use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 use tern_engine::heap::live_bytes;
-use tern_engine::peer::Client;
+use tern_testkit::peer::Client;
 
 #[global_allocator]
 static GLOBAL: tern_engine::heap::CountingAlloc<std::alloc::System> =

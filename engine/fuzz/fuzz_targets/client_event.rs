@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_engine::fuzzing::client_event(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_testkit::fuzzing::client_event(data));

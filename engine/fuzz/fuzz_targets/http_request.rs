@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_engine::fuzzing::http_request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_testkit::fuzzing::http_request(data));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_engine::fuzzing::stun_ufrag(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_testkit::fuzzing::stun_ufrag(data));

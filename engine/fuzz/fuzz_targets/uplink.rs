@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_engine::fuzzing::uplink(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tern_testkit::fuzzing::uplink(data));

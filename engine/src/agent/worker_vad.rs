@@ -72,7 +72,7 @@ mod tests {
     #[test]
     fn answers_every_frame_in_order_and_hears_speech() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
-        let (_, pcm) = crate::peer::load_wav(&format!("{dir}hello-24k.wav"));
+        let (_, pcm) = tern_testkit::peer::load_wav(&format!("{dir}hello-24k.wav"));
         let key = SessionKey {
             shard: 0,
             slot: 1,

@@ -21,4 +21,5 @@ pub mod session_limits;
 pub mod session_object;
 pub mod session_table;
 pub mod shard;
+pub mod shard_msg;
 pub mod turn;

@@ -338,8 +338,8 @@ impl RelayCore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::peer::binding_request;
     use proptest::prelude::*;
+    use tern_testkit::peer::binding_request;
 
     fn core() -> (RelayCore, TagKey) {
         let key = TagKey::new(b"fleet secret");

@@ -362,7 +362,7 @@ mod tests {
         let crypto = ServerCrypto::new().unwrap();
         let now = Instant::now();
         let (_client, offer) =
-            crate::peer::Client::new(now, "10.0.0.2:5000".parse().unwrap(), Vec::new());
+            tern_testkit::peer::Client::new(now, "10.0.0.2:5000".parse().unwrap(), Vec::new());
         let tag = RouteTag {
             node: 0,
             shard: 0,

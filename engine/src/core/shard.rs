@@ -10,6 +10,11 @@
 //! live on the shard the kernel delivers its datagrams to (its owner). When the first STUN request
 //! reaches a shard that is not the home, the shard asks the home to `Claim` it; the home moves the
 //! session over and keeps a forwarding entry until the owner reports the session's end.
+//!
+//! The whole protocol lives here: messages for other shards are outputs (`poll_to_shard`), theirs
+//! are inputs (`handle_shard_msg`), and a message the shell could not queue comes back
+//! (`undeliverable`) to be settled here (a handoff that cannot be sent keeps the session home).
+//! The shell only carries them.
 
 use std::collections::HashMap;
 use std::hash::RandomState;
@@ -30,6 +35,7 @@ use super::rtc_setup::{answer_offer, parse_offer, OfferError, ServerCrypto};
 use super::session::{Session, SessionConfig, SessionIo};
 use super::session_limits::EndReason;
 use super::session_table::{Entry, Miss, SessionTable, SlotKey};
+use super::shard_msg::{CoreMsg, Datagram};
 
 /// Peer addresses remembered for forwarding to another shard, at most.
 const MAX_FORWARD_ADDRS: usize = 65_536;
@@ -181,8 +187,10 @@ pub struct ShardCore {
     deadlines: DeadlineQueue,
     next_worker: u16,
     pub counters: ShardCounters,
-    /// Home tags of sessions that ended here after being adopted: the shell tells their homes.
-    released: Vec<RouteTag>,
+    /// Messages for other shards, in order (`poll_to_shard`).
+    outbox: std::collections::VecDeque<(u16, CoreMsg)>,
+    /// `Released` messages the shell could not queue: sent again at the next housekeeping.
+    released_retry: Vec<RouteTag>,
     /// Sessions run in the current timeout step (kept for its capacity).
     handled: Vec<SlotKey>,
     /// Sessions whose next reply frame is still to be encoded ahead (`encode_pending`).
@@ -210,7 +218,8 @@ impl ShardCore {
             deadlines: DeadlineQueue::new(),
             next_worker: id,
             counters: ShardCounters::default(),
-            released: Vec::new(),
+            outbox: std::collections::VecDeque::with_capacity(64),
+            released_retry: Vec::new(),
             handled: Vec::new(),
             to_encode: std::collections::VecDeque::new(),
         }
@@ -469,11 +478,10 @@ impl ShardCore {
         }
     }
 
-    /// Runs every session whose deadline is due, then reaps sessions that ended.
-    /// Runs every session whose deadline has come, then sends what they wrote and only then
-    /// encodes their next reply frames ahead (`Session::encode_ahead`), at most `ENCODE_BUDGET`
-    /// per step: when many sessions are due at once, encoding one does not hold back the others'
-    /// frames, and the rest is encoded in later steps, between other work, before their ticks.
+    /// Runs every session whose deadline has come and reaps sessions that ended, then sends what
+    /// they wrote; their next reply frames are queued to be encoded ahead (`encode_next`) only
+    /// after that, so that when many sessions are due at once, encoding one does not hold back
+    /// the others' frames.
     pub fn handle_timeouts(&mut self, now: Instant, io: &mut dyn SessionIo) {
         let mut handled = std::mem::take(&mut self.handled);
         handled.clear();
@@ -497,21 +505,17 @@ impl ShardCore {
         }
         self.to_encode.extend(handled.drain(..));
         self.handled = handled;
-        self.encode_pending(ENCODE_BUDGET, io);
     }
 
-    /// Encodes ahead for queued sessions until `budget` is spent; true if some are left (the
-    /// shell then yields to other work and calls again).
-    pub fn encode_pending(&mut self, budget: Duration, io: &mut dyn SessionIo) -> bool {
-        let start = Instant::now();
-        while let Some(key) = self.to_encode.pop_front() {
+    /// Encodes ahead the next reply frame of one session the last `handle_timeouts` ran; true
+    /// while more are queued. The shell calls it until its time budget for the step is spent (the
+    /// core reads no clock), and again between other work.
+    pub fn encode_next(&mut self, io: &mut dyn SessionIo) -> bool {
+        if let Some(key) = self.to_encode.pop_front() {
             if let Some(session) = self.table.get_mut(key) {
                 if catch_unwind(AssertUnwindSafe(|| session.encode_ahead())).is_err() {
                     self.on_panic(key, io);
                 }
-            }
-            if start.elapsed() >= budget {
-                break;
             }
         }
         !self.to_encode.is_empty()
@@ -541,8 +545,123 @@ impl ShardCore {
         }
     }
 
+    /// One datagram received on this shard: routed, then delivered to its session here or queued
+    /// for the shard that has or will have it (`poll_to_shard`).
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: Peer,
+        data: &[u8],
+        io: &mut dyn SessionIo,
+    ) {
+        self.counters.datagrams_in += 1;
+        match self.route(now, source.addr, data) {
+            Route::Local(key) => self.deliver(now, key, source, data, io),
+            Route::Claim { home, tag } => {
+                let datagram = Box::new(Datagram::new(source, data));
+                let from = self.id;
+                self.send_to_shard(
+                    home,
+                    CoreMsg::Claim {
+                        tag,
+                        from,
+                        datagram,
+                    },
+                );
+            }
+            Route::Forward { shard } => self.forward(shard, source, data),
+            Route::Drop(reason) => self.count_drop(reason),
+        }
+    }
+
+    /// A message from another shard.
+    pub fn handle_shard_msg(&mut self, now: Instant, msg: CoreMsg, io: &mut dyn SessionIo) {
+        match msg {
+            CoreMsg::Claim {
+                tag,
+                from,
+                datagram,
+            } => match self.on_claim(tag, from) {
+                ClaimOutcome::HandOver(session) => {
+                    self.send_to_shard(from, CoreMsg::Adopt { session, datagram })
+                }
+                ClaimOutcome::Forward { shard } => {
+                    let source = datagram.source;
+                    let learn = CoreMsg::Learn {
+                        source: source.addr,
+                        shard,
+                    };
+                    self.send_to_shard(from, learn);
+                    self.forward(shard, source, datagram.data());
+                }
+                ClaimOutcome::Drop(r) => self.count_drop(r),
+            },
+            CoreMsg::Adopt { session, datagram } => match self.adopt(session) {
+                Ok(key) => self.deliver(now, key, datagram.source, datagram.data(), io),
+                Err(session) => self.refuse_adoption(session, io),
+            },
+            CoreMsg::Forward { datagram } => {
+                self.counters.forwarded_in += 1;
+                match self.route(now, datagram.source.addr, datagram.data()) {
+                    Route::Local(key) => {
+                        self.deliver(now, key, datagram.source, datagram.data(), io)
+                    }
+                    // No second hop for forwarded datagrams: loops are impossible by construction.
+                    Route::Drop(r) => self.count_drop(r),
+                    _ => self.count_drop(DropReason::StaleSession),
+                }
+            }
+            CoreMsg::Learn { source, shard } => self.learn_forward(now, source, shard),
+            CoreMsg::Released { tag } => self.on_released(tag),
+        }
+    }
+
+    /// The next message for another shard, in order.
+    pub fn poll_to_shard(&mut self) -> Option<(u16, CoreMsg)> {
+        self.outbox.pop_front()
+    }
+
+    /// A message from `poll_to_shard` that the shell could not queue (shard `to`'s inbox was
+    /// full): settled here so that nothing is lost silently.
+    pub fn undeliverable(&mut self, now: Instant, to: u16, msg: CoreMsg, io: &mut dyn SessionIo) {
+        match msg {
+            CoreMsg::Adopt { session, datagram } => {
+                // The session stays here, and this datagram with it; the claiming shard forwards
+                // the rest of its traffic here.
+                tracing::warn!(
+                    shard = self.id,
+                    claimed_by = to,
+                    "handoff not sent (inbox full); the session stays on its home shard"
+                );
+                match self.keep_home(session) {
+                    Ok(key) => self.deliver(now, key, datagram.source, datagram.data(), io),
+                    Err(session) => self.refuse_adoption(session, io),
+                }
+            }
+            CoreMsg::Forward { .. } => {
+                self.counters.forwarded_out = self.counters.forwarded_out.saturating_sub(1);
+                self.count_drop(DropReason::QueueFull);
+            }
+            CoreMsg::Claim { .. } => self.count_drop(DropReason::QueueFull),
+            // The claimer asks the home again on the next check, and is told again.
+            CoreMsg::Learn { .. } => {}
+            // Retried at the next housekeeping: the home's entry must not stay `Moved` forever.
+            CoreMsg::Released { tag } => self.released_retry.push(tag),
+        }
+    }
+
+    fn send_to_shard(&mut self, shard: u16, msg: CoreMsg) {
+        self.outbox.push_back((shard, msg));
+    }
+
+    fn forward(&mut self, shard: u16, source: Peer, data: &[u8]) {
+        self.counters.forwarded_out += 1;
+        let datagram = Box::new(Datagram::new(source, data));
+        self.send_to_shard(shard, CoreMsg::Forward { datagram });
+    }
+
     /// The home side of a claim from shard `from`.
-    pub fn on_claim(&mut self, tag: RouteTag, from: u16) -> ClaimOutcome {
+    fn on_claim(&mut self, tag: RouteTag, from: u16) -> ClaimOutcome {
         let key = SlotKey {
             slot: tag.slot,
             generation: tag.generation,
@@ -563,7 +682,7 @@ impl ShardCore {
     }
 
     /// The owner side of a handoff: inserts the session and returns its key here.
-    pub fn adopt(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
+    fn adopt(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
         if self.table.next_key().is_err() {
             return Err(session);
         }
@@ -585,7 +704,7 @@ impl ShardCore {
     /// The handoff of `session` could not be sent to the shard that claimed it (its inbox was
     /// full): the session stays here, live, as if never claimed. Returns its key, or the session
     /// if its slot is not waiting for it.
-    pub fn keep_home(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
+    fn keep_home(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
         let key = SlotKey {
             slot: session.tag.slot,
             generation: session.tag.generation,
@@ -601,14 +720,14 @@ impl ShardCore {
 
     /// The owner side of a handoff that found no room here (table full): the session ends,
     /// counted as `handoff_failed`, and its home is told to free its entry (`take_released`).
-    pub fn refuse_adoption(&mut self, mut session: Box<Session>, io: &mut dyn SessionIo) {
+    fn refuse_adoption(&mut self, mut session: Box<Session>, io: &mut dyn SessionIo) {
         let tag = session.tag;
         tracing::warn!(call = %tag, shard = self.id, "handoff refused: this shard's table is full; session ended");
         let _ = catch_unwind(AssertUnwindSafe(|| {
             session.close(io);
             drop(session);
         }));
-        self.released.push(tag);
+        self.send_to_shard(tag.shard, CoreMsg::Released { tag });
         self.counters.handoffs_failed += 1;
         *self
             .counters
@@ -662,20 +781,19 @@ impl ShardCore {
         }
     }
 
-    /// Home tags of adopted sessions that ended since the last call (the shell notifies homes).
-    pub fn take_released(&mut self) -> impl Iterator<Item = RouteTag> + '_ {
-        self.released.drain(..)
-    }
-
     /// Earliest session deadline.
     pub fn next_deadline(&mut self) -> Option<Instant> {
         self.deadlines.peek_deadline()
     }
 
-    /// Periodic upkeep: forget idle forwarding addresses.
+    /// Periodic upkeep: forget idle forwarding addresses, send again the `Released` messages that
+    /// found a full inbox.
     pub fn housekeeping(&mut self, now: Instant) {
         self.forward_addrs
             .retain(|_, (_, used)| now.saturating_duration_since(*used) < FORWARD_IDLE);
+        for tag in std::mem::take(&mut self.released_retry) {
+            self.send_to_shard(tag.shard, CoreMsg::Released { tag });
+        }
     }
 
     /// Closes every session (shutdown).
@@ -726,16 +844,13 @@ impl ShardCore {
             }));
             if tag.shard != self.id {
                 self.adopted.remove(&tag);
-                self.released.push(tag);
+                self.send_to_shard(tag.shard, CoreMsg::Released { tag });
             }
             self.counters.sessions_ended += 1;
             io.session_ended(tag);
         }
     }
 }
-
-/// Encoding ahead done in one step before the shard yields to other work.
-const ENCODE_BUDGET: Duration = Duration::from_millis(1);
 
 /// Where a call lives, seen from one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -257,7 +257,7 @@ async fn client_secret(req: Request<Incoming>, ctx: &HttpContext) -> Response<Bo
 
 /// The session config a token carries, applied on top of the server defaults (as a
 /// `session.update` would be).
-pub(crate) fn session_config_for(
+pub fn session_config_for(
     session: &serde_json::Value,
     base: &SessionConfig,
 ) -> Result<SessionConfig, EventError> {

@@ -1,63 +1,20 @@
 //! Messages between shards, over bounded lock-free inboxes (one per shard) with a doorbell.
-//! Used for handoffs, the rare forwarded datagram, hangups and metric scrapes; never for the
-//! steady-state packet path.
+//! Used for the shard cores' own messages (handoffs, the rare forwarded datagram: `CoreMsg`),
+//! hangups and metric scrapes; never for the steady-state packet path.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures_channel::oneshot;
 
 use super::metrics::ShardSnapshot;
-use super::net::MAX_DATAGRAM;
 use super::rings::{Doorbell, Ring};
-use crate::core::peer_addr::Peer;
 use crate::core::route_tag::RouteTag;
-use crate::core::session::Session;
-
-/// A datagram copied inline (no allocation).
-#[derive(Clone)]
-pub struct Datagram {
-    pub source: Peer,
-    len: u16,
-    buf: [u8; MAX_DATAGRAM],
-}
-
-impl Datagram {
-    /// Copies `data` (truncated to `MAX_DATAGRAM`, which our receive buffer never exceeds).
-    pub fn new(source: Peer, data: &[u8]) -> Self {
-        let len = data.len().min(MAX_DATAGRAM);
-        let mut buf = [0u8; MAX_DATAGRAM];
-        buf[..len].copy_from_slice(&data[..len]);
-        Datagram {
-            source,
-            len: len as u16,
-            buf,
-        }
-    }
-
-    pub fn data(&self) -> &[u8] {
-        &self.buf[..self.len as usize]
-    }
-}
+use crate::core::shard_msg::CoreMsg;
 
 pub enum ShardMsg {
-    /// "The kernel gives me this session's packets: hand it over" (with the first datagram).
-    Claim {
-        tag: RouteTag,
-        from: u16,
-        datagram: Box<Datagram>,
-    },
-    /// The session, moved to its owner, and the datagram that claimed it.
-    Adopt {
-        session: Box<Session>,
-        datagram: Box<Datagram>,
-    },
-    /// A datagram for a session that lives on the receiving shard.
-    Forward { datagram: Box<Datagram> },
-    /// Forward datagrams from `source` straight to `shard` from now on.
-    Learn { source: SocketAddr, shard: u16 },
-    /// An adopted session ended: free its forwarding entry at home.
-    Released { tag: RouteTag },
+    /// From one shard core to another.
+    Core(CoreMsg),
+    /// End this call wherever it lives (`hops`: shards asked so far).
     Hangup {
         tag: RouteTag,
         hops: u8,
@@ -78,11 +35,7 @@ pub struct Inbox {
 impl std::fmt::Debug for ShardMsg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            ShardMsg::Claim { .. } => "Claim",
-            ShardMsg::Adopt { .. } => "Adopt",
-            ShardMsg::Forward { .. } => "Forward",
-            ShardMsg::Learn { .. } => "Learn",
-            ShardMsg::Released { .. } => "Released",
+            ShardMsg::Core(m) => m.label(),
             ShardMsg::Hangup { .. } => "Hangup",
             ShardMsg::Snapshot { .. } => "Snapshot",
         })

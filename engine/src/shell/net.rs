@@ -56,7 +56,7 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 }
 
 /// Maximum datagram we send or receive.
-pub const MAX_DATAGRAM: usize = 2048;
+pub use crate::core::shard_msg::MAX_DATAGRAM;
 /// Datagrams per `sendmmsg`.
 pub const SEND_BATCH: usize = 64;
 

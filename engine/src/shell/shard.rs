@@ -27,13 +27,13 @@ use crate::core::route_tag::RouteTag;
 use crate::core::session::SessionIo;
 use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
-use crate::core::shard::{ClaimOutcome, DropReason, Route, ShardCore};
+use crate::core::shard::ShardCore;
 use crate::core::turn::barge_in::BargeInOutcome;
 use crate::core::turn::latency::{EndRule, TurnLatency};
 
 use super::fleet::{FleetEvent, ShardFleet};
 use super::ice_tcp::{self, TcpPeers};
-use super::mesh::{Datagram, Mesh, ShardMsg};
+use super::mesh::{Mesh, ShardMsg};
 use super::metrics::{record, Latencies, ShardSnapshot};
 use super::net::SendBatch;
 use super::recorder::ShardRecorder;
@@ -43,6 +43,8 @@ use super::rings::Doorbell;
 
 /// Housekeeping (forwarding table expiry, stop flag) runs at least this often.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// Encoding ahead done in one step before the shard yields to other work.
+const ENCODE_BUDGET: Duration = Duration::from_millis(1);
 
 /// The IO side a `ShardCore` writes into.
 pub struct ShardIo {
@@ -224,99 +226,15 @@ impl ShardState {
         }
     }
 
-    /// Routes and handles one received datagram.
+    /// Handles one received datagram (routing and the handoff protocol are the core's).
     pub fn on_datagram(&mut self, now: Instant, source: Peer, data: &[u8]) {
-        self.core.counters.datagrams_in += 1;
-        match self.core.route(now, source.addr, data) {
-            Route::Local(key) => self.core.deliver(now, key, source, data, &mut self.io),
-            Route::Claim { home, tag } => {
-                let msg = ShardMsg::Claim {
-                    tag,
-                    from: self.core.id,
-                    datagram: Box::new(Datagram::new(source, data)),
-                };
-                if self.mesh.send(home, msg).is_err() {
-                    self.core.count_drop(DropReason::QueueFull);
-                }
-            }
-            Route::Forward { shard } => self.forward(shard, source, data),
-            Route::Drop(reason) => self.core.count_drop(reason),
-        }
-    }
-
-    fn forward(&mut self, shard: u16, source: Peer, data: &[u8]) {
-        let msg = ShardMsg::Forward {
-            datagram: Box::new(Datagram::new(source, data)),
-        };
-        match self.mesh.send(shard, msg) {
-            Ok(()) => self.core.counters.forwarded_out += 1,
-            Err(_) => self.core.count_drop(DropReason::QueueFull),
-        }
+        self.core.handle_datagram(now, source, data, &mut self.io);
     }
 
     /// Handles one inbox message.
     pub fn on_shard_msg(&mut self, now: Instant, msg: ShardMsg) {
         match msg {
-            ShardMsg::Claim {
-                tag,
-                from,
-                datagram,
-            } => match self.core.on_claim(tag, from) {
-                ClaimOutcome::HandOver(session) => {
-                    if let Err(ShardMsg::Adopt { session, datagram }) =
-                        self.mesh.send(from, ShardMsg::Adopt { session, datagram })
-                    {
-                        // The owner's inbox is full: the session stays here, and this datagram
-                        // with it; the claiming shard forwards the rest of its traffic here.
-                        tracing::warn!(
-                            shard = self.core.id,
-                            claimed_by = from,
-                            "handoff not sent (inbox full); the session stays on its home shard"
-                        );
-                        match self.core.keep_home(session) {
-                            Ok(key) => self.core.deliver(
-                                now,
-                                key,
-                                datagram.source,
-                                datagram.data(),
-                                &mut self.io,
-                            ),
-                            Err(session) => self.core.refuse_adoption(session, &mut self.io),
-                        }
-                    }
-                }
-                ClaimOutcome::Forward { shard } => {
-                    let source = datagram.source;
-                    let learn = ShardMsg::Learn {
-                        source: source.addr,
-                        shard,
-                    };
-                    let _ = self.mesh.send(from, learn);
-                    self.forward(shard, source, datagram.data());
-                }
-                ClaimOutcome::Drop(r) => self.core.count_drop(r),
-            },
-            ShardMsg::Adopt { session, datagram } => match self.core.adopt(session) {
-                Ok(key) => {
-                    self.core
-                        .deliver(now, key, datagram.source, datagram.data(), &mut self.io)
-                }
-                Err(session) => self.core.refuse_adoption(session, &mut self.io),
-            },
-            ShardMsg::Forward { datagram } => {
-                self.core.counters.forwarded_in += 1;
-                match self.core.route(now, datagram.source.addr, datagram.data()) {
-                    Route::Local(key) => {
-                        self.core
-                            .deliver(now, key, datagram.source, datagram.data(), &mut self.io)
-                    }
-                    // No second hop for forwarded datagrams: loops are impossible by construction.
-                    Route::Drop(r) => self.core.count_drop(r),
-                    _ => self.core.count_drop(DropReason::StaleSession),
-                }
-            }
-            ShardMsg::Learn { source, shard } => self.core.learn_forward(now, source, shard),
-            ShardMsg::Released { tag } => self.core.on_released(tag),
+            ShardMsg::Core(m) => self.core.handle_shard_msg(now, m, &mut self.io),
             ShardMsg::Hangup { tag, hops, reply } => self.hangup(tag, hops, reply),
             ShardMsg::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
@@ -420,13 +338,32 @@ impl ShardState {
         }
     }
 
+    /// Carries the core's messages to other shards; one that finds a full inbox goes back to the
+    /// core, which settles it.
+    fn send_to_shards(&mut self, now: Instant) {
+        while let Some((to, msg)) = self.core.poll_to_shard() {
+            if let Err(ShardMsg::Core(msg)) = self.mesh.send(to, ShardMsg::Core(msg)) {
+                self.core.undeliverable(now, to, msg, &mut self.io);
+            }
+        }
+    }
+
+    /// Encodes reply frames ahead for at most `ENCODE_BUDGET`; the rest waits for the next step
+    /// (the timer loop yields to other work first).
+    fn encode_ahead(&mut self) {
+        let start = Instant::now();
+        while self.core.encode_next(&mut self.io) {
+            if start.elapsed() >= ENCODE_BUDGET {
+                break;
+            }
+        }
+    }
+
     /// Ends a processing step: run what is due, send, wake workers, tell homes, re-arm the timer.
     pub fn finish_step(&mut self, now: Instant) {
         self.core.handle_timeouts(now, &mut self.io);
-        let released: Vec<_> = self.core.take_released().collect();
-        for tag in released {
-            let _ = self.mesh.send(tag.shard, ShardMsg::Released { tag });
-        }
+        self.send_to_shards(now);
+        self.encode_ahead();
         self.io.batch.flush();
         self.io.record_downlink_sent();
         for (i, w) in self.io.wake_worker.iter_mut().enumerate() {

@@ -3,6 +3,7 @@
 //! agent in virtual time; and a tiny HTTP/1.1 client for the real-socket tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod engine;
 pub mod process;
 pub mod realtime_server;
@@ -12,18 +13,18 @@ pub mod udp_client;
 pub mod virtual_server;
 
 use std::collections::VecDeque;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-pub use tern_engine::peer::Client;
+pub use tern_testkit::peer::Client;
 
 /// Loads a fixture from `engine/tests/data`.
 pub fn load_wav(name: &str) -> (u32, Vec<i16>) {
-    tern_engine::peer::load_wav(&format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
+    tern_testkit::peer::load_wav(&format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR")))
 }
 
-/// Minimal HTTP/1.1 request over a fresh connection; returns (status, headers, body).
+/// An HTTP/1.1 request over a fresh connection (the testkit's client); returns (status, headers,
+/// body), header names in lowercase.
 pub fn http(
     addr: SocketAddr,
     method: &str,
@@ -43,39 +44,10 @@ pub fn http_with(
     extra: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("write");
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&resp[..split]).to_string();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status");
-    let headers = lines
-        .filter_map(|l| {
-            l.split_once(':')
-                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        })
-        .collect();
-    (status, headers, resp[split + 4..].to_vec())
+    let close = tern_testkit::http::Connection::Close;
+    let r = tern_testkit::http::request(addr, method, path, extra, body, close)
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"));
+    (r.status, r.headers, r.body)
 }
 
 /// POSTs an SDP offer as `application/sdp`; asserts `201` and returns the answer.

@@ -181,6 +181,8 @@ impl VirtualServer {
                 self.core.handle_downlink(now, m, &mut self.io);
             }
             self.core.handle_timeouts(now, &mut self.io);
+            // As the shell does after each step: encode the next reply frames ahead.
+            while self.core.encode_next(&mut self.io) {}
             for (to, d) in self.io.out.drain(..) {
                 down.send(now, self.public, to, d);
             }

@@ -64,7 +64,7 @@ pub fn load_set(dir: &Path) -> anyhow::Result<Vec<Clip>> {
         .map(|c| {
             let file = c["file"].as_str().context("clip file")?.to_string();
             let (rate, samples) =
-                tern_engine::peer::load_wav(&dir.join(&file).display().to_string());
+                tern_testkit::peer::load_wav(&dir.join(&file).display().to_string());
             anyhow::ensure!(rate == RATE.hz(), "{file}: {rate} Hz, want {}", RATE.hz());
             Ok(Clip {
                 kind: c["kind"].as_str().unwrap_or("").to_string(),

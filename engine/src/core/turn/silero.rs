@@ -111,7 +111,7 @@ mod tests {
     #[test]
     fn matches_onnxruntime_reference() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
-        let (rate, pcm) = crate::peer::load_wav(&format!("{dir}hello-16k.wav"));
+        let (rate, pcm) = tern_testkit::peer::load_wav(&format!("{dir}hello-16k.wav"));
         assert_eq!(rate, 16_000);
         let reference: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(format!("{dir}silero-ref-hello-16k.json")).expect("ref"),

@@ -7,18 +7,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::admission::Admission;
-use crate::core::auth::Auth;
-use crate::core::events::ClientEvent;
-use crate::core::media::decoder::UplinkDecoder;
-use crate::core::media::frame::ModelRate;
-use crate::core::peer_addr::Peer;
-use crate::core::ring_msg::UplinkMsg;
-use crate::core::route_tag::{server_ufrag, RouteTag, TagKey};
-use crate::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
-use crate::core::session::{SessionConfig, SessionIo};
-use crate::core::shard::{Route, ShardCore, ShardSettings};
-use crate::core::turn::detector::ServerVadSettings;
+use tern_engine::core::admission::Admission;
+use tern_engine::core::auth::Auth;
+use tern_engine::core::events::ClientEvent;
+use tern_engine::core::media::decoder::UplinkDecoder;
+use tern_engine::core::media::frame::ModelRate;
+use tern_engine::core::peer_addr::Peer;
+use tern_engine::core::ring_msg::UplinkMsg;
+use tern_engine::core::route_tag::{server_ufrag, RouteTag, TagKey};
+use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
+use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::shard::{ShardCore, ShardSettings};
+use tern_engine::core::turn::detector::ServerVadSettings;
 
 /// Discards everything a session emits.
 struct NullIo;
@@ -72,14 +72,16 @@ pub fn datagram(data: &[u8]) {
             SocketAddr::from(([192, 0, 2, pick], 4000 + u16::from(pick)))
         };
         let now = Instant::now();
-        if let Route::Local(k) = core.route(now, source, payload) {
-            // Both transports reach the same session code.
-            let from = if pick & 2 == 0 {
-                Peer::udp(source)
-            } else {
-                Peer::tcp(source)
-            };
-            core.deliver(now, k, from, payload, &mut NullIo);
+        // Both transports reach the same session code.
+        let from = if pick & 2 == 0 {
+            Peer::udp(source)
+        } else {
+            Peer::tcp(source)
+        };
+        core.handle_datagram(now, from, payload, &mut NullIo);
+        // Messages for the other shard (claims, forwards) find its inbox full.
+        while let Some((to, msg)) = core.poll_to_shard() {
+            core.undeliverable(now, to, msg, &mut NullIo);
         }
         core.handle_timeouts(now, &mut NullIo);
     });
@@ -171,7 +173,7 @@ pub fn http_request(data: &[u8]) {
         let _ = RouteTag::parse_call_id(id.split('/').next().unwrap_or(""));
     }
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
-        let _ = crate::shell::http::session_config_for(&v, &SessionConfig::default());
+        let _ = tern_engine::shell::http::session_config_for(&v, &SessionConfig::default());
     }
 }
 

@@ -1,0 +1,100 @@
+//! The shard cores of one node in virtual time with the mesh between them emulated: every message
+//! a core puts out (`poll_to_shard`) is carried to its target's `handle_shard_msg`, until no core
+//! has anything left to say. An inbox marked full refuses, and the message goes back to its
+//! sender's `undeliverable`, as the shell does with a full ring.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tern_engine::core::admission::Admission;
+use tern_engine::core::peer_addr::Peer;
+use tern_engine::core::route_tag::TagKey;
+use tern_engine::core::rtc_setup::ServerCrypto;
+use tern_engine::core::session::SessionConfig;
+use tern_engine::core::shard::{ShardCore, ShardSettings};
+
+use super::virtual_server::CollectIo;
+
+pub struct Cluster {
+    pub cores: Vec<ShardCore>,
+    /// Each core's outputs (datagrams, agent messages, ends).
+    pub io: Vec<CollectIo>,
+    /// Inboxes that refuse every message, as a full ring does.
+    pub inbox_full: Vec<bool>,
+    /// Messages carried: (from, to, kind).
+    pub carried: Vec<(u16, u16, &'static str)>,
+    /// Messages refused by a full inbox: (from, to, kind).
+    pub refused: Vec<(u16, u16, &'static str)>,
+}
+
+impl Cluster {
+    /// One node whose shard `i` holds at most `room[i]` sessions; all share `admission`.
+    pub fn new(room: &[usize], admission: &Admission) -> Self {
+        let key = TagKey::random();
+        let crypto = ServerCrypto::new().expect("crypto");
+        let shards = room.len();
+        let cores = room
+            .iter()
+            .enumerate()
+            .map(|(i, &max)| {
+                let settings = ShardSettings {
+                    node: 0,
+                    shards: shards as u16,
+                    workers: 1,
+                    public: "10.0.0.1:3478".parse().expect("addr"),
+                    public_tcp: None,
+                    max_sessions_per_shard: max,
+                    session: SessionConfig::default(),
+                    tag_key: key.clone(),
+                    admission: admission.clone(),
+                };
+                ShardCore::new(i as u16, Arc::new(settings), crypto.clone())
+            })
+            .collect();
+        Cluster {
+            cores,
+            io: (0..shards).map(|_| CollectIo::default()).collect(),
+            inbox_full: vec![false; shards],
+            carried: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
+    /// A datagram from `source` that the kernel steered to shard `to`, then every message it
+    /// caused, carried.
+    pub fn datagram(&mut self, now: Instant, to: usize, source: SocketAddr, data: &[u8]) {
+        self.cores[to].handle_datagram(now, Peer::udp(source), data, &mut self.io[to]);
+        self.carry(now);
+    }
+
+    /// Carries messages between cores until none is left.
+    pub fn carry(&mut self, now: Instant) {
+        loop {
+            let mut in_flight = Vec::new();
+            for i in 0..self.cores.len() {
+                while let Some((to, msg)) = self.cores[i].poll_to_shard() {
+                    let hop = (i as u16, to, msg.label());
+                    if self.inbox_full.get(to as usize).copied().unwrap_or(true) {
+                        self.refused.push(hop);
+                        self.cores[i].undeliverable(now, to, msg, &mut self.io[i]);
+                    } else {
+                        self.carried.push(hop);
+                        in_flight.push((to as usize, msg));
+                    }
+                }
+            }
+            if in_flight.is_empty() {
+                return;
+            }
+            for (to, msg) in in_flight {
+                self.cores[to].handle_shard_msg(now, msg, &mut self.io[to]);
+            }
+        }
+    }
+
+    /// The kinds of messages carried so far, in order.
+    pub fn carried_kinds(&self) -> Vec<&'static str> {
+        self.carried.iter().map(|(_, _, k)| *k).collect()
+    }
+}
