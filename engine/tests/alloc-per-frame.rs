@@ -22,10 +22,15 @@ use tern_engine::agent::echo::EchoAgent;
 use tern_engine::agent::Agent;
 use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::peer_addr::Peer;
+use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::UplinkMsg;
+use tern_engine::core::route_tag::RouteTag;
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::ShardCore;
+use tern_engine::core::turn::barge_in::BargeInOutcome;
+use tern_engine::core::turn::latency::TurnLatency;
 use tern_engine::heap::{allocations, dependency_allocations, CountingAlloc};
 
 #[global_allocator]
@@ -77,6 +82,14 @@ impl SessionIo for QuietIo {
     fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {
         self.uplink_frames += 1;
     }
+    fn session_ended(&mut self, _call: RouteTag) {}
+    fn event_rejected(&mut self, _reason: EventRejected) {}
+    fn barge_in(&mut self, _outcome: BargeInOutcome) {}
+    fn paced(&mut self, _late_by: Duration) {}
+    fn flush(&mut self) {}
+    fn uplink_late(&mut self) {}
+    fn turn_latency(&mut self, _latency: &TurnLatency) {}
+    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 /// What the server did in one 1 ms step.

@@ -96,6 +96,10 @@ pub struct Link {
     pub dropped: usize,
     /// Drop every DTLS record (a middlebox or a peer whose handshake never gets through).
     pub drop_dtls: bool,
+    /// Drop every STUN message (a peer whose consent checks stop while media flows).
+    pub drop_stun: bool,
+    /// Drop everything (a peer that vanished).
+    pub blackhole: bool,
 }
 
 impl Link {
@@ -108,6 +112,8 @@ impl Link {
             jitter: Duration::ZERO,
             dropped: 0,
             drop_dtls: false,
+            drop_stun: false,
+            blackhole: false,
         }
     }
 
@@ -124,7 +130,12 @@ impl Link {
         let is_rtp = data.first().is_some_and(|b| (128..192).contains(b))
             && data.get(1).is_some_and(|b| !(64..96).contains(&(b & 0x7f)));
         let is_dtls = data.first().is_some_and(|b| (20..64).contains(b));
-        if (is_rtp && self.rand() < self.loss) || (is_dtls && self.drop_dtls) {
+        let is_stun = data.first().is_some_and(|b| *b < 2);
+        if (is_rtp && self.rand() < self.loss)
+            || (is_dtls && self.drop_dtls)
+            || (is_stun && self.drop_stun)
+            || self.blackhole
+        {
             self.dropped += 1;
             return;
         }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use tern_engine::core::session::SessionConfig;
+
 use super::virtual_server::VirtualServer;
 use super::{Client, Link};
 
@@ -25,9 +27,18 @@ impl Scene {
         Self::with(speech, true)
     }
 
+    /// A connected client whose session gets `session` (limits, turn settings).
+    pub fn with_session(speech: Vec<i16>, session: SessionConfig) -> Self {
+        Self::build(speech, false, session)
+    }
+
     fn with(speech: Vec<i16>, muted: bool) -> Self {
+        Self::build(speech, muted, SessionConfig::default())
+    }
+
+    fn build(speech: Vec<i16>, muted: bool, session: SessionConfig) -> Self {
         let now = Instant::now();
-        let mut server = VirtualServer::new();
+        let mut server = VirtualServer::with_session(session);
         let (mut client, offer) = Client::new(now, "10.0.0.2:50000".parse().expect("addr"), speech);
         client.muted = muted;
         server.connect(now, &mut client, &offer);

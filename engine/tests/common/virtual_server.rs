@@ -10,10 +10,12 @@ use tern_engine::agent::{Agent, AgentOutput};
 use tern_engine::core::admission::Admission;
 use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::peer_addr::Peer;
+use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
-use tern_engine::core::route_tag::TagKey;
+use tern_engine::core::route_tag::{RouteTag, TagKey};
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
 use tern_engine::core::turn::barge_in::BargeInOutcome;
 use tern_engine::core::turn::latency::TurnLatency;
@@ -36,6 +38,8 @@ pub struct CollectIo {
     pub turn_latencies: Vec<TurnLatency>,
     /// Sessions that ended (each releases its admission exactly once).
     pub ended: usize,
+    /// Client events refused, by reason.
+    pub events_rejected: Vec<EventRejected>,
 }
 
 impl SessionIo for CollectIo {
@@ -65,12 +69,18 @@ impl SessionIo for CollectIo {
     fn barge_in(&mut self, outcome: BargeInOutcome) {
         self.barge_ins.push(outcome);
     }
-    fn session_ended(&mut self, _call: tern_engine::core::route_tag::RouteTag) {
+    fn session_ended(&mut self, _call: RouteTag) {
         self.ended += 1;
     }
     fn turn_latency(&mut self, latency: &TurnLatency) {
         self.turn_latencies.push(*latency);
     }
+    fn event_rejected(&mut self, reason: EventRejected) {
+        self.events_rejected.push(reason);
+    }
+    fn paced(&mut self, _late_by: Duration) {}
+    fn flush(&mut self) {}
+    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 /// What an agent sent back in one step.

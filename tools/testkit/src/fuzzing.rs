@@ -10,15 +10,19 @@ use std::time::{Duration, Instant};
 use tern_engine::core::admission::Admission;
 use tern_engine::core::auth::Auth;
 use tern_engine::core::events::ClientEvent;
-use tern_engine::core::media::decoder::UplinkDecoder;
+use tern_engine::core::media::decoder::{FrameOrigin, UplinkDecoder};
 use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::peer_addr::Peer;
+use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::UplinkMsg;
 use tern_engine::core::route_tag::{server_ufrag, RouteTag, TagKey};
 use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
 use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
+use tern_engine::core::turn::barge_in::BargeInOutcome;
 use tern_engine::core::turn::detector::ServerVadSettings;
+use tern_engine::core::turn::latency::TurnLatency;
 
 /// Discards everything a session emits.
 struct NullIo;
@@ -30,6 +34,15 @@ impl SessionIo for NullIo {
     }
     fn connected(&mut self, _: Duration) {}
     fn downlink_sent(&mut self, _: Instant) {}
+    fn session_ended(&mut self, _: RouteTag) {}
+    fn event_rejected(&mut self, _: EventRejected) {}
+    fn barge_in(&mut self, _: BargeInOutcome) {}
+    fn paced(&mut self, _: Duration) {}
+    fn flush(&mut self) {}
+    fn uplink_frame(&mut self, _: FrameOrigin, _: Duration) {}
+    fn uplink_late(&mut self) {}
+    fn turn_latency(&mut self, _: &TurnLatency) {}
+    fn record(&mut self, _: RouteTag, _: Instant, _: RecordEvent<'_>) {}
 }
 
 fn settings() -> Arc<ShardSettings> {

@@ -117,7 +117,8 @@ impl Default for SessionConfig {
 }
 
 /// Where a session's outputs go. Implemented by the shard shell (sockets, rings, metrics) and by
-/// test harnesses (vectors).
+/// test harnesses (vectors). No method has a default body: an implementation that wraps another
+/// (the shard core's `WatchReply`) cannot forget to forward one.
 pub trait SessionIo {
     /// A datagram to send to `to` (over UDP, or framed on its TCP connection) from our local
     /// address `source`.
@@ -130,24 +131,24 @@ pub trait SessionIo {
     fn downlink_sent(&mut self, taken_at: Instant);
     /// The session of `call` ended (its directory entry can be removed; its admission permit
     /// is released with the session).
-    fn session_ended(&mut self, _call: RouteTag) {}
+    fn session_ended(&mut self, call: RouteTag);
     /// A client event was refused (counted by reason).
-    fn event_rejected(&mut self, _reason: EventRejected) {}
+    fn event_rejected(&mut self, reason: EventRejected);
     /// Speech over a playing reply: it interrupted, or was rejected (too short, or echo).
-    fn barge_in(&mut self, _outcome: BargeInOutcome) {}
+    fn barge_in(&mut self, outcome: BargeInOutcome);
     /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
-    fn paced(&mut self, _late_by: Duration) {}
+    fn paced(&mut self, late_by: Duration);
     /// Send what has been written so far now (before slower work in the same step).
-    fn flush(&mut self) {}
+    fn flush(&mut self);
     /// An uplink frame was decoded, concealed, FEC-recovered or filled with silence after its
     /// packet was held `hold` by the reorder buffer.
-    fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {}
+    fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration);
     /// An uplink packet came after its frame was concealed (dropped).
-    fn uplink_late(&mut self) {}
+    fn uplink_late(&mut self);
     /// A turn's latency breakdown is complete (its reply's first packet went out).
-    fn turn_latency(&mut self, _latency: &TurnLatency) {}
+    fn turn_latency(&mut self, latency: &TurnLatency);
     /// For the call recording (only sessions that record call it).
-    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
+    fn record(&mut self, call: RouteTag, now: Instant, event: RecordEvent<'_>);
 }
 
 #[derive(Debug, Default, Clone, Copy)]
