@@ -6,17 +6,16 @@
 //! Silero's own wrapper does. It costs tens of microseconds per chunk, so it never runs on a media
 //! core: `--vad silero` runs it on the inference workers (see `shell::worker`).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use tract_onnx::prelude::*;
 
+use super::onnx_plan::{self, Plan};
 use super::vad::VoiceDetector;
 
 const MODEL: &[u8] = include_bytes!("../../../models/silero_vad_v6_16k.onnx");
 const CHUNK: usize = 512;
 const CONTEXT: usize = 64;
-
-type Plan = Arc<TypedSimplePlan<TypedModel>>;
 
 #[derive(Debug, thiserror::Error)]
 #[error("silero model: {0}")]
@@ -25,16 +24,9 @@ pub struct SileroError(String);
 /// The optimized model, built once per process and shared by every session's detector.
 fn plan() -> Result<Plan, SileroError> {
     static PLAN: OnceLock<Result<Plan, String>> = OnceLock::new();
-    PLAN.get_or_init(|| {
-        tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(MODEL))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map(Arc::new)
-            .map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .map_err(SileroError)
+    PLAN.get_or_init(|| onnx_plan::build(MODEL, Ok))
+        .clone()
+        .map_err(SileroError)
 }
 
 /// One stream's Silero detector: the shared model plus this stream's state and context.

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Back to back on this 2-core VM: engine on CPU 0, tern-bench on CPU 1; dev profile like the earlier reports.
+set -euo pipefail
+cd /work/main
+B=target/debug/tern-bench; D=perf-reports/2026-11-29-redesign
+$B --mode steady --target tern --sessions 100 --seconds 20 --tern /tmp/tern-before --report-dir $D/steady-before
+$B --mode steady --target tern --sessions 100 --seconds 20 --tern /tmp/tern-after --report-dir $D/steady-after
+$B --mode steady --target tern --sessions 100 --seconds 20 --tern /tmp/tern-before --report-dir $D/steady-before2
+$B --mode steady --target tern --sessions 100 --seconds 20 --tern /tmp/tern-after --report-dir $D/steady-after2
+$B --mode setup-storm --target tern --seconds 15 --window 16 --tern /tmp/tern-before --report-dir $D/storm-before
+$B --mode setup-storm --target tern --seconds 15 --window 16 --tern /tmp/tern-after --report-dir $D/storm-after
+$B --mode setup-storm --target tern --seconds 15 --window 16 --tern /tmp/tern-after --report-dir $D/storm-after2
+$B --mode setup-storm --target tern --seconds 15 --window 16 --tern /tmp/tern-before --report-dir $D/storm-before2
