@@ -169,16 +169,31 @@ impl VirtualServer {
         up: &mut Link,
         down: &mut Link,
     ) -> Instant {
+        self.run_many(start, dur, &mut [(client, up, down)])
+    }
+
+    /// Runs several clients, each over its own pair of links, in 1 ms steps; replies go to the
+    /// client whose address they are for.
+    pub fn run_many(
+        &mut self,
+        start: Instant,
+        dur: Duration,
+        peers: &mut [(&mut Client, &mut Link, &mut Link)],
+    ) -> Instant {
         let mut now = start;
         let end = start + dur;
         while now < end {
-            for (to, d) in client.poll(now) {
-                up.send(now, client.addr, to, d);
-            }
-            for (from, _to, d) in up.due(now) {
-                match self.core.route(now, from, &d) {
-                    Route::Local(k) => self.core.deliver(now, k, Peer::udp(from), &d, &mut self.io),
-                    _ => self.unrouted += 1,
+            for (client, up, _) in peers.iter_mut() {
+                for (to, d) in client.poll(now) {
+                    up.send(now, client.addr, to, d);
+                }
+                for (from, _to, d) in up.due(now) {
+                    match self.core.route(now, from, &d) {
+                        Route::Local(k) => {
+                            self.core.deliver(now, k, Peer::udp(from), &d, &mut self.io)
+                        }
+                        _ => self.unrouted += 1,
+                    }
                 }
             }
             self.core.handle_timeouts(now, &mut self.io);
@@ -194,10 +209,14 @@ impl VirtualServer {
             // As the shell does after each step: encode the next reply frames ahead.
             while self.core.encode_next(&mut self.io) {}
             for (to, d) in self.io.out.drain(..) {
-                down.send(now, self.public, to, d);
+                if let Some((_, _, down)) = peers.iter_mut().find(|(c, _, _)| c.addr == to) {
+                    down.send(now, self.public, to, d);
+                }
             }
-            for (from, _to, d) in down.due(now) {
-                client.receive(now, from, &d);
+            for (client, _, down) in peers.iter_mut() {
+                for (from, _to, d) in down.due(now) {
+                    client.receive(now, from, &d);
+                }
             }
             now += Duration::from_millis(1);
         }
