@@ -124,7 +124,7 @@ pub enum Route {
 
 /// What the home shard answers to a claim.
 #[derive(Debug)]
-pub enum ClaimOutcome {
+enum ClaimOutcome {
     /// Move this session to the claiming shard.
     HandOver(Box<Session>),
     /// The session already lives elsewhere: forward the datagram there.
@@ -401,7 +401,7 @@ impl ShardCore {
     }
 
     /// Another shard told us where datagrams from `source` belong.
-    pub fn learn_forward(&mut self, now: Instant, source: SocketAddr, shard: u16) {
+    fn learn_forward(&mut self, now: Instant, source: SocketAddr, shard: u16) {
         if shard != self.id && shard < self.settings.shards {
             self.remember_forward(now, source, shard);
         }
@@ -415,7 +415,7 @@ impl ShardCore {
     }
 
     /// Counts a drop.
-    pub fn count_drop(&mut self, reason: DropReason) {
+    fn count_drop(&mut self, reason: DropReason) {
         self.counters.dropped[reason.index()] += 1;
     }
 
@@ -771,7 +771,7 @@ impl ShardCore {
     }
 
     /// The owner reported the end of a session that was handed over from here.
-    pub fn on_released(&mut self, tag: RouteTag) {
+    fn on_released(&mut self, tag: RouteTag) {
         let key = SlotKey {
             slot: tag.slot,
             generation: tag.generation,
