@@ -14,7 +14,7 @@ use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::SessionConfig;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 
-use super::virtual_server::CollectIo;
+use super::virtual_server::{CollectIo, VirtualServer};
 
 pub struct Cluster {
     pub cores: Vec<ShardCore>,
@@ -38,16 +38,13 @@ impl Cluster {
             .iter()
             .enumerate()
             .map(|(i, &max)| {
+                let public = "10.0.0.1:3478".parse().expect("addr");
                 let settings = ShardSettings {
-                    node: 0,
                     shards: shards as u16,
-                    workers: 1,
-                    public: "10.0.0.1:3478".parse().expect("addr"),
-                    public_tcp: None,
                     max_sessions_per_shard: max,
-                    session: SessionConfig::default(),
                     tag_key: key.clone(),
                     admission: admission.clone(),
+                    ..VirtualServer::settings(public, SessionConfig::default())
                 };
                 ShardCore::new(i as u16, Arc::new(settings), crypto.clone())
             })
