@@ -26,7 +26,7 @@ use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use tern_engine::core::relay::{read_header, RelayToken};
-use tern_engine::core::route_tag::{RouteTag, TagKey};
+use tern_engine::core::session_id::{SessionId, TagKey};
 use tern_testkit::peer::{binding_request, Client};
 
 use crate::util::{http, http_with_location, pin_to, proc_cpu_us, Metrics, Server};
@@ -143,7 +143,7 @@ fn run_flows(
     if let Some(key) = key {
         // Each flow's first datagram: a binding request with a ufrag the fleet sealed.
         for (i, s) in socks.iter().enumerate() {
-            let tag = RouteTag::sealed(key, ECHO_NODE, 0, i as u32, 1, rand_u32(i));
+            let tag = SessionId::sealed(key, ECHO_NODE, 0, i as u32, 1, rand_u32(i));
             s.send_to(&binding_request(&tag.ufrag()), dest)?;
         }
         std::thread::sleep(Duration::from_millis(200));

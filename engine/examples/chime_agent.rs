@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use tern_engine::agent::{Agent, AgentFactory, AgentKind, AgentOutput};
 use tern_engine::core::media::frame::{PcmFrame, FRAME_MS};
-use tern_engine::core::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
+use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use tern_engine::core::session_id::SessionKey;
 use tern_engine::core::turn::detector::TurnEvent;
 use tern_engine::shell::runtime::{self, EngineConfig};
 
@@ -151,7 +152,7 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tern_engine::core::route_tag::RouteTag;
+    use tern_engine::core::session_id::SessionId;
 
     struct Sink(Vec<DownlinkMsg>);
     impl AgentOutput for Sink {
@@ -171,7 +172,7 @@ mod tests {
             generation: 1,
         };
         let t0 = Instant::now();
-        let tag = RouteTag {
+        let tag = SessionId {
             node: 0,
             shard: 0,
             slot: 1,

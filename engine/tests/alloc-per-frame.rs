@@ -24,9 +24,9 @@ use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::UplinkMsg;
-use tern_engine::core::route_tag::RouteTag;
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session_id::SessionId;
 use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::ShardCore;
 use tern_engine::core::turn::barge_in::BargeInOutcome;
@@ -82,14 +82,14 @@ impl SessionIo for QuietIo {
     fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {
         self.uplink_frames += 1;
     }
-    fn session_ended(&mut self, _call: RouteTag) {}
+    fn session_ended(&mut self, _call: SessionId) {}
     fn event_rejected(&mut self, _reason: EventRejected) {}
     fn barge_in(&mut self, _outcome: BargeInOutcome) {}
     fn paced(&mut self, _late_by: Duration) {}
     fn flush(&mut self) {}
     fn uplink_late(&mut self) {}
     fn turn_latency(&mut self, _latency: &TurnLatency) {}
-    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
+    fn record(&mut self, _call: SessionId, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 /// What the server did in one 1 ms step.

@@ -18,7 +18,7 @@ use common::process::{free_port, TernProcess};
 use common::redis::Redis;
 use common::udp_client::UdpClient;
 use common::{hang_up, http, load_wav, metric};
-use tern_engine::core::route_tag::{RouteTag, TagKey};
+use tern_engine::core::session_id::{SessionId, TagKey};
 use tern_testkit::peer::binding_request;
 
 const SECRET: &str = "relay-test-fleet-secret";
@@ -179,9 +179,9 @@ fn clients_reach_three_nodes_through_one_relay_and_forgeries_stop_there() {
     let before = dropped_at_nodes(&nodes);
     let attacker = UdpSocket::bind("127.0.0.1:0").unwrap();
     let relay_addr: SocketAddr = format!("127.0.0.1:{relay_port}").parse().unwrap();
-    let forged = RouteTag::sealed(&TagKey::new(b"not the fleet's"), 1, 0, 0, 1, 7);
-    let real = RouteTag::parse(&clients[0].server_ufrag()).unwrap();
-    let tampered = RouteTag {
+    let forged = SessionId::sealed(&TagKey::new(b"not the fleet's"), 1, 0, 0, 1, 7);
+    let real = SessionId::parse(&clients[0].server_ufrag()).unwrap();
+    let tampered = SessionId {
         slot: real.slot + 1,
         ..real
     };
@@ -223,7 +223,7 @@ fn clients_reach_three_nodes_through_one_relay_and_forgeries_stop_there() {
     relay.wait_nodes(2.0, Duration::from_secs(8));
     // The shards take the new table on their next tick.
     std::thread::sleep(Duration::from_millis(300));
-    let stale = RouteTag::parse(&clients[2].server_ufrag()).unwrap();
+    let stale = SessionId::parse(&clients[2].server_ufrag()).unwrap();
     attacker
         .send_to(&binding_request(&stale.ufrag()), relay_addr)
         .unwrap();

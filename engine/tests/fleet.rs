@@ -221,7 +221,7 @@ fn offers_to_a_full_or_draining_node_are_answered_by_another() {
     // Node 7's placement reads the fleet's records once a second.
     std::thread::sleep(Duration::from_millis(1500));
     let node_of = |c: &UdpClient| {
-        tern_engine::core::route_tag::RouteTag::parse_call_id(&c.call_id())
+        tern_engine::core::session_id::SessionId::parse_call_id(&c.call_id())
             .unwrap()
             .node
     };

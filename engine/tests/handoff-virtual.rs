@@ -15,8 +15,8 @@ use common::cluster::Cluster;
 use common::{load_wav, Client};
 use tern_engine::core::admission::Admission;
 use tern_engine::core::peer_addr::Peer;
-use tern_engine::core::route_tag::RouteTag;
 use tern_engine::core::rtc_setup::OfferError;
+use tern_engine::core::session_id::SessionId;
 use tern_engine::core::shard::{CallLocation, DropReason};
 
 const CLIENT: &str = "10.0.0.2:50000";
@@ -24,7 +24,7 @@ const CLIENT: &str = "10.0.0.2:50000";
 /// Two shards of one node (room for `owner_room` sessions on shard 1); the client's offer went to
 /// shard 0 (home). Returns the cluster, the client, its tag, its first STUN request and the
 /// node's admission.
-fn setup(owner_room: usize) -> (Cluster, Client, RouteTag, Vec<u8>, Admission) {
+fn setup(owner_room: usize) -> (Cluster, Client, SessionId, Vec<u8>, Admission) {
     let admission = Admission::new(8);
     let mut cluster = Cluster::new(&[8, owner_room], &admission);
     let t0 = Instant::now();
@@ -83,7 +83,7 @@ fn a_forged_ufrag_for_another_shard_is_dropped_before_any_work() {
         "no copy, no message, no wake-up of shard 0"
     );
     // A call id with a bad seal is unknown everywhere (no hangup hop to another shard).
-    let bad = RouteTag::parse(std::str::from_utf8(&forged_ufrag).unwrap()).unwrap();
+    let bad = SessionId::parse(std::str::from_utf8(&forged_ufrag).unwrap()).unwrap();
     assert_eq!(c.cores[1].find_call(&bad), CallLocation::Unknown);
     assert_eq!(c.cores[1].find_call(&tag), CallLocation::Shard(0));
     // The genuine request still moves the session.

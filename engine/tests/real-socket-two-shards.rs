@@ -117,7 +117,7 @@ fn turn_over_http_and_udp_on_two_shards() {
     );
     // The session moved exactly when it was answered on the other shard.
     let call_id = location.rsplit('/').next().unwrap();
-    let home = tern_engine::core::route_tag::RouteTag::parse_call_id(call_id)
+    let home = tern_engine::core::session_id::SessionId::parse_call_id(call_id)
         .unwrap()
         .shard as usize;
     let moved = if home == owner { 0.0 } else { 1.0 };

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tern_engine::core::admission::Admission;
-use tern_engine::core::route_tag::{RouteTag, TagKey};
 use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
 use tern_engine::core::session::SessionConfig;
+use tern_engine::core::session_id::{SessionId, TagKey};
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 use tern_engine::heap::live_bytes;
 use tern_testkit::peer::Client;
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let public = "10.1.0.1:3478".parse()?;
     let rtc = per_item(n, |i| {
-        let tag = RouteTag {
+        let tag = SessionId {
             node: 0,
             shard: 0,
             slot: i as u32,

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use super::{Agent, AgentOutput};
 use crate::core::media::frame::{PcmFrame, FRAME_MS};
-use crate::core::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
+use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use crate::core::session_id::SessionKey;
 use crate::core::turn::detector::TurnEvent;
 
 /// Frames of history kept for the prefix padding (1 s).
@@ -193,7 +194,7 @@ mod tests {
             t0,
             UplinkMsg::Start {
                 key,
-                tag: crate::core::route_tag::RouteTag {
+                tag: crate::core::session_id::SessionId {
                     node: 0,
                     shard: 0,
                     slot: 1,

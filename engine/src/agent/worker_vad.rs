@@ -7,7 +7,8 @@ use std::collections::HashMap;
 
 use super::AgentOutput;
 use crate::core::media::frame::ModelRate;
-use crate::core::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
+use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use crate::core::session_id::SessionKey;
 use crate::core::turn::vad::{FrameVad, VadBackend};
 
 pub struct WorkerVad {
@@ -66,7 +67,7 @@ impl WorkerVad {
 mod tests {
     use super::*;
     use crate::core::media::frame::PcmFrame;
-    use crate::core::route_tag::RouteTag;
+    use crate::core::session_id::SessionId;
     use std::time::Instant;
 
     #[test]
@@ -81,7 +82,7 @@ mod tests {
         let mut w = WorkerVad::new(VadBackend::Silero).expect("runs on the worker");
         assert!(WorkerVad::new(VadBackend::Earshot).is_none());
         let mut out = Vec::<DownlinkMsg>::new();
-        let tag = RouteTag {
+        let tag = SessionId {
             node: 0,
             shard: 0,
             slot: 1,

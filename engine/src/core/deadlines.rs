@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use super::session_table::SlotKey;
+use super::session_id::SessionKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct HeapEntry {
@@ -20,18 +20,23 @@ struct HeapEntry {
 /// Earliest-deadline-first queue keyed by session slot.
 #[derive(Debug, Default)]
 pub struct DeadlineQueue {
+    /// The shard whose sessions these are (named by every key popped).
+    shard: u16,
     heap: BinaryHeap<Reverse<HeapEntry>>,
     armed: Vec<Option<(Instant, u16)>>,
     armed_count: usize,
 }
 
 impl DeadlineQueue {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(shard: u16) -> Self {
+        DeadlineQueue {
+            shard,
+            ..Self::default()
+        }
     }
 
     /// Arms (or re-arms) the deadline of `key`.
-    pub fn schedule(&mut self, key: SlotKey, at: Instant) {
+    pub fn schedule(&mut self, key: SessionKey, at: Instant) {
         let i = key.slot as usize;
         if self.armed.len() <= i {
             self.armed.resize(i + 1, None);
@@ -54,7 +59,7 @@ impl DeadlineQueue {
     }
 
     /// Disarms `key` (its heap entries become stale).
-    pub fn cancel(&mut self, key: SlotKey) {
+    pub fn cancel(&mut self, key: SessionKey) {
         if let Some(a) = self.armed.get_mut(key.slot as usize) {
             if matches!(a, Some((_, g)) if *g == key.generation) {
                 *a = None;
@@ -79,7 +84,7 @@ impl DeadlineQueue {
     }
 
     /// Pops one key whose deadline is at or before `now`, disarming it.
-    pub fn pop_due(&mut self, now: Instant) -> Option<SlotKey> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<SessionKey> {
         while let Some(Reverse(top)) = self.heap.peek().copied() {
             if !self.is_current(&top) {
                 self.heap.pop();
@@ -91,7 +96,8 @@ impl DeadlineQueue {
             self.heap.pop();
             self.armed[top.slot as usize] = None;
             self.armed_count -= 1;
-            return Some(SlotKey {
+            return Some(SessionKey {
+                shard: self.shard,
                 slot: top.slot,
                 generation: top.generation,
             });
@@ -143,8 +149,9 @@ mod tests {
     use proptest::prelude::*;
     use std::time::Duration;
 
-    fn k(slot: u32) -> SlotKey {
-        SlotKey {
+    fn k(slot: u32) -> SessionKey {
+        SessionKey {
+            shard: 0,
             slot,
             generation: 0,
         }
@@ -154,7 +161,7 @@ mod tests {
     fn earliest_first_and_rearm() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        let mut q = DeadlineQueue::new();
+        let mut q = DeadlineQueue::new(0);
         q.schedule(k(1), ms(30));
         q.schedule(k(2), ms(10));
         q.schedule(k(1), ms(5)); // earlier re-arm makes the 30 ms entry stale
@@ -170,7 +177,7 @@ mod tests {
     fn compaction_keeps_the_heap_buffer_and_the_armed_deadlines() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
-        let mut q = DeadlineQueue::new();
+        let mut q = DeadlineQueue::new(0);
         // One session re-armed over and over leaves stale entries until the heap compacts.
         let mut peak = 0;
         for i in 0..5000u64 {
@@ -188,9 +195,10 @@ mod tests {
     #[test]
     fn cancel_and_generation() {
         let t0 = Instant::now();
-        let mut q = DeadlineQueue::new();
+        let mut q = DeadlineQueue::new(0);
         q.schedule(k(1), t0);
-        q.cancel(SlotKey {
+        q.cancel(SessionKey {
+            shard: 0,
             slot: 1,
             generation: 7,
         }); // wrong generation: no effect
@@ -204,7 +212,7 @@ mod tests {
         #[test]
         fn matches_model(ops in proptest::collection::vec((0u32..8, 0u64..100), 1..300)) {
             let t0 = Instant::now();
-            let mut q = DeadlineQueue::new();
+            let mut q = DeadlineQueue::new(0);
             let mut model: std::collections::HashMap<u32, u64> = Default::default();
             for (slot, at) in ops {
                 q.schedule(k(slot), t0 + Duration::from_millis(at));

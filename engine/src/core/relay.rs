@@ -2,7 +2,7 @@
 //! nodes, routing on the ICE ufrag as OpenAI's relay and LiveKit's edge do.
 //!
 //! A flow (client address on the relay's public port) is created by its first STUN binding
-//! request: the USERNAME's server ufrag is a sealed `RouteTag`, so the relay checks the seal with
+//! request: the USERNAME's server ufrag is a sealed `SessionId`, so the relay checks the seal with
 //! the fleet secret (a forged ufrag costs no node anything), finds the tag's node in the fleet's
 //! node table and remembers client -> (node, shard). Every later datagram of the flow goes to that
 //! node's relay ingress for the tag's shard, wrapped in a small header naming the client, so the
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use str0m::ice::StunMessage;
 
 use super::classify::{classify, DatagramKind};
-use super::route_tag::{server_ufrag, RouteTag, TagKey};
+use super::session_id::{server_ufrag, SessionId, TagKey};
 
 const MAGIC: [u8; 4] = *b"TRL1";
 /// Longest header: magic, token, family, IPv6 address, port.
@@ -305,7 +305,7 @@ impl RelayCore {
     fn check_ufrag(&self, data: &[u8]) -> Result<(u16, u16), RelayDrop> {
         let msg = StunMessage::parse(data).map_err(|_| RelayDrop::BadStun)?;
         let (local, _) = msg.split_username().ok_or(RelayDrop::BadStun)?;
-        let tag = RouteTag::parse(server_ufrag(local)).map_err(|_| RelayDrop::UnknownUfrag)?;
+        let tag = SessionId::parse(server_ufrag(local)).map_err(|_| RelayDrop::UnknownUfrag)?;
         if !tag.is_sealed_by(&self.key) {
             return Err(RelayDrop::ForgedUfrag);
         }
@@ -373,7 +373,7 @@ mod tests {
         let (mut c, key) = core();
         let t0 = Instant::now();
         let client: SocketAddr = "198.51.100.7:5000".parse().unwrap();
-        let tag = RouteTag::sealed(&key, 2, 1, 9, 1, 42);
+        let tag = SessionId::sealed(&key, 2, 1, 9, 1, 42);
         // Before the first check: nothing to route by.
         assert_eq!(
             c.from_client(t0, client, &[0x80; 40]).err(),
@@ -405,9 +405,9 @@ mod tests {
         let (mut c, key) = core();
         let t0 = Instant::now();
         let client: SocketAddr = "198.51.100.7:5000".parse().unwrap();
-        let other_fleet = RouteTag::sealed(&TagKey::new(b"other"), 2, 0, 1, 1, 1);
-        let gone_node = RouteTag::sealed(&key, 3, 0, 1, 1, 1);
-        let no_shard = RouteTag::sealed(&key, 2, 5, 1, 1, 1);
+        let other_fleet = SessionId::sealed(&TagKey::new(b"other"), 2, 0, 1, 1, 1);
+        let gone_node = SessionId::sealed(&key, 3, 0, 1, 1, 1);
+        let no_shard = SessionId::sealed(&key, 2, 5, 1, 1, 1);
         let cases = [
             (
                 binding_request(&other_fleet.ufrag()),
@@ -430,7 +430,7 @@ mod tests {
         }
         assert_eq!(c.flows(), 0, "no drop opens a flow");
         // The table is bounded: the fifth client is refused, the four others keep theirs.
-        let good = binding_request(&RouteTag::sealed(&key, 2, 0, 1, 1, 1).ufrag());
+        let good = binding_request(&SessionId::sealed(&key, 2, 0, 1, 1, 1).ufrag());
         for port in 1..=5u16 {
             let r = c.from_client(t0, SocketAddr::new(client.ip(), port), &good);
             assert_eq!(r.is_ok(), port <= 4, "{port}");

@@ -4,16 +4,8 @@
 use std::time::Instant;
 
 use super::media::frame::PcmFrame;
-use super::route_tag::RouteTag;
+use super::session_id::{SessionId, SessionKey};
 use super::turn::detector::TurnEvent;
-
-/// A session's address on its owning shard: where a worker sends replies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SessionKey {
-    pub shard: u16,
-    pub slot: u32,
-    pub generation: u16,
-}
 
 /// Shard -> worker.
 // Audio is inline on purpose: a ring slot is a fixed size and a push never allocates.
@@ -23,7 +15,7 @@ pub enum UplinkMsg {
     /// The session connected; `tag` names the call.
     Start {
         key: SessionKey,
-        tag: RouteTag,
+        tag: SessionId,
         rate_hz: u32,
     },
     /// Frame number `index` of the session's input audio (20 ms each, from 0).

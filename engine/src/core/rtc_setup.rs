@@ -20,7 +20,7 @@ use str0m::media::{Frequency, Pt};
 use str0m::net::TcpType;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
-use super::route_tag::RouteTag;
+use super::session_id::SessionId;
 
 /// How many `dimpl::Config`s this process built (one, normally).
 static CONFIG_BUILDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -301,7 +301,7 @@ fn check_offer_lines(text: &str) -> Result<(), String> {
 pub fn answer_offer(
     crypto: &ServerCrypto,
     now: Instant,
-    tag: RouteTag,
+    tag: SessionId,
     public: SocketAddr,
     public_tcp: Option<SocketAddr>,
     offer: SdpOffer,
@@ -363,7 +363,7 @@ mod tests {
         let now = Instant::now();
         let (_client, offer) =
             tern_testkit::peer::Client::new(now, "10.0.0.2:5000".parse().unwrap(), Vec::new());
-        let tag = RouteTag {
+        let tag = SessionId {
             node: 0,
             shard: 0,
             slot: 1,

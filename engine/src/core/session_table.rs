@@ -7,12 +7,7 @@ use std::collections::HashMap;
 use std::hash::RandomState;
 use std::net::SocketAddr;
 
-/// A slot's address in one shard's table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct SlotKey {
-    pub slot: u32,
-    pub generation: u16,
-}
+use super::session_id::SessionKey;
 
 /// What a slot holds.
 #[derive(Debug)]
@@ -46,16 +41,19 @@ pub struct TableFull(pub usize);
 /// Bounded slab of sessions with an address index.
 #[derive(Debug)]
 pub struct SessionTable<T> {
+    /// The shard that owns the table: every key it gives out names it.
+    shard: u16,
     slots: Vec<Slot<T>>,
     free: Vec<u32>,
     capacity: usize,
     live: usize,
-    by_addr: HashMap<SocketAddr, SlotKey, RandomState>,
+    by_addr: HashMap<SocketAddr, SessionKey, RandomState>,
 }
 
 impl<T> SessionTable<T> {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(shard: u16, capacity: usize) -> Self {
         SessionTable {
+            shard,
             slots: Vec::new(),
             free: Vec::new(),
             capacity,
@@ -75,13 +73,15 @@ impl<T> SessionTable<T> {
     }
 
     /// The key the next `insert` will return (the table is single-threaded, so this is exact).
-    pub fn next_key(&self) -> Result<SlotKey, TableFull> {
+    pub fn next_key(&self) -> Result<SessionKey, TableFull> {
         match self.free.last() {
-            Some(&slot) => Ok(SlotKey {
+            Some(&slot) => Ok(SessionKey {
+                shard: self.shard,
                 slot,
                 generation: self.slots[slot as usize].generation,
             }),
-            None if self.slots.len() < self.capacity => Ok(SlotKey {
+            None if self.slots.len() < self.capacity => Ok(SessionKey {
+                shard: self.shard,
                 slot: self.slots.len() as u32,
                 generation: 0,
             }),
@@ -90,7 +90,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Reserves a slot and stores `value` in it.
-    pub fn insert(&mut self, secret: u64, value: T) -> Result<SlotKey, TableFull> {
+    pub fn insert(&mut self, secret: u64, value: T) -> Result<SessionKey, TableFull> {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -108,13 +108,17 @@ impl<T> SessionTable<T> {
         let s = &mut self.slots[slot as usize];
         s.entry = Some(Entry::Live { secret, value });
         self.live += 1;
-        Ok(SlotKey {
+        Ok(SessionKey {
+            shard: self.shard,
             slot,
             generation: s.generation,
         })
     }
 
-    fn slot(&self, key: SlotKey) -> Result<&Slot<T>, Miss> {
+    fn slot(&self, key: SessionKey) -> Result<&Slot<T>, Miss> {
+        if key.shard != self.shard {
+            return Err(Miss::NoSuchSlot);
+        }
         let s = self.slots.get(key.slot as usize).ok_or(Miss::NoSuchSlot)?;
         if s.entry.is_none() {
             return Err(Miss::NoSuchSlot);
@@ -126,7 +130,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Looks a slot up and checks the secret carried in a tag.
-    pub fn lookup(&self, key: SlotKey, secret: u64) -> Result<&Entry<T>, Miss> {
+    pub fn lookup(&self, key: SessionKey, secret: u64) -> Result<&Entry<T>, Miss> {
         let entry = self.slot(key)?.entry.as_ref().ok_or(Miss::NoSuchSlot)?;
         let s = match entry {
             Entry::Live { secret, .. } | Entry::Moved { secret, .. } => *secret,
@@ -138,7 +142,7 @@ impl<T> SessionTable<T> {
     }
 
     /// The live value at `key`, if any.
-    pub fn get_mut(&mut self, key: SlotKey) -> Option<&mut T> {
+    pub fn get_mut(&mut self, key: SessionKey) -> Option<&mut T> {
         let s = self.slots.get_mut(key.slot as usize)?;
         if s.generation != key.generation {
             return None;
@@ -150,7 +154,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Takes the live value out and leaves a forwarding entry behind.
-    pub fn mark_moved(&mut self, key: SlotKey, shard: u16) -> Option<T> {
+    pub fn mark_moved(&mut self, key: SessionKey, shard: u16) -> Option<T> {
         let s = self.slots.get_mut(key.slot as usize)?;
         if s.generation != key.generation {
             return None;
@@ -170,7 +174,7 @@ impl<T> SessionTable<T> {
 
     /// Undoes `mark_moved`: the slot holds `value` again, live. Gives the value back if the slot
     /// is not the moved entry of `key`.
-    pub fn restore_moved(&mut self, key: SlotKey, value: T) -> Result<(), T> {
+    pub fn restore_moved(&mut self, key: SessionKey, value: T) -> Result<(), T> {
         let Some(s) = self.slots.get_mut(key.slot as usize) else {
             return Err(value);
         };
@@ -189,7 +193,7 @@ impl<T> SessionTable<T> {
 
     /// Frees a slot; returns the live value if there was one. The generation advances so that old
     /// tags and keys stop matching.
-    pub fn remove(&mut self, key: SlotKey) -> Option<Entry<T>> {
+    pub fn remove(&mut self, key: SessionKey) -> Option<Entry<T>> {
         let s = self.slots.get_mut(key.slot as usize)?;
         if s.generation != key.generation || s.entry.is_none() {
             return None;
@@ -205,7 +209,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Binds a peer address to a slot (after ICE has authenticated it).
-    pub fn bind_addr(&mut self, addr: SocketAddr, key: SlotKey) {
+    pub fn bind_addr(&mut self, addr: SocketAddr, key: SessionKey) {
         if key.slot as usize >= self.slots.len() {
             return;
         }
@@ -221,7 +225,7 @@ impl<T> SessionTable<T> {
     }
 
     /// Drops every address bound to `key`.
-    pub fn unbind_addrs(&mut self, key: SlotKey) {
+    pub fn unbind_addrs(&mut self, key: SessionKey) {
         let Some(s) = self.slots.get_mut(key.slot as usize) else {
             return;
         };
@@ -232,7 +236,7 @@ impl<T> SessionTable<T> {
         }
     }
 
-    pub fn by_addr(&self, addr: &SocketAddr) -> Option<SlotKey> {
+    pub fn by_addr(&self, addr: &SocketAddr) -> Option<SessionKey> {
         self.by_addr.get(addr).copied()
     }
 
@@ -241,12 +245,13 @@ impl<T> SessionTable<T> {
     }
 
     /// Keys of all live sessions (for housekeeping and shutdown).
-    pub fn live_keys(&self) -> impl Iterator<Item = SlotKey> + '_ {
+    pub fn live_keys(&self) -> impl Iterator<Item = SessionKey> + '_ {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match s.entry {
-                Some(Entry::Live { .. }) => Some(SlotKey {
+                Some(Entry::Live { .. }) => Some(SessionKey {
+                    shard: self.shard,
                     slot: i as u32,
                     generation: s.generation,
                 }),
@@ -266,7 +271,7 @@ mod tests {
 
     #[test]
     fn insert_lookup_remove() {
-        let mut t = SessionTable::new(2);
+        let mut t = SessionTable::new(0, 2);
         let a = t.insert(11, "a").unwrap();
         let b = t.insert(22, "b").unwrap();
         assert_eq!(t.insert(33, "c"), Err(TableFull(2)));
@@ -289,7 +294,7 @@ mod tests {
 
     #[test]
     fn moved_entries_forward() {
-        let mut t = SessionTable::new(4);
+        let mut t = SessionTable::new(0, 4);
         let a = t.insert(1, 5u8).unwrap();
         assert_eq!(t.mark_moved(a, 1), Some(5));
         assert_eq!(t.live(), 0);
@@ -304,8 +309,8 @@ mod tests {
         /// Random insert/remove sequences keep the counters consistent and never hand out a key twice.
         #[test]
         fn counters_consistent(ops in proptest::collection::vec(any::<(bool, u8)>(), 0..200)) {
-            let mut t = SessionTable::new(16);
-            let mut keys: Vec<SlotKey> = Vec::new();
+            let mut t = SessionTable::new(0, 16);
+            let mut keys: Vec<SessionKey> = Vec::new();
             for (ins, i) in ops {
                 if ins {
                     if let Ok(k) = t.insert(0, ()) {

@@ -29,12 +29,13 @@ use super::admission::Admission;
 use super::classify::{classify, DatagramKind};
 use super::deadlines::DeadlineQueue;
 use super::peer_addr::{Peer, Protocol};
-use super::ring_msg::{DownlinkMsg, SessionKey};
-use super::route_tag::{server_ufrag, RouteTag, TagKey};
+use super::ring_msg::DownlinkMsg;
 use super::rtc_setup::{answer_offer, parse_offer, OfferError, ServerCrypto};
 use super::session::{Session, SessionConfig, SessionIo};
+use super::session_id::SessionKey;
+use super::session_id::{server_ufrag, SessionId, TagKey};
 use super::session_limits::EndReason;
-use super::session_table::{Entry, Miss, SessionTable, SlotKey};
+use super::session_table::{Entry, Miss, SessionTable};
 use super::shard_msg::{CoreMsg, Datagram};
 
 /// Peer addresses remembered for forwarding to another shard, at most.
@@ -109,11 +110,11 @@ impl DropReason {
 /// Where a datagram goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    Local(SlotKey),
+    Local(SessionKey),
     /// Ask the home shard of `tag` for the session (first STUN on this shard).
     Claim {
         home: u16,
-        tag: RouteTag,
+        tag: SessionId,
     },
     /// Send to another shard that knows the session.
     Forward {
@@ -181,7 +182,7 @@ pub struct ShardCore {
     crypto: ServerCrypto,
     table: SessionTable<Box<Session>>,
     /// Sessions adopted from another home shard, by their home tag.
-    adopted: HashMap<RouteTag, SlotKey, RandomState>,
+    adopted: HashMap<SessionId, SessionKey, RandomState>,
     /// Peer addresses whose session lives on another shard.
     forward_addrs: HashMap<SocketAddr, (u16, Instant), RandomState>,
     deadlines: DeadlineQueue,
@@ -190,11 +191,11 @@ pub struct ShardCore {
     /// Messages for other shards, in order (`poll_to_shard`).
     outbox: std::collections::VecDeque<(u16, CoreMsg)>,
     /// `Released` messages the shell could not queue: sent again at the next housekeeping.
-    released_retry: Vec<RouteTag>,
+    released_retry: Vec<SessionId>,
     /// Sessions run in the current timeout step (kept for its capacity).
-    handled: Vec<SlotKey>,
+    handled: Vec<SessionKey>,
     /// Sessions whose next reply frame is still to be encoded ahead (`encode_pending`).
-    to_encode: std::collections::VecDeque<SlotKey>,
+    to_encode: std::collections::VecDeque<SessionKey>,
 }
 
 impl std::fmt::Debug for ShardCore {
@@ -210,12 +211,12 @@ impl ShardCore {
     pub fn new(id: u16, settings: Arc<ShardSettings>, crypto: ServerCrypto) -> Self {
         ShardCore {
             id,
-            table: SessionTable::new(settings.max_sessions_per_shard),
+            table: SessionTable::new(id, settings.max_sessions_per_shard),
             settings,
             crypto,
             adopted: HashMap::with_hasher(RandomState::new()),
             forward_addrs: HashMap::with_hasher(RandomState::new()),
-            deadlines: DeadlineQueue::new(),
+            deadlines: DeadlineQueue::new(id),
             next_worker: id,
             counters: ShardCounters::default(),
             outbox: std::collections::VecDeque::with_capacity(64),
@@ -248,7 +249,7 @@ impl ShardCore {
         &mut self,
         now: Instant,
         body: &[u8],
-    ) -> Result<(RouteTag, String), OfferError> {
+    ) -> Result<(SessionId, String), OfferError> {
         let config = self.settings.session.clone();
         self.accept_offer_with(now, body, config)
     }
@@ -260,7 +261,7 @@ impl ShardCore {
         now: Instant,
         body: &[u8],
         config: SessionConfig,
-    ) -> Result<(RouteTag, String), OfferError> {
+    ) -> Result<(SessionId, String), OfferError> {
         // The place is taken first and travels with the session: dropped, it is given back.
         let permit = self
             .settings
@@ -270,7 +271,7 @@ impl ShardCore {
         let offer = parse_offer(body).inspect_err(|_| self.counters.offers_rejected += 1)?;
         // The tag (and so the ufrag) must name the slot the session will occupy.
         let key = self.table.next_key().map_err(|_| OfferError::ShardFull)?;
-        let tag = RouteTag::sealed(
+        let tag = SessionId::sealed(
             &self.settings.tag_key,
             self.settings.node,
             self.id,
@@ -297,7 +298,7 @@ impl ShardCore {
         match built {
             Ok((mut session, answer)) => {
                 self.next_worker = self.next_worker.wrapping_add(1);
-                session.key = self.session_key(key);
+                session.key = key;
                 let deadline = session.deadline();
                 let inserted = self
                     .table
@@ -315,14 +316,6 @@ impl ShardCore {
                 self.counters.offers_rejected += 1;
                 Err(e)
             }
-        }
-    }
-
-    fn session_key(&self, k: SlotKey) -> SessionKey {
-        SessionKey {
-            shard: self.id,
-            slot: k.slot,
-            generation: k.generation,
         }
     }
 
@@ -355,7 +348,7 @@ impl ShardCore {
                 None => Route::Drop(DropReason::NoUsername),
             };
         };
-        let Ok(tag) = RouteTag::parse(server_ufrag(local)) else {
+        let Ok(tag) = SessionId::parse(server_ufrag(local)) else {
             return Route::Drop(DropReason::UnknownUfrag);
         };
         if tag.node != self.settings.node {
@@ -378,17 +371,8 @@ impl ShardCore {
                 tag,
             };
         }
-        match self.table.lookup(
-            SlotKey {
-                slot: tag.slot,
-                generation: tag.generation,
-            },
-            tag.secret,
-        ) {
-            Ok(Entry::Live { .. }) => Route::Local(SlotKey {
-                slot: tag.slot,
-                generation: tag.generation,
-            }),
+        match self.table.lookup(tag.home_key(), tag.secret) {
+            Ok(Entry::Live { .. }) => Route::Local(tag.home_key()),
             Ok(Entry::Moved { shard, .. }) => {
                 let shard = *shard;
                 self.remember_forward(now, source, shard);
@@ -423,7 +407,7 @@ impl ShardCore {
     pub fn deliver(
         &mut self,
         now: Instant,
-        key: SlotKey,
+        key: SessionKey,
         from: Peer,
         buf: &[u8],
         io: &mut dyn SessionIo,
@@ -527,11 +511,7 @@ impl ShardCore {
 
     /// A message from an inference worker.
     pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
-        let k = msg.key();
-        let key = SlotKey {
-            slot: k.slot,
-            generation: k.generation,
-        };
+        let key = msg.key();
         let Some(session) = self.table.get_mut(key) else {
             return; // the session ended; late replies are dropped
         };
@@ -661,11 +641,8 @@ impl ShardCore {
     }
 
     /// The home side of a claim from shard `from`.
-    fn on_claim(&mut self, tag: RouteTag, from: u16) -> ClaimOutcome {
-        let key = SlotKey {
-            slot: tag.slot,
-            generation: tag.generation,
-        };
+    fn on_claim(&mut self, tag: SessionId, from: u16) -> ClaimOutcome {
+        let key = tag.home_key();
         match self.table.lookup(key, tag.secret) {
             Ok(Entry::Live { .. }) => {
                 let Some(session) = self.table.mark_moved(key, from) else {
@@ -682,7 +659,7 @@ impl ShardCore {
     }
 
     /// The owner side of a handoff: inserts the session and returns its key here.
-    fn adopt(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
+    fn adopt(&mut self, session: Box<Session>) -> Result<SessionKey, Box<Session>> {
         if self.table.next_key().is_err() {
             return Err(session);
         }
@@ -690,9 +667,8 @@ impl ShardCore {
         let Ok(key) = self.table.insert(tag.secret, session) else {
             unreachable!("next_key just said there is room");
         };
-        let skey = self.session_key(key);
         if let Some(s) = self.table.get_mut(key) {
-            s.key = skey;
+            s.key = key;
             let deadline = s.deadline();
             self.deadlines.schedule(key, deadline);
         }
@@ -704,11 +680,8 @@ impl ShardCore {
     /// The handoff of `session` could not be sent to the shard that claimed it (its inbox was
     /// full): the session stays here, live, as if never claimed. Returns its key, or the session
     /// if its slot is not waiting for it.
-    fn keep_home(&mut self, session: Box<Session>) -> Result<SlotKey, Box<Session>> {
-        let key = SlotKey {
-            slot: session.tag.slot,
-            generation: session.tag.generation,
-        };
+    fn keep_home(&mut self, session: Box<Session>) -> Result<SessionKey, Box<Session>> {
+        let key = session.tag.home_key();
         self.table.restore_moved(key, session)?;
         if let Some(s) = self.table.get_mut(key) {
             self.deadlines.schedule(key, s.deadline());
@@ -739,7 +712,7 @@ impl ShardCore {
     }
 
     /// Ends a session by hangup; true if it lived here.
-    pub fn hangup(&mut self, key: SlotKey, io: &mut dyn SessionIo) -> bool {
+    pub fn hangup(&mut self, key: SessionKey, io: &mut dyn SessionIo) -> bool {
         let Some(session) = self.table.get_mut(key) else {
             return false;
         };
@@ -749,7 +722,7 @@ impl ShardCore {
     }
 
     /// Finds a session by its call tag: here, adopted here, or moved elsewhere.
-    pub fn find_call(&self, tag: &RouteTag) -> CallLocation {
+    pub fn find_call(&self, tag: &SessionId) -> CallLocation {
         if tag.node != self.settings.node || !tag.is_sealed_by(&self.settings.tag_key) {
             return CallLocation::Unknown;
         }
@@ -759,10 +732,7 @@ impl ShardCore {
         if tag.shard != self.id {
             return CallLocation::Shard(tag.shard);
         }
-        let key = SlotKey {
-            slot: tag.slot,
-            generation: tag.generation,
-        };
+        let key = tag.home_key();
         match self.table.lookup(key, tag.secret) {
             Ok(Entry::Live { .. }) => CallLocation::Here(key),
             Ok(Entry::Moved { shard, .. }) => CallLocation::Shard(*shard),
@@ -771,11 +741,8 @@ impl ShardCore {
     }
 
     /// The owner reported the end of a session that was handed over from here.
-    fn on_released(&mut self, tag: RouteTag) {
-        let key = SlotKey {
-            slot: tag.slot,
-            generation: tag.generation,
-        };
+    fn on_released(&mut self, tag: SessionId) {
+        let key = tag.home_key();
         if let Ok(Entry::Moved { .. }) = self.table.lookup(key, tag.secret) {
             self.table.remove(key);
         }
@@ -799,7 +766,7 @@ impl ShardCore {
     /// Closes every session (shutdown).
     /// Shutdown: every session gets a `server_shutdown` event, then is closed.
     pub fn close_all(&mut self, now: Instant, io: &mut dyn SessionIo) {
-        let keys: Vec<SlotKey> = self.table.live_keys().collect();
+        let keys: Vec<SessionKey> = self.table.live_keys().collect();
         for k in keys {
             if let Some(session) = self.table.get_mut(k) {
                 let _ = catch_unwind(AssertUnwindSafe(|| session.notify_shutdown(now, io)));
@@ -808,17 +775,17 @@ impl ShardCore {
         }
     }
 
-    fn on_panic(&mut self, key: SlotKey, io: &mut dyn SessionIo) {
+    fn on_panic(&mut self, key: SessionKey, io: &mut dyn SessionIo) {
         self.counters.session_panics += 1;
         tracing::error!(shard = self.id, slot = key.slot, "session panicked; closed");
         self.end_session_as(key, true, io);
     }
 
-    fn end_session(&mut self, key: SlotKey, io: &mut dyn SessionIo) {
+    fn end_session(&mut self, key: SessionKey, io: &mut dyn SessionIo) {
         self.end_session_as(key, false, io);
     }
 
-    fn end_session_as(&mut self, key: SlotKey, panicked: bool, io: &mut dyn SessionIo) {
+    fn end_session_as(&mut self, key: SessionKey, panicked: bool, io: &mut dyn SessionIo) {
         self.deadlines.cancel(key);
         if let Some(Entry::Live { value, .. }) = self.table.remove(key) {
             let mut session = value;
@@ -855,7 +822,7 @@ impl ShardCore {
 /// Where a call lives, seen from one shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallLocation {
-    Here(SlotKey),
+    Here(SessionKey),
     Shard(u16),
     Unknown,
 }
@@ -883,7 +850,7 @@ impl SessionIo for WatchReply<'_> {
     fn downlink_sent(&mut self, taken_at: Instant) {
         self.inner.downlink_sent(taken_at);
     }
-    fn session_ended(&mut self, call: RouteTag) {
+    fn session_ended(&mut self, call: SessionId) {
         self.inner.session_ended(call);
     }
     fn event_rejected(&mut self, reason: super::session_limits::EventRejected) {
@@ -909,7 +876,7 @@ impl SessionIo for WatchReply<'_> {
     }
     fn record(
         &mut self,
-        call: RouteTag,
+        call: SessionId,
         now: Instant,
         event: crate::core::recording::RecordEvent<'_>,
     ) {

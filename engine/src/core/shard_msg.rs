@@ -7,8 +7,8 @@
 use std::net::SocketAddr;
 
 use super::peer_addr::Peer;
-use super::route_tag::RouteTag;
 use super::session::Session;
+use super::session_id::SessionId;
 
 /// The largest datagram a shard receives or sends (our receive buffers never exceed it).
 pub const MAX_DATAGRAM: usize = 2048;
@@ -42,7 +42,7 @@ impl Datagram {
 pub enum CoreMsg {
     /// "The kernel gives me this session's packets: hand it over" (with the first datagram).
     Claim {
-        tag: RouteTag,
+        tag: SessionId,
         from: u16,
         datagram: Box<Datagram>,
     },
@@ -56,7 +56,7 @@ pub enum CoreMsg {
     /// Forward datagrams from `source` straight to `shard` from now on.
     Learn { source: SocketAddr, shard: u16 },
     /// An adopted session ended: free its forwarding entry at home.
-    Released { tag: RouteTag },
+    Released { tag: SessionId },
 }
 
 impl CoreMsg {

@@ -20,7 +20,7 @@ use crate::core::fleet::{
     call_key, choose, node_key, LocalLoad, NodeRecord, NodeState, PlaceReason, NODE_REFRESH_MS,
     NODE_TTL_MS,
 };
-use crate::core::route_tag::RouteTag;
+use crate::core::session_id::SessionId;
 
 /// Session events a shard may have waiting for the fleet thread.
 const QUEUE: usize = 4096;
@@ -77,8 +77,8 @@ pub struct NodeLoad {
 /// A shard's session events.
 #[derive(Debug, Clone, Copy)]
 pub enum FleetEvent {
-    CallStarted(RouteTag),
-    CallEnded(RouteTag),
+    CallStarted(SessionId),
+    CallEnded(SessionId),
 }
 
 /// Counters for `/metrics`.

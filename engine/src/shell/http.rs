@@ -31,9 +31,9 @@ use crate::core::auth::{self, Auth, AuthError, Credential};
 use crate::core::events::{ClientEvent, EventError};
 use crate::core::multipart;
 use crate::core::rate_limit::IpRateLimiter;
-use crate::core::route_tag::RouteTag;
 use crate::core::rtc_setup::OfferError;
 use crate::core::session::SessionConfig;
+use crate::core::session_id::SessionId;
 use crate::core::session_object;
 
 /// Limits and shared counters the HTTP side needs.
@@ -58,7 +58,7 @@ pub struct HttpContext {
     pub fleet: Option<(Arc<super::fleet::FleetShared>, super::fleet::FleetLookup)>,
     /// This node's id and the key that seals call ids (per-call requests for other nodes).
     pub node: u16,
-    pub tag_key: crate::core::route_tag::TagKey,
+    pub tag_key: crate::core::session_id::TagKey,
 }
 
 /// Seconds a client is told to wait before retrying a draining server (another node will do).
@@ -739,7 +739,7 @@ async fn forward_to_owner(
     ctx: &HttpContext,
 ) -> Option<Response<Body>> {
     let (_, lookup) = ctx.fleet.as_ref()?;
-    let tag = RouteTag::parse_call_id(id).ok()?;
+    let tag = SessionId::parse_call_id(id).ok()?;
     if tag.node == ctx.node {
         return None;
     }
@@ -801,7 +801,7 @@ async fn forward_to_owner(
 }
 
 async fn hangup(id: &str, state: SharedShard) -> Response<Body> {
-    let Ok(tag) = RouteTag::parse_call_id(id) else {
+    let Ok(tag) = SessionId::parse_call_id(id) else {
         return error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",

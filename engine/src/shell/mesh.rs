@@ -8,7 +8,7 @@ use futures_channel::oneshot;
 
 use super::metrics::ShardSnapshot;
 use super::rings::{Doorbell, Ring};
-use crate::core::route_tag::RouteTag;
+use crate::core::session_id::SessionId;
 use crate::core::shard_msg::CoreMsg;
 
 pub enum ShardMsg {
@@ -16,7 +16,7 @@ pub enum ShardMsg {
     Core(CoreMsg),
     /// End this call wherever it lives (`hops`: shards asked so far).
     Hangup {
-        tag: RouteTag,
+        tag: SessionId,
         hops: u8,
         reply: oneshot::Sender<bool>,
     },

@@ -20,7 +20,7 @@ use crate::core::recording::ogg_opus::OggOpusWriter;
 use crate::core::recording::track::{Placement, TrackClock};
 use crate::core::recording::wav::{WavEncoding, WavWriter};
 use crate::core::recording::{opus_samples_48k, Direction, RecordEvent, RecordFormat};
-use crate::core::route_tag::RouteTag;
+use crate::core::session_id::SessionId;
 
 /// The largest packet recorded (Opus's own limit is 1275 bytes); larger ones are dropped.
 pub const MAX_RECORD_PACKET: usize = 1280;
@@ -41,12 +41,12 @@ pub struct RecordSettings {
 #[allow(clippy::large_enum_variant)]
 pub enum RecordMsg {
     Open {
-        call: RouteTag,
+        call: SessionId,
         format: RecordFormat,
         at: Instant,
     },
     Packet {
-        call: RouteTag,
+        call: SessionId,
         dir: Direction,
         at: Instant,
         rtp48: u64,
@@ -55,7 +55,7 @@ pub enum RecordMsg {
         data: [u8; MAX_RECORD_PACKET],
     },
     Close {
-        call: RouteTag,
+        call: SessionId,
     },
 }
 
@@ -119,7 +119,7 @@ pub struct ShardRecorder {
 
 impl ShardRecorder {
     /// Hands one event over; never blocks (a full queue drops it, counted).
-    pub fn push(&self, call: RouteTag, now: Instant, ev: RecordEvent<'_>) {
+    pub fn push(&self, call: SessionId, now: Instant, ev: RecordEvent<'_>) {
         if self.shared.stopped.load(Ordering::Relaxed) {
             return;
         }
@@ -267,7 +267,7 @@ struct Call {
 struct Recorder {
     settings: RecordSettings,
     shared: Arc<RecorderShared>,
-    calls: HashMap<RouteTag, Call>,
+    calls: HashMap<SessionId, Call>,
     serial: u32,
 }
 
@@ -317,7 +317,7 @@ impl Recorder {
 
     fn packet(
         &mut self,
-        call: RouteTag,
+        call: SessionId,
         dir: Direction,
         at: Instant,
         rtp48: u64,
@@ -430,7 +430,7 @@ impl Recorder {
         ok
     }
 
-    fn io_failure(&mut self, call: RouteTag, e: &io::Error) {
+    fn io_failure(&mut self, call: SessionId, e: &io::Error) {
         self.shared.stopped_io_error.fetch_add(1, Ordering::Relaxed);
         if let Some(c) = self.calls.get_mut(&call) {
             c.failed = true;

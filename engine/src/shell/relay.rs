@@ -24,7 +24,7 @@ use super::fleet::{read_nodes, LazyRedis};
 use super::net::{bind_udp, SendBatch};
 use super::recv_batch::{receive_loop, DatagramHandler};
 use crate::core::relay::{NodeRoute, RelayCore, RelayDrop};
-use crate::core::route_tag::TagKey;
+use crate::core::session_id::TagKey;
 
 /// How often a shard takes a new node table, publishes its counters and checks the stop flag.
 const TICK: Duration = Duration::from_millis(100);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::core::relay::{read_header, Header, RelayToken};
-use crate::core::route_tag::TagKey;
+use crate::core::session_id::TagKey;
 
 /// A client not heard from through a relay for this long is forgotten (its call has ended or
 /// its consent has expired long before).

@@ -28,9 +28,9 @@ use crate::agent::AgentKind;
 use crate::core::admission::Admission;
 use crate::core::auth::Auth;
 use crate::core::rate_limit::IpRateLimiter;
-use crate::core::route_tag::TagKey;
 use crate::core::rtc_setup::ServerCrypto;
 use crate::core::session::SessionConfig;
+use crate::core::session_id::TagKey;
 use crate::core::shard::{ShardCore, ShardSettings};
 
 /// Everything `run` needs, resolved from flags.

@@ -23,8 +23,8 @@ use crate::core::media::decoder::FrameOrigin;
 use crate::core::peer_addr::{Peer, Protocol};
 use crate::core::recording::RecordEvent;
 use crate::core::ring_msg::UplinkMsg;
-use crate::core::route_tag::RouteTag;
 use crate::core::session::SessionIo;
+use crate::core::session_id::SessionId;
 use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
 use crate::core::shard::ShardCore;
@@ -116,7 +116,7 @@ impl SessionIo for ShardIo {
         }
     }
 
-    fn session_ended(&mut self, call: RouteTag) {
+    fn session_ended(&mut self, call: SessionId) {
         if let Some(f) = &self.fleet {
             f.push(FleetEvent::CallEnded(call));
         }
@@ -148,7 +148,7 @@ impl SessionIo for ShardIo {
         self.uplink_frames[4] += 1;
     }
 
-    fn record(&mut self, call: RouteTag, now: Instant, event: RecordEvent<'_>) {
+    fn record(&mut self, call: SessionId, now: Instant, event: RecordEvent<'_>) {
         if let Some(r) = &self.recorder {
             r.push(call, now, event);
         }
@@ -245,7 +245,7 @@ impl ShardState {
     /// Ends a call wherever it lives; answers `reply` with whether it existed.
     pub fn hangup(
         &mut self,
-        tag: crate::core::route_tag::RouteTag,
+        tag: crate::core::session_id::SessionId,
         hops: u8,
         reply: futures_channel::oneshot::Sender<bool>,
     ) {

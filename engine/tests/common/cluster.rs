@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use tern_engine::core::admission::Admission;
 use tern_engine::core::peer_addr::Peer;
-use tern_engine::core::route_tag::TagKey;
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::SessionConfig;
+use tern_engine::core::session_id::TagKey;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 
 use super::virtual_server::{CollectIo, VirtualServer};

@@ -12,9 +12,9 @@ use tern_engine::core::media::decoder::FrameOrigin;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
-use tern_engine::core::route_tag::{RouteTag, TagKey};
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session_id::{SessionId, TagKey};
 use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
 use tern_engine::core::turn::barge_in::BargeInOutcome;
@@ -69,7 +69,7 @@ impl SessionIo for CollectIo {
     fn barge_in(&mut self, outcome: BargeInOutcome) {
         self.barge_ins.push(outcome);
     }
-    fn session_ended(&mut self, _call: RouteTag) {
+    fn session_ended(&mut self, _call: SessionId) {
         self.ended += 1;
     }
     fn turn_latency(&mut self, latency: &TurnLatency) {
@@ -80,7 +80,7 @@ impl SessionIo for CollectIo {
     }
     fn paced(&mut self, _late_by: Duration) {}
     fn flush(&mut self) {}
-    fn record(&mut self, _call: RouteTag, _now: Instant, _event: RecordEvent<'_>) {}
+    fn record(&mut self, _call: SessionId, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 /// What an agent sent back in one step.

@@ -15,9 +15,9 @@ use tern_engine::core::media::frame::ModelRate;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::UplinkMsg;
-use tern_engine::core::route_tag::{server_ufrag, RouteTag, TagKey};
 use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
 use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session_id::{server_ufrag, SessionId, TagKey};
 use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 use tern_engine::core::turn::barge_in::BargeInOutcome;
@@ -34,7 +34,7 @@ impl SessionIo for NullIo {
     }
     fn connected(&mut self, _: Duration) {}
     fn downlink_sent(&mut self, _: Instant) {}
-    fn session_ended(&mut self, _: RouteTag) {}
+    fn session_ended(&mut self, _: SessionId) {}
     fn event_rejected(&mut self, _: EventRejected) {}
     fn barge_in(&mut self, _: BargeInOutcome) {}
     fn paced(&mut self, _: Duration) {}
@@ -42,7 +42,7 @@ impl SessionIo for NullIo {
     fn uplink_frame(&mut self, _: FrameOrigin, _: Duration) {}
     fn uplink_late(&mut self) {}
     fn turn_latency(&mut self, _: &TurnLatency) {}
-    fn record(&mut self, _: RouteTag, _: Instant, _: RecordEvent<'_>) {}
+    fn record(&mut self, _: SessionId, _: Instant, _: RecordEvent<'_>) {}
 }
 
 fn settings() -> Arc<ShardSettings> {
@@ -104,13 +104,13 @@ pub fn datagram(data: &[u8]) {
 pub fn stun_ufrag(data: &[u8]) {
     if let Ok(msg) = str0m::ice::StunMessage::parse(data) {
         if let Some((local, _)) = msg.split_username() {
-            let _ = RouteTag::parse(server_ufrag(local));
+            let _ = SessionId::parse(server_ufrag(local));
         }
     }
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = RouteTag::parse(server_ufrag(s));
-        if let Ok(t) = RouteTag::parse_call_id(s) {
-            assert_eq!(RouteTag::parse_call_id(&t.call_id()), Ok(t));
+        let _ = SessionId::parse(server_ufrag(s));
+        if let Ok(t) = SessionId::parse_call_id(s) {
+            assert_eq!(SessionId::parse_call_id(&t.call_id()), Ok(t));
         }
     }
 }
@@ -119,7 +119,7 @@ pub fn stun_ufrag(data: &[u8]) {
 pub fn offer(data: &[u8]) {
     if let Ok(offer) = parse_offer(data) {
         CRYPTO.with(|c| {
-            let tag = RouteTag {
+            let tag = SessionId {
                 node: 0,
                 shard: 0,
                 slot: 1,
@@ -183,7 +183,7 @@ pub fn http_request(data: &[u8]) {
         assert!(a.check(Some(&format!("Bearer {t}")), 1_000_000).is_ok());
     });
     if let Some(id) = path.strip_prefix("/v1/realtime/calls/") {
-        let _ = RouteTag::parse_call_id(id.split('/').next().unwrap_or(""));
+        let _ = SessionId::parse_call_id(id.split('/').next().unwrap_or(""));
     }
     if let Ok(v) = serde_json::from_str::<serde_json::Value>(json) {
         let _ = tern_engine::shell::http::session_config_for(&v, &SessionConfig::default());

@@ -24,7 +24,8 @@ use self::conn::{BackendTarget, BridgeRuntime, ConnEvent, Connection};
 use self::protocol::{error_event, BackendEvent, Protocol, WsMsg};
 use super::{Agent, AgentOutput};
 use crate::core::media::frame::{PcmFrame, FRAME_MS};
-use crate::core::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
+use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use crate::core::session_id::SessionKey;
 
 /// Which protocol a bridge speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,8 +36,9 @@ use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
 use super::media::uplink::UplinkPath;
 use super::peer_addr::Peer;
 use super::recording::{RecordEvent, RecordFormat};
-use super::ring_msg::{DownlinkMsg, SessionKey, UplinkMsg};
-use super::route_tag::RouteTag;
+use super::ring_msg::{DownlinkMsg, UplinkMsg};
+use super::session_id::SessionId;
+use super::session_id::SessionKey;
 use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
 use super::session_object;
 use super::turn::barge_in::{BargeInGuard, BargeInOutcome};
@@ -131,7 +132,7 @@ pub trait SessionIo {
     fn downlink_sent(&mut self, taken_at: Instant);
     /// The session of `call` ended (its directory entry can be removed; its admission permit
     /// is released with the session).
-    fn session_ended(&mut self, call: RouteTag);
+    fn session_ended(&mut self, call: SessionId);
     /// A client event was refused (counted by reason).
     fn event_rejected(&mut self, reason: EventRejected);
     /// Speech over a playing reply: it interrupted, or was rejected (too short, or echo).
@@ -148,7 +149,7 @@ pub trait SessionIo {
     /// A turn's latency breakdown is complete (its reply's first packet went out).
     fn turn_latency(&mut self, latency: &TurnLatency);
     /// For the call recording (only sessions that record call it).
-    fn record(&mut self, call: RouteTag, now: Instant, event: RecordEvent<'_>);
+    fn record(&mut self, call: SessionId, now: Instant, event: RecordEvent<'_>);
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -170,7 +171,7 @@ pub enum SessionError {
 }
 
 pub struct Session {
-    pub tag: RouteTag,
+    pub tag: SessionId,
     /// Our key on the owning shard; set by the shard when the session is inserted or adopted.
     pub key: SessionKey,
     pub worker: u16,
@@ -233,7 +234,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     pub fn new(
-        tag: RouteTag,
+        tag: SessionId,
         rtc: Rtc,
         config: SessionConfig,
         offered_at: Instant,

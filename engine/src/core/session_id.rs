@@ -1,4 +1,5 @@
-//! The routing tag: what a server ICE ufrag and a call id say about where a session lives.
+//! A session's identity (`SessionId`, carried by the server ICE ufrag and the call id) and its
+//! address where it lives now (`SessionKey`).
 //!
 //! Like a QUIC connection ID, the ufrag is issued by us, so every STUN request carries our own routing
 //! information back: the node (room for a multi-host fleet), the shard that built the session, its slot
@@ -19,9 +20,19 @@ pub const TAG_HEX_LEN: usize = 4 + 4 + 8 + 4 + 16;
 /// Prefix of a call id.
 pub const CALL_ID_PREFIX: &str = "rtc_";
 
-/// Where a session was created, and the secret that proves a tag is ours.
+/// Where a session lives now: a slot in its owning shard's table. A session keeps its
+/// `SessionId` for life; its key changes when it is handed to another shard (the worker's
+/// replies, the deadline queue and the table all use the key of the shard that owns it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct RouteTag {
+pub struct SessionKey {
+    pub shard: u16,
+    pub slot: u32,
+    pub generation: u16,
+}
+
+/// A session's identity: where it was created, and the secret that proves the id is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionId {
     pub node: u16,
     pub shard: u16,
     pub slot: u32,
@@ -82,7 +93,16 @@ impl TagKey {
     }
 }
 
-impl RouteTag {
+impl SessionId {
+    /// The session's key in its home shard's table (where it lives unless handed over).
+    pub fn home_key(&self) -> SessionKey {
+        SessionKey {
+            shard: self.shard,
+            slot: self.slot,
+            generation: self.generation,
+        }
+    }
+
     /// A tag whose secret is `nonce` sealed with `key`.
     pub fn sealed(
         key: &TagKey,
@@ -93,7 +113,7 @@ impl RouteTag {
         nonce: u32,
     ) -> Self {
         let mac = u32::from_be_bytes(key.mac(node, shard, slot, generation, nonce));
-        RouteTag {
+        SessionId {
             node,
             shard,
             slot,
@@ -121,7 +141,7 @@ impl RouteTag {
         let slot = hex_field(&b[8..16])? as u32;
         let generation = hex_field(&b[16..20])? as u16;
         let secret = hex_field(&b[20..36])?;
-        Ok(RouteTag {
+        Ok(SessionId {
             node,
             shard,
             slot,
@@ -146,7 +166,7 @@ impl RouteTag {
     }
 }
 
-impl fmt::Display for RouteTag {
+impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
@@ -181,7 +201,7 @@ mod tests {
 
     #[test]
     fn round_trip_example() {
-        let t = RouteTag {
+        let t = SessionId {
             node: 7,
             shard: 3,
             slot: 0xdead,
@@ -190,42 +210,42 @@ mod tests {
         };
         let u = t.ufrag();
         assert_eq!(u.len(), TAG_HEX_LEN);
-        assert_eq!(RouteTag::parse(&u), Ok(t));
-        assert_eq!(RouteTag::parse_call_id(&t.call_id()), Ok(t));
+        assert_eq!(SessionId::parse(&u), Ok(t));
+        assert_eq!(SessionId::parse_call_id(&t.call_id()), Ok(t));
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(RouteTag::parse("abc"), Err(TagError::Length(3)));
+        assert_eq!(SessionId::parse("abc"), Err(TagError::Length(3)));
         assert_eq!(
-            RouteTag::parse(&"g".repeat(TAG_HEX_LEN)),
+            SessionId::parse(&"g".repeat(TAG_HEX_LEN)),
             Err(TagError::NotHex)
         );
         assert_eq!(
-            RouteTag::parse(&"A".repeat(TAG_HEX_LEN)),
+            SessionId::parse(&"A".repeat(TAG_HEX_LEN)),
             Err(TagError::NotHex)
         );
-        assert_eq!(RouteTag::parse_call_id("call_x"), Err(TagError::Prefix));
+        assert_eq!(SessionId::parse_call_id("call_x"), Err(TagError::Prefix));
         // multi-byte characters never split a field mid-character
-        assert!(RouteTag::parse(&"é".repeat(TAG_HEX_LEN / 2)).is_err());
+        assert!(SessionId::parse(&"é".repeat(TAG_HEX_LEN / 2)).is_err());
     }
 
     #[test]
     fn seals_verify_and_forgeries_do_not() {
         let key = TagKey::new(b"k1");
-        let t = RouteTag::sealed(&key, 1, 2, 77, 3, 0xabcd_0123);
+        let t = SessionId::sealed(&key, 1, 2, 77, 3, 0xabcd_0123);
         assert!(t.is_sealed_by(&key));
         assert!(!t.is_sealed_by(&TagKey::new(b"k2")), "another key");
         for forged in [
-            RouteTag { shard: 3, ..t },
-            RouteTag { slot: 78, ..t },
-            RouteTag { generation: 4, ..t },
-            RouteTag { node: 0, ..t },
-            RouteTag {
+            SessionId { shard: 3, ..t },
+            SessionId { slot: 78, ..t },
+            SessionId { generation: 4, ..t },
+            SessionId { node: 0, ..t },
+            SessionId {
                 secret: t.secret ^ 1,
                 ..t
             },
-            RouteTag {
+            SessionId {
                 secret: t.secret ^ (1 << 40),
                 ..t
             },
@@ -233,7 +253,7 @@ mod tests {
             assert!(!forged.is_sealed_by(&key), "{forged:?}");
         }
         assert_eq!(
-            RouteTag::parse(&t.ufrag()).map(|p| p.is_sealed_by(&key)),
+            SessionId::parse(&t.ufrag()).map(|p| p.is_sealed_by(&key)),
             Ok(true)
         );
     }
@@ -247,14 +267,14 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(node: u16, shard: u16, slot: u32, generation: u16, secret: u64) {
-            let t = RouteTag { node, shard, slot, generation, secret };
-            prop_assert_eq!(RouteTag::parse(&t.ufrag()), Ok(t));
+            let t = SessionId { node, shard, slot, generation, secret };
+            prop_assert_eq!(SessionId::parse(&t.ufrag()), Ok(t));
         }
 
         #[test]
         fn parse_never_panics(s in ".{0,64}") {
-            let _ = RouteTag::parse(&s);
-            let _ = RouteTag::parse_call_id(&s);
+            let _ = SessionId::parse(&s);
+            let _ = SessionId::parse_call_id(&s);
         }
     }
 }
