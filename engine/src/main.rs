@@ -230,6 +230,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             // A fleet's nodes (and relays) share the key, so any of them can check any tag.
             // Set by the runtime from --max-sessions.
             admission: Admission::unlimited(),
+            // Drawn from the operating system; each shard mixes in its id.
+            seed: rand::random(),
             tag_key: args
                 .fleet_secret
                 .as_ref()

@@ -20,17 +20,12 @@ use common::virtual_server::{Replies, VirtualServer};
 use common::{load_wav, Client, Link};
 use tern_engine::agent::echo::EchoAgent;
 use tern_engine::agent::Agent;
-use tern_engine::core::media::decoder::FrameOrigin;
+use tern_engine::core::output::{Output, ShardEvent};
 use tern_engine::core::peer_addr::Peer;
-use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::UplinkMsg;
 use tern_engine::core::rtc_setup::ServerCrypto;
-use tern_engine::core::session::{SessionConfig, SessionIo};
-use tern_engine::core::session_id::SessionId;
-use tern_engine::core::session_limits::EventRejected;
+use tern_engine::core::session::SessionConfig;
 use tern_engine::core::shard::ShardCore;
-use tern_engine::core::turn::barge_in::BargeInOutcome;
-use tern_engine::core::turn::latency::TurnLatency;
 use tern_engine::heap::{allocations, dependency_allocations, CountingAlloc};
 
 #[global_allocator]
@@ -38,8 +33,9 @@ static GLOBAL: CountingAlloc<std::alloc::System> = CountingAlloc(std::alloc::Sys
 
 const SLOTS: usize = 256;
 
-/// A `SessionIo` that never allocates once built: datagrams are copied into preallocated slots,
-/// agent messages into a vector with room reserved (the shell's send batch and rings do the same).
+/// The shell's side, that never allocates once built: datagrams are copied into preallocated
+/// slots, agent messages into a vector with room reserved (the shell's send batch and rings do
+/// the same). Draining the core's outputs is counted with the core's calls.
 struct QuietIo {
     out: Vec<(SocketAddr, Vec<u8>)>,
     used: usize,
@@ -60,36 +56,27 @@ impl QuietIo {
             reply_frames: 0,
         }
     }
-}
 
-impl SessionIo for QuietIo {
-    fn transmit(&mut self, to: Peer, _source: SocketAddr, payload: &[u8]) {
-        let (addr, buf) = &mut self.out[self.used];
-        *addr = to.addr;
-        buf.clear();
-        buf.extend_from_slice(payload);
-        self.used += 1;
+    fn drain(&mut self, core: &mut ShardCore) {
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Transmit { to, payload, .. } => {
+                    let (addr, buf) = &mut self.out[self.used];
+                    *addr = to.addr;
+                    buf.clear();
+                    buf.extend_from_slice(payload);
+                    self.used += 1;
+                }
+                Output::ToWorker { msg, .. } => {
+                    assert!(self.to_agent.len() < self.to_agent.capacity());
+                    self.to_agent.push(msg);
+                }
+                Output::Event(ShardEvent::DownlinkSent { .. }) => self.reply_frames += 1,
+                Output::Event(ShardEvent::UplinkFrame { .. }) => self.uplink_frames += 1,
+                _ => {}
+            }
+        }
     }
-    fn to_agent(&mut self, _worker: u16, msg: UplinkMsg) -> bool {
-        assert!(self.to_agent.len() < self.to_agent.capacity());
-        self.to_agent.push(msg);
-        true
-    }
-    fn connected(&mut self, _setup: Duration) {}
-    fn downlink_sent(&mut self, _taken_at: Instant) {
-        self.reply_frames += 1;
-    }
-    fn uplink_frame(&mut self, _origin: FrameOrigin, _hold: Duration) {
-        self.uplink_frames += 1;
-    }
-    fn session_ended(&mut self, _call: SessionId) {}
-    fn event_rejected(&mut self, _reason: EventRejected) {}
-    fn barge_in(&mut self, _outcome: BargeInOutcome) {}
-    fn paced(&mut self, _late_by: Duration) {}
-    fn flush(&mut self) {}
-    fn uplink_late(&mut self) {}
-    fn turn_latency(&mut self, _latency: &TurnLatency) {}
-    fn record(&mut self, _call: SessionId, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 /// What the server did in one 1 ms step.
@@ -183,22 +170,32 @@ fn steady_state_frames_allocate_nothing_in_terns_code() {
         }
         let (f0, r0) = (io.uplink_frames, io.reply_frames);
         for (from, _to, d) in up.due(now) {
-            counted!(
-                step,
-                core.handle_datagram(now, Peer::udp(from), &d, &mut io)
-            );
+            counted!(step, {
+                core.handle_datagram(now, Peer::udp(from), &d);
+                io.drain(&mut core)
+            });
         }
-        counted!(step, core.handle_timeouts(now, &mut io));
+        counted!(step, {
+            core.handle_timeouts(now);
+            io.drain(&mut core)
+        });
         let mut replies = Replies::default();
         for m in io.to_agent.drain(..) {
             agent.on_message(now, m, &mut replies);
         }
         agent.poll(now, &mut replies);
         for m in replies.0 {
-            counted!(step, core.handle_downlink(now, m, &mut io));
+            counted!(step, {
+                core.handle_downlink(now, m);
+                io.drain(&mut core)
+            });
         }
-        counted!(step, core.handle_timeouts(now, &mut io));
-        counted!(step, while core.encode_next(&mut io) {});
+        counted!(step, {
+            core.handle_timeouts(now);
+            io.drain(&mut core);
+            while core.encode_next() {}
+            io.drain(&mut core)
+        });
         step.uplink_frames = io.uplink_frames - f0;
         step.reply_frames = io.reply_frames - r0;
         for (to, d) in io.out[..io.used].iter() {

@@ -53,7 +53,21 @@ fn main() -> anyhow::Result<()> {
             secret: i as u64,
         };
         let offer = parse_offer(offers[i].as_bytes()).expect("offer");
-        Box::new(answer_offer(&crypto, now, tag, public, None, offer, true).expect("answer"))
+        Box::new(
+            answer_offer(
+                &crypto,
+                now,
+                str0m::IceCreds {
+                    ufrag: tag.ufrag(),
+                    pass: "p".repeat(32),
+                },
+                public,
+                None,
+                offer,
+                true,
+            )
+            .expect("answer"),
+        )
     });
     let settings = Arc::new(ShardSettings {
         node: 0,
@@ -65,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         session: SessionConfig::default(),
         tag_key: TagKey::new(b"heap"),
         admission: Admission::unlimited(),
+        seed: [7; 32],
     });
     let mut core = ShardCore::new(0, settings, crypto.clone());
     let before = live_bytes();

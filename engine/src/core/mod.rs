@@ -9,6 +9,7 @@ pub mod events;
 pub mod fleet;
 pub mod media;
 pub mod multipart;
+pub mod output;
 pub mod peer_addr;
 pub mod rate_limit;
 pub mod recording;

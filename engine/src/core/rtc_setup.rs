@@ -20,6 +20,7 @@ use str0m::media::{Frequency, Pt};
 use str0m::net::TcpType;
 use str0m::{Candidate, IceCreds, Rtc, RtcConfig};
 
+#[cfg(test)]
 use super::session_id::SessionId;
 
 /// How many `dimpl::Config`s this process built (one, normally).
@@ -297,18 +298,20 @@ fn check_offer_lines(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds a server `Rtc` for `tag`, answers `offer`; returns the Rtc and the answer SDP.
+/// Builds a server `Rtc` with our ICE credentials `ice` (the ufrag is the session id's), answers
+/// `offer`; returns the Rtc and the answer SDP.
 pub fn answer_offer(
     crypto: &ServerCrypto,
     now: Instant,
-    tag: SessionId,
+    ice: IceCreds,
     public: SocketAddr,
     public_tcp: Option<SocketAddr>,
     offer: SdpOffer,
     opus_dtx: bool,
 ) -> Result<(Rtc, String), OfferError> {
-    let pass = random_ice_password();
-    let mut rtc = crypto.server_config(tag.ufrag(), pass, opus_dtx).build(now);
+    let mut rtc = crypto
+        .server_config(ice.ufrag, ice.pass, opus_dtx)
+        .build(now);
     let cand = Candidate::host(public, "udp").map_err(|e| OfferError::Rejected(e.to_string()))?;
     rtc.add_local_candidate(cand);
     if let Some(addr) = public_tcp {
@@ -328,10 +331,9 @@ pub fn answer_offer(
     Ok((rtc, answer.to_sdp_string()))
 }
 
-fn random_ice_password() -> String {
-    use rand::Rng;
+/// A 32-character ICE password (RFC 8839 asks for at least 128 bits; this is 190) from `rng`.
+pub fn ice_password(rng: &mut impl rand::Rng) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    let mut rng = rand::rng();
     (0..32)
         .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
         .collect()
@@ -340,6 +342,13 @@ fn random_ice_password() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn creds(tag: SessionId) -> IceCreds {
+        IceCreds {
+            ufrag: tag.ufrag(),
+            pass: "p".repeat(32),
+        }
+    }
 
     #[test]
     fn sessions_reuse_one_dtls_config() {
@@ -372,7 +381,7 @@ mod tests {
         };
         let public = "10.0.0.1:3478".parse().unwrap();
         let offer = parse_offer(offer.as_bytes()).unwrap();
-        answer_offer(&crypto, now, tag, public, None, offer, opus_dtx)
+        answer_offer(&crypto, now, creds(tag), public, None, offer, opus_dtx)
             .unwrap()
             .1
     }

@@ -25,13 +25,19 @@ use std::time::{Duration, Instant};
 
 use str0m::ice::StunMessage;
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use str0m::IceCreds;
+
 use super::admission::Admission;
 use super::classify::{classify, DatagramKind};
 use super::deadlines::DeadlineQueue;
+use super::output::{Output, Outputs, ShardEvent};
 use super::peer_addr::{Peer, Protocol};
 use super::ring_msg::DownlinkMsg;
-use super::rtc_setup::{answer_offer, parse_offer, OfferError, ServerCrypto};
-use super::session::{Session, SessionConfig, SessionIo};
+use super::ring_msg::UplinkMsg;
+use super::rtc_setup::{answer_offer, ice_password, parse_offer, OfferError, ServerCrypto};
+use super::session::{Session, SessionConfig};
 use super::session_id::SessionKey;
 use super::session_id::{server_ufrag, SessionId, TagKey};
 use super::session_limits::EndReason;
@@ -174,12 +180,17 @@ pub struct ShardSettings {
     pub tag_key: TagKey,
     /// `--max-sessions`: the node's admission count, shared by its shards (a clone shares it).
     pub admission: Admission,
+    /// Seeds each shard core's random draws (tag nonces, ICE passwords), mixed with the shard's
+    /// id: the shell fills it from the operating system, a test may fix it.
+    pub seed: [u8; 32],
 }
 
 pub struct ShardCore {
     pub id: u16,
     settings: Arc<ShardSettings>,
     crypto: ServerCrypto,
+    /// The core's one source of randomness (seeded by the caller, see `ShardSettings::seed`).
+    rng: StdRng,
     table: SessionTable<Box<Session>>,
     /// Sessions adopted from another home shard, by their home tag.
     adopted: HashMap<SessionId, SessionKey, RandomState>,
@@ -188,7 +199,9 @@ pub struct ShardCore {
     deadlines: DeadlineQueue,
     next_worker: u16,
     pub counters: ShardCounters,
-    /// Messages for other shards, in order (`poll_to_shard`).
+    /// What sessions wrote for the shell (`poll_output`).
+    outputs: Outputs,
+    /// Messages for other shards, in order (`poll_output` gives them after `outputs`).
     outbox: std::collections::VecDeque<(u16, CoreMsg)>,
     /// `Released` messages the shell could not queue: sent again at the next housekeeping.
     released_retry: Vec<SessionId>,
@@ -209,8 +222,13 @@ impl std::fmt::Debug for ShardCore {
 
 impl ShardCore {
     pub fn new(id: u16, settings: Arc<ShardSettings>, crypto: ServerCrypto) -> Self {
+        let mut seed = settings.seed;
+        for (b, i) in seed.iter_mut().zip(id.to_le_bytes()) {
+            *b ^= i;
+        }
         ShardCore {
             id,
+            rng: StdRng::from_seed(seed),
             table: SessionTable::new(id, settings.max_sessions_per_shard),
             settings,
             crypto,
@@ -219,6 +237,7 @@ impl ShardCore {
             deadlines: DeadlineQueue::new(id),
             next_worker: id,
             counters: ShardCounters::default(),
+            outputs: Outputs::with_capacity(1024, 64 * 1024),
             outbox: std::collections::VecDeque::with_capacity(64),
             released_retry: Vec::new(),
             handled: Vec::new(),
@@ -242,6 +261,95 @@ impl ShardCore {
 
     pub fn armed_deadlines(&self) -> usize {
         self.deadlines.len()
+    }
+
+    /// The next thing for the shell to do, in the order it was decided: call after each input
+    /// until it returns `None`.
+    pub fn poll_output(&mut self) -> Option<Output<'_>> {
+        if !self.outputs.is_empty() {
+            return self.outputs.pop();
+        }
+        let _ = self.outputs.pop(); // empty: this frees its byte buffer for reuse
+        self.outbox
+            .pop_front()
+            .map(|(shard, msg)| Output::ToShard { shard, msg })
+    }
+
+    /// Runs `f` with the output queue lent out, so that the core's own methods can write to it
+    /// while they borrow the core.
+    fn with_outputs<R>(&mut self, f: impl FnOnce(&mut Self, &mut Outputs) -> R) -> R {
+        let mut out = std::mem::take(&mut self.outputs);
+        let r = f(self, &mut out);
+        self.outputs = out;
+        r
+    }
+
+    /// One datagram received on this shard: routed, then delivered to its session here or queued
+    /// for the shard that has or will have it.
+    pub fn handle_datagram(&mut self, now: Instant, source: Peer, data: &[u8]) {
+        self.with_outputs(|c, out| c.handle_datagram_into(now, source, data, out));
+    }
+
+    /// Delivers a datagram already routed to `key` (see `route`).
+    pub fn deliver(&mut self, now: Instant, key: SessionKey, from: Peer, buf: &[u8]) {
+        self.with_outputs(|c, out| c.deliver_into(now, key, from, buf, out));
+    }
+
+    /// Runs whatever is due at `now` (see `next_deadline`).
+    pub fn handle_timeouts(&mut self, now: Instant) {
+        self.with_outputs(|c, out| c.handle_timeouts_into(now, out));
+    }
+
+    /// Encodes ahead the next reply frame of one session the last `handle_timeouts` ran; true
+    /// while more are queued. The shell calls it until its time budget for the step is spent (the
+    /// core reads no clock), and again between other work.
+    pub fn encode_next(&mut self) -> bool {
+        self.with_outputs(|c, out| c.encode_next_into(out))
+    }
+
+    /// A message from an inference worker.
+    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg) {
+        self.with_outputs(|c, out| c.handle_downlink_into(now, msg, out));
+    }
+
+    /// A message from another shard.
+    pub fn handle_shard_msg(&mut self, now: Instant, msg: CoreMsg) {
+        self.with_outputs(|c, out| c.handle_shard_msg_into(now, msg, out));
+    }
+
+    /// An `Output::ToShard` that the shell could not queue (shard `to`'s inbox was full): settled
+    /// here so that nothing is lost silently.
+    pub fn undeliverable(&mut self, now: Instant, to: u16, msg: CoreMsg) {
+        self.with_outputs(|c, out| c.undeliverable_into(now, to, msg, out));
+    }
+
+    /// An `Output::ToWorker` that found the worker's ring full (the ring counts the drop): its
+    /// session settles it (a refused start, or an audio frame dropped).
+    pub fn worker_full(&mut self, now: Instant, msg: UplinkMsg) {
+        let key = msg.key();
+        self.with_outputs(|c, out| {
+            let Some(session) = c.table.get_mut(key) else {
+                return;
+            };
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                session.worker_refused(now, &msg, out);
+                session.deadline()
+            }));
+            match result {
+                Ok(deadline) => c.deadlines.schedule(key, deadline),
+                Err(_) => c.on_panic(key, out),
+            }
+        });
+    }
+
+    /// Ends a session by hangup; true if it lived here.
+    pub fn hangup(&mut self, key: SessionKey) -> bool {
+        self.with_outputs(|c, out| c.hangup_into(key, out))
+    }
+
+    /// Shutdown: every session gets a `server_shutdown` event, then is closed.
+    pub fn close_all(&mut self, now: Instant) {
+        self.with_outputs(|c, out| c.close_all_into(now, out));
     }
 
     /// Answers an SDP offer and registers the session before the answer leaves.
@@ -277,14 +385,18 @@ impl ShardCore {
             self.id,
             key.slot,
             key.generation,
-            rand::random(),
+            self.rng.random(),
         );
+        let ice_pass = ice_password(&mut self.rng);
         let secret = tag.secret;
         let worker = self.next_worker % self.settings.workers.max(1);
         let built = answer_offer(
             &self.crypto,
             now,
-            tag,
+            IceCreds {
+                ufrag: tag.ufrag(),
+                pass: ice_pass,
+            },
             self.settings.public,
             self.settings.public_tcp,
             offer,
@@ -404,13 +516,13 @@ impl ShardCore {
     }
 
     /// Delivers a datagram to a local session. Panics inside the session close only that session.
-    pub fn deliver(
+    fn deliver_into(
         &mut self,
         now: Instant,
         key: SessionKey,
         from: Peer,
         buf: &[u8],
-        io: &mut dyn SessionIo,
+        out: &mut Outputs,
     ) {
         let Peer {
             addr: source,
@@ -424,49 +536,45 @@ impl ShardCore {
             self.count_drop(DropReason::Rejected);
             return;
         };
-        let is_stun = classify(buf) == DatagramKind::Stun;
         let Some(session) = self.table.get_mut(key) else {
             self.count_drop(DropReason::StaleSession);
             return;
         };
-        let mut answered = false;
+        // A binding request is checked here, against the session's ICE password (RFC 8445
+        // §7.3), before str0m or any routing state sees it: only an authenticated check binds
+        // the address and counts as consent (RFC 7675).
+        let check = classify(buf) == DatagramKind::Stun && buf.starts_with(&[0x00, 0x01]);
+        if check && !session.authenticates(buf) {
+            self.count_drop(DropReason::Unauthenticated);
+            return;
+        }
         let result = catch_unwind(AssertUnwindSafe(|| {
-            let mut watch = WatchReply {
-                inner: io,
-                source,
-                answered: &mut answered,
-            };
-            let r = session.handle_datagram(now, from, local, buf, &mut watch);
+            let r = session.handle_datagram(now, from, local, buf, out);
+            if check {
+                session.on_consent(now);
+            }
             (r.is_ok(), session.deadline())
         }));
         match result {
             Ok((ok, deadline)) => {
                 if !ok {
                     self.count_drop(DropReason::Rejected);
-                } else if is_stun && !answered && buf.starts_with(&[0x00, 0x01]) {
-                    self.count_drop(DropReason::Unauthenticated);
                 }
-                // A STUN request that the session answered was authenticated (ICE checks the
-                // message integrity before replying): bind the address for non-STUN routing.
-                if is_stun && answered {
+                if check {
                     self.table.bind_addr(source, key);
                     self.forward_addrs.remove(&source);
-                    // Only an authenticated check counts as ICE consent (RFC 7675).
-                    if let Some(session) = self.table.get_mut(key) {
-                        session.on_consent(now);
-                    }
                 }
                 self.deadlines.schedule(key, deadline);
             }
-            Err(_) => self.on_panic(key, io),
+            Err(_) => self.on_panic(key, out),
         }
     }
 
-    /// Runs every session whose deadline has come and reaps sessions that ended, then sends what
-    /// they wrote; their next reply frames are queued to be encoded ahead (`encode_next`) only
-    /// after that, so that when many sessions are due at once, encoding one does not hold back
-    /// the others' frames.
-    pub fn handle_timeouts(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    /// Runs every session whose deadline has come and reaps sessions that ended; their next reply
+    /// frames are queued to be encoded ahead (`encode_next`), which the shell does only after it
+    /// has sent this step's output, so that when many sessions are due at once, encoding one does
+    /// not hold back the others' frames.
+    fn handle_timeouts_into(&mut self, now: Instant, out: &mut Outputs) {
         let mut handled = std::mem::take(&mut self.handled);
         handled.clear();
         while let Some(key) = self.deadlines.pop_due(now) {
@@ -475,30 +583,24 @@ impl ShardCore {
             };
             handled.push(key);
             let result = catch_unwind(AssertUnwindSafe(|| {
-                session.handle_timeout(now, io);
+                session.handle_timeout(now, out);
                 (session.is_alive(), session.deadline())
             }));
             match result {
                 Ok((true, deadline)) => self.deadlines.schedule(key, deadline),
-                Ok((false, _)) => self.end_session(key, io),
-                Err(_) => self.on_panic(key, io),
+                Ok((false, _)) => self.end_session(key, out),
+                Err(_) => self.on_panic(key, out),
             }
-        }
-        if !handled.is_empty() {
-            io.flush();
         }
         self.to_encode.extend(handled.drain(..));
         self.handled = handled;
     }
 
-    /// Encodes ahead the next reply frame of one session the last `handle_timeouts` ran; true
-    /// while more are queued. The shell calls it until its time budget for the step is spent (the
-    /// core reads no clock), and again between other work.
-    pub fn encode_next(&mut self, io: &mut dyn SessionIo) -> bool {
+    fn encode_next_into(&mut self, out: &mut Outputs) -> bool {
         if let Some(key) = self.to_encode.pop_front() {
             if let Some(session) = self.table.get_mut(key) {
                 if catch_unwind(AssertUnwindSafe(|| session.encode_ahead())).is_err() {
-                    self.on_panic(key, io);
+                    self.on_panic(key, out);
                 }
             }
         }
@@ -509,34 +611,25 @@ impl ShardCore {
         !self.to_encode.is_empty()
     }
 
-    /// A message from an inference worker.
-    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
+    fn handle_downlink_into(&mut self, now: Instant, msg: DownlinkMsg, out: &mut Outputs) {
         let key = msg.key();
         let Some(session) = self.table.get_mut(key) else {
             return; // the session ended; late replies are dropped
         };
         let result = catch_unwind(AssertUnwindSafe(|| {
-            session.handle_downlink(now, msg, io);
+            session.handle_downlink(now, msg, out);
             session.deadline()
         }));
         match result {
             Ok(deadline) => self.deadlines.schedule(key, deadline),
-            Err(_) => self.on_panic(key, io),
+            Err(_) => self.on_panic(key, out),
         }
     }
 
-    /// One datagram received on this shard: routed, then delivered to its session here or queued
-    /// for the shard that has or will have it (`poll_to_shard`).
-    pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        source: Peer,
-        data: &[u8],
-        io: &mut dyn SessionIo,
-    ) {
+    fn handle_datagram_into(&mut self, now: Instant, source: Peer, data: &[u8], out: &mut Outputs) {
         self.counters.datagrams_in += 1;
         match self.route(now, source.addr, data) {
-            Route::Local(key) => self.deliver(now, key, source, data, io),
+            Route::Local(key) => self.deliver_into(now, key, source, data, out),
             Route::Claim { home, tag } => {
                 let datagram = Box::new(Datagram::new(source, data));
                 let from = self.id;
@@ -554,8 +647,7 @@ impl ShardCore {
         }
     }
 
-    /// A message from another shard.
-    pub fn handle_shard_msg(&mut self, now: Instant, msg: CoreMsg, io: &mut dyn SessionIo) {
+    fn handle_shard_msg_into(&mut self, now: Instant, msg: CoreMsg, out: &mut Outputs) {
         match msg {
             CoreMsg::Claim {
                 tag,
@@ -577,14 +669,14 @@ impl ShardCore {
                 ClaimOutcome::Drop(r) => self.count_drop(r),
             },
             CoreMsg::Adopt { session, datagram } => match self.adopt(session) {
-                Ok(key) => self.deliver(now, key, datagram.source, datagram.data(), io),
-                Err(session) => self.refuse_adoption(session, io),
+                Ok(key) => self.deliver_into(now, key, datagram.source, datagram.data(), out),
+                Err(session) => self.refuse_adoption(session, out),
             },
             CoreMsg::Forward { datagram } => {
                 self.counters.forwarded_in += 1;
                 match self.route(now, datagram.source.addr, datagram.data()) {
                     Route::Local(key) => {
-                        self.deliver(now, key, datagram.source, datagram.data(), io)
+                        self.deliver_into(now, key, datagram.source, datagram.data(), out)
                     }
                     // No second hop for forwarded datagrams: loops are impossible by construction.
                     Route::Drop(r) => self.count_drop(r),
@@ -596,14 +688,7 @@ impl ShardCore {
         }
     }
 
-    /// The next message for another shard, in order.
-    pub fn poll_to_shard(&mut self) -> Option<(u16, CoreMsg)> {
-        self.outbox.pop_front()
-    }
-
-    /// A message from `poll_to_shard` that the shell could not queue (shard `to`'s inbox was
-    /// full): settled here so that nothing is lost silently.
-    pub fn undeliverable(&mut self, now: Instant, to: u16, msg: CoreMsg, io: &mut dyn SessionIo) {
+    fn undeliverable_into(&mut self, now: Instant, to: u16, msg: CoreMsg, out: &mut Outputs) {
         match msg {
             CoreMsg::Adopt { session, datagram } => {
                 // The session stays here, and this datagram with it; the claiming shard forwards
@@ -614,8 +699,8 @@ impl ShardCore {
                     "handoff not sent (inbox full); the session stays on its home shard"
                 );
                 match self.keep_home(session) {
-                    Ok(key) => self.deliver(now, key, datagram.source, datagram.data(), io),
-                    Err(session) => self.refuse_adoption(session, io),
+                    Ok(key) => self.deliver_into(now, key, datagram.source, datagram.data(), out),
+                    Err(session) => self.refuse_adoption(session, out),
                 }
             }
             CoreMsg::Forward { .. } => {
@@ -693,11 +778,11 @@ impl ShardCore {
 
     /// The owner side of a handoff that found no room here (table full): the session ends,
     /// counted as `handoff_failed`, and its home is told to free its entry (`take_released`).
-    fn refuse_adoption(&mut self, mut session: Box<Session>, io: &mut dyn SessionIo) {
+    fn refuse_adoption(&mut self, mut session: Box<Session>, out: &mut Outputs) {
         let tag = session.tag;
         tracing::warn!(call = %tag, shard = self.id, "handoff refused: this shard's table is full; session ended");
         let _ = catch_unwind(AssertUnwindSafe(|| {
-            session.close(io);
+            session.close(out);
             drop(session);
         }));
         self.send_to_shard(tag.shard, CoreMsg::Released { tag });
@@ -708,16 +793,15 @@ impl ShardCore {
             .entry(EndReason::HandoffFailed.label())
             .or_insert(0) += 1;
         self.counters.sessions_ended += 1;
-        io.session_ended(tag);
+        out.event(ShardEvent::SessionEnded { call: tag });
     }
 
-    /// Ends a session by hangup; true if it lived here.
-    pub fn hangup(&mut self, key: SessionKey, io: &mut dyn SessionIo) -> bool {
+    fn hangup_into(&mut self, key: SessionKey, out: &mut Outputs) -> bool {
         let Some(session) = self.table.get_mut(key) else {
             return false;
         };
-        let _ = catch_unwind(AssertUnwindSafe(|| session.close(io)));
-        self.end_session(key, io);
+        let _ = catch_unwind(AssertUnwindSafe(|| session.close(out)));
+        self.end_session(key, out);
         true
     }
 
@@ -763,29 +847,27 @@ impl ShardCore {
         }
     }
 
-    /// Closes every session (shutdown).
-    /// Shutdown: every session gets a `server_shutdown` event, then is closed.
-    pub fn close_all(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    fn close_all_into(&mut self, now: Instant, out: &mut Outputs) {
         let keys: Vec<SessionKey> = self.table.live_keys().collect();
         for k in keys {
             if let Some(session) = self.table.get_mut(k) {
-                let _ = catch_unwind(AssertUnwindSafe(|| session.notify_shutdown(now, io)));
+                let _ = catch_unwind(AssertUnwindSafe(|| session.notify_shutdown(now, out)));
             }
-            self.hangup(k, io);
+            self.hangup_into(k, out);
         }
     }
 
-    fn on_panic(&mut self, key: SessionKey, io: &mut dyn SessionIo) {
+    fn on_panic(&mut self, key: SessionKey, out: &mut Outputs) {
         self.counters.session_panics += 1;
         tracing::error!(shard = self.id, slot = key.slot, "session panicked; closed");
-        self.end_session_as(key, true, io);
+        self.end_session_as(key, true, out);
     }
 
-    fn end_session(&mut self, key: SessionKey, io: &mut dyn SessionIo) {
-        self.end_session_as(key, false, io);
+    fn end_session(&mut self, key: SessionKey, out: &mut Outputs) {
+        self.end_session_as(key, false, out);
     }
 
-    fn end_session_as(&mut self, key: SessionKey, panicked: bool, io: &mut dyn SessionIo) {
+    fn end_session_as(&mut self, key: SessionKey, panicked: bool, out: &mut Outputs) {
         self.deadlines.cancel(key);
         if let Some(Entry::Live { value, .. }) = self.table.remove(key) {
             let mut session = value;
@@ -806,7 +888,7 @@ impl ShardCore {
                 hold_ms_buckets = ?up.hold.0, "session ended"
             );
             let _ = catch_unwind(AssertUnwindSafe(|| {
-                session.close(io);
+                session.close(out);
                 drop(session);
             }));
             if tag.shard != self.id {
@@ -814,7 +896,7 @@ impl ShardCore {
                 self.send_to_shard(tag.shard, CoreMsg::Released { tag });
             }
             self.counters.sessions_ended += 1;
-            io.session_ended(tag);
+            out.event(ShardEvent::SessionEnded { call: tag });
         }
     }
 }
@@ -825,63 +907,6 @@ pub enum CallLocation {
     Here(SessionKey),
     Shard(u16),
     Unknown,
-}
-
-/// Watches whether a session replied to the datagram's source (an authenticated STUN check).
-struct WatchReply<'a> {
-    inner: &'a mut dyn SessionIo,
-    source: SocketAddr,
-    answered: &'a mut bool,
-}
-
-impl SessionIo for WatchReply<'_> {
-    fn transmit(&mut self, to: Peer, source: SocketAddr, payload: &[u8]) {
-        if to.addr == self.source {
-            *self.answered = true;
-        }
-        self.inner.transmit(to, source, payload);
-    }
-    fn to_agent(&mut self, worker: u16, msg: super::ring_msg::UplinkMsg) -> bool {
-        self.inner.to_agent(worker, msg)
-    }
-    fn connected(&mut self, setup: Duration) {
-        self.inner.connected(setup);
-    }
-    fn downlink_sent(&mut self, taken_at: Instant) {
-        self.inner.downlink_sent(taken_at);
-    }
-    fn session_ended(&mut self, call: SessionId) {
-        self.inner.session_ended(call);
-    }
-    fn event_rejected(&mut self, reason: super::session_limits::EventRejected) {
-        self.inner.event_rejected(reason);
-    }
-    fn barge_in(&mut self, outcome: super::turn::barge_in::BargeInOutcome) {
-        self.inner.barge_in(outcome);
-    }
-    fn paced(&mut self, late_by: Duration) {
-        self.inner.paced(late_by);
-    }
-    fn flush(&mut self) {
-        self.inner.flush();
-    }
-    fn uplink_frame(&mut self, origin: super::media::decoder::FrameOrigin, hold: Duration) {
-        self.inner.uplink_frame(origin, hold);
-    }
-    fn uplink_late(&mut self) {
-        self.inner.uplink_late();
-    }
-    fn turn_latency(&mut self, latency: &crate::core::turn::latency::TurnLatency) {
-        self.inner.turn_latency(latency);
-    }
-    fn record(
-        &mut self,
-        call: SessionId,
-        now: Instant,
-        event: crate::core::recording::RecordEvent<'_>,
-    ) {
-        self.inner.record(call, now, event);
-    }
 }
 
 #[cfg(test)]

@@ -104,6 +104,7 @@ impl EngineConfig {
                 session: SessionConfig::default(),
                 tag_key: TagKey::random(),
                 admission: Admission::new(max_sessions),
+                seed: rand::random(),
             },
             cores,
         }

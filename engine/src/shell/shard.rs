@@ -20,16 +20,13 @@ use std::time::{Duration, Instant};
 
 use super::worker::WorkerLink;
 use crate::core::media::decoder::FrameOrigin;
+use crate::core::output::{Output, ShardEvent};
 use crate::core::peer_addr::{Peer, Protocol};
-use crate::core::recording::RecordEvent;
 use crate::core::ring_msg::UplinkMsg;
-use crate::core::session::SessionIo;
-use crate::core::session_id::SessionId;
-use crate::core::session_limits::EventRejected;
 use crate::core::shard::CallLocation;
 use crate::core::shard::ShardCore;
-use crate::core::turn::barge_in::BargeInOutcome;
-use crate::core::turn::latency::{EndRule, TurnLatency};
+use crate::core::shard_msg::CoreMsg;
+use crate::core::turn::latency::EndRule;
 
 use super::fleet::{FleetEvent, ShardFleet};
 use super::ice_tcp::{self, TcpPeers};
@@ -77,93 +74,99 @@ const UPLINK_LABELS: [&str; 5] = [
     "late",
 ];
 
-impl SessionIo for ShardIo {
-    fn transmit(&mut self, to: Peer, _source: SocketAddr, payload: &[u8]) {
-        match to.proto {
-            Protocol::Udp => match self.relay.as_ref().and_then(|r| r.route(&to.addr)) {
-                Some((relay, head)) => self.batch.push_parts(relay, head.bytes(), payload),
-                None => self.batch.push(to.addr, payload),
+/// An output the shell could not queue: it goes back to the core.
+// Audio is inline (as in `ring_msg`): it goes back without an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Refused {
+    Worker(UplinkMsg),
+    Shard(u16, CoreMsg),
+}
+
+impl ShardIo {
+    /// Carries out one output of the core; returns it if its ring or inbox was full.
+    fn apply(&mut self, out: Output<'_>, mesh: &Mesh) -> Option<Refused> {
+        match out {
+            Output::Transmit { to, payload, .. } => match to.proto {
+                Protocol::Udp => match self.relay.as_ref().and_then(|r| r.route(&to.addr)) {
+                    Some((relay, head)) => self.batch.push_parts(relay, head.bytes(), payload),
+                    None => self.batch.push(to.addr, payload),
+                },
+                _ => self.tcp.send(to.addr, payload),
             },
-            _ => self.tcp.send(to.addr, payload),
+            Output::ToWorker { worker, msg } => return self.push_to_worker(worker, msg),
+            Output::ToShard { shard, msg } => {
+                if let Err(ShardMsg::Core(msg)) = mesh.send(shard, ShardMsg::Core(msg)) {
+                    return Some(Refused::Shard(shard, msg));
+                }
+            }
+            Output::Record { call, at, event } => {
+                if let Some(r) = &self.recorder {
+                    r.push(call, at, event);
+                }
+            }
+            Output::Event(e) => self.count(e),
         }
+        None
     }
 
-    fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool {
+    fn push_to_worker(&mut self, worker: u16, msg: UplinkMsg) -> Option<Refused> {
         let Some((link, _)) = self.workers.get(worker as usize) else {
-            return false;
+            return Some(Refused::Worker(msg));
         };
         let received_at = match &msg {
             UplinkMsg::Audio { received_at, .. } => Some(*received_at),
             _ => None,
         };
-        if link.uplink.push(msg).is_err() {
-            return false;
+        if let Err(msg) = link.uplink.push(msg) {
+            return Some(Refused::Worker(msg));
         }
         if let Some(t) = received_at {
             record(&mut self.latencies.uplink, t.elapsed());
         }
         self.wake_worker[worker as usize] = true;
-        true
+        None
     }
 
-    fn connected(&mut self, setup: Duration) {
-        record(&mut self.latencies.setup, setup);
-    }
-
-    fn downlink_sent(&mut self, taken_at: Instant) {
-        if self.downlink_taken.len() < self.downlink_taken.capacity() {
-            self.downlink_taken.push(taken_at);
+    fn count(&mut self, event: ShardEvent) {
+        match event {
+            ShardEvent::Connected { setup } => record(&mut self.latencies.setup, setup),
+            ShardEvent::DownlinkSent { taken_at } => {
+                if self.downlink_taken.len() < self.downlink_taken.capacity() {
+                    self.downlink_taken.push(taken_at);
+                }
+            }
+            ShardEvent::SessionEnded { call } => {
+                if let Some(f) = &self.fleet {
+                    f.push(FleetEvent::CallEnded(call));
+                }
+            }
+            ShardEvent::EventRejected(reason) => {
+                *self.events_rejected.entry(reason.label()).or_insert(0) += 1;
+            }
+            ShardEvent::BargeIn(outcome) => {
+                *self.barge_ins.entry(outcome.label()).or_insert(0) += 1;
+            }
+            ShardEvent::Paced { late_by } => record(&mut self.latencies.pacing, late_by),
+            ShardEvent::UplinkFrame { origin, hold } => {
+                self.uplink_frames[origin.index()] += 1;
+                record(&mut self.latencies.hold, hold);
+            }
+            ShardEvent::UplinkLate => self.uplink_frames[4] += 1,
+            ShardEvent::TurnLatency(l) => {
+                self.turn_end_rules[l.rule.index()] += 1;
+                for (h, d) in self.latencies.turn.iter_mut().zip(l.stages) {
+                    record(h, d);
+                }
+                record(&mut self.latencies.turn[4], l.total());
+            }
         }
     }
 
-    fn session_ended(&mut self, call: SessionId) {
-        if let Some(f) = &self.fleet {
-            f.push(FleetEvent::CallEnded(call));
-        }
-    }
-
-    fn event_rejected(&mut self, reason: EventRejected) {
-        *self.events_rejected.entry(reason.label()).or_insert(0) += 1;
-    }
-
-    fn paced(&mut self, late_by: Duration) {
-        record(&mut self.latencies.pacing, late_by);
-    }
-
+    /// Sends the batch, then records the engine-added latency of the reply frames in it.
     fn flush(&mut self) {
         self.batch.flush();
         self.record_downlink_sent();
     }
-
-    fn barge_in(&mut self, outcome: BargeInOutcome) {
-        *self.barge_ins.entry(outcome.label()).or_insert(0) += 1;
-    }
-
-    fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration) {
-        self.uplink_frames[origin.index()] += 1;
-        record(&mut self.latencies.hold, hold);
-    }
-
-    fn uplink_late(&mut self) {
-        self.uplink_frames[4] += 1;
-    }
-
-    fn record(&mut self, call: SessionId, now: Instant, event: RecordEvent<'_>) {
-        if let Some(r) = &self.recorder {
-            r.push(call, now, event);
-        }
-    }
-
-    fn turn_latency(&mut self, l: &TurnLatency) {
-        self.turn_end_rules[l.rule.index()] += 1;
-        for (h, d) in self.latencies.turn.iter_mut().zip(l.stages) {
-            record(h, d);
-        }
-        record(&mut self.latencies.turn[4], l.total());
-    }
-}
-
-impl ShardIo {
     /// Reply frames just handed to the kernel: their engine-added downlink latency.
     fn record_downlink_sent(&mut self) {
         if !self.downlink_taken.is_empty() {
@@ -228,13 +231,33 @@ impl ShardState {
 
     /// Handles one received datagram (routing and the handoff protocol are the core's).
     pub fn on_datagram(&mut self, now: Instant, source: Peer, data: &[u8]) {
-        self.core.handle_datagram(now, source, data, &mut self.io);
+        self.core.handle_datagram(now, source, data);
+        self.drain_outputs(now);
+    }
+
+    /// Carries out everything the core decided so far; what finds a full ring or inbox goes back
+    /// to the core, which may decide more.
+    fn drain_outputs(&mut self, now: Instant) {
+        loop {
+            let refused = match self.core.poll_output() {
+                Some(out) => self.io.apply(out, &self.mesh),
+                None => return,
+            };
+            match refused {
+                Some(Refused::Worker(msg)) => self.core.worker_full(now, msg),
+                Some(Refused::Shard(to, msg)) => self.core.undeliverable(now, to, msg),
+                None => {}
+            }
+        }
     }
 
     /// Handles one inbox message.
     pub fn on_shard_msg(&mut self, now: Instant, msg: ShardMsg) {
         match msg {
-            ShardMsg::Core(m) => self.core.handle_shard_msg(now, m, &mut self.io),
+            ShardMsg::Core(m) => {
+                self.core.handle_shard_msg(now, m);
+                self.drain_outputs(now);
+            }
             ShardMsg::Hangup { tag, hops, reply } => self.hangup(tag, hops, reply),
             ShardMsg::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot());
@@ -251,7 +274,8 @@ impl ShardState {
     ) {
         match self.core.find_call(&tag) {
             CallLocation::Here(key) => {
-                let found = self.core.hangup(key, &mut self.io);
+                let found = self.core.hangup(key);
+                self.drain_outputs(Instant::now());
                 let _ = reply.send(found);
             }
             CallLocation::Shard(s) if hops < 3 && s != self.core.id => {
@@ -330,7 +354,7 @@ impl ShardState {
             return;
         }
         self.stopping = true;
-        self.core.close_all(now, &mut self.io);
+        self.core.close_all(now);
         self.finish_step(now);
         self.timer_kick = true;
         if let Some(w) = self.timer_waker.take() {
@@ -338,21 +362,11 @@ impl ShardState {
         }
     }
 
-    /// Carries the core's messages to other shards; one that finds a full inbox goes back to the
-    /// core, which settles it.
-    fn send_to_shards(&mut self, now: Instant) {
-        while let Some((to, msg)) = self.core.poll_to_shard() {
-            if let Err(ShardMsg::Core(msg)) = self.mesh.send(to, ShardMsg::Core(msg)) {
-                self.core.undeliverable(now, to, msg, &mut self.io);
-            }
-        }
-    }
-
     /// Encodes reply frames ahead for at most `ENCODE_BUDGET`; the rest waits for the next step
     /// (the timer loop yields to other work first).
     fn encode_ahead(&mut self) {
         let start = Instant::now();
-        while self.core.encode_next(&mut self.io) {
+        while self.core.encode_next() {
             if start.elapsed() >= ENCODE_BUDGET {
                 break;
             }
@@ -361,11 +375,13 @@ impl ShardState {
 
     /// Ends a processing step: run what is due, send, wake workers, tell homes, re-arm the timer.
     pub fn finish_step(&mut self, now: Instant) {
-        self.core.handle_timeouts(now, &mut self.io);
-        self.send_to_shards(now);
+        self.core.handle_timeouts(now);
+        self.drain_outputs(now);
+        // What the due sessions wrote leaves before the slower encoding ahead.
+        self.io.flush();
         self.encode_ahead();
-        self.io.batch.flush();
-        self.io.record_downlink_sent();
+        self.drain_outputs(now);
+        self.io.flush();
         for (i, w) in self.io.wake_worker.iter_mut().enumerate() {
             if std::mem::take(w) {
                 self.io.workers[i].1.unpark();
@@ -502,8 +518,8 @@ pub async fn inbox_loop(
                 let Some(msg) = link.downlink.pop() else {
                     break;
                 };
-                let ShardState { core, io, .. } = &mut *s;
-                core.handle_downlink(now, msg, io);
+                s.core.handle_downlink(now, msg);
+                s.drain_outputs(now);
             }
         }
         // More may be waiting beyond the budget: come back without waiting for a ring.

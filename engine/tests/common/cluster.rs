@@ -11,6 +11,7 @@ use tern_engine::core::admission::Admission;
 use tern_engine::core::peer_addr::Peer;
 use tern_engine::core::rtc_setup::ServerCrypto;
 use tern_engine::core::session::SessionConfig;
+use tern_engine::core::session_id::SessionKey;
 use tern_engine::core::session_id::TagKey;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 
@@ -61,7 +62,8 @@ impl Cluster {
     /// A datagram from `source` that the kernel steered to shard `to`, then every message it
     /// caused, carried.
     pub fn datagram(&mut self, now: Instant, to: usize, source: SocketAddr, data: &[u8]) {
-        self.cores[to].handle_datagram(now, Peer::udp(source), data, &mut self.io[to]);
+        self.cores[to].handle_datagram(now, Peer::udp(source), data);
+        self.io[to].collect(&mut self.cores[to]);
         self.carry(now);
     }
 
@@ -70,11 +72,14 @@ impl Cluster {
         loop {
             let mut in_flight = Vec::new();
             for i in 0..self.cores.len() {
-                while let Some((to, msg)) = self.cores[i].poll_to_shard() {
+                while !self.io[i].to_shard.is_empty() {
+                    let (to, msg) = self.io[i].to_shard.remove(0);
                     let hop = (i as u16, to, msg.label());
                     if self.inbox_full.get(to as usize).copied().unwrap_or(true) {
                         self.refused.push(hop);
-                        self.cores[i].undeliverable(now, to, msg, &mut self.io[i]);
+                        self.cores[i].undeliverable(now, to, msg);
+                        // What settling it decided comes after the messages already in line.
+                        self.io[i].collect(&mut self.cores[i]);
                     } else {
                         self.carried.push(hop);
                         in_flight.push((to as usize, msg));
@@ -85,9 +90,23 @@ impl Cluster {
                 return;
             }
             for (to, msg) in in_flight {
-                self.cores[to].handle_shard_msg(now, msg, &mut self.io[to]);
+                self.cores[to].handle_shard_msg(now, msg);
+                self.io[to].collect(&mut self.cores[to]);
             }
         }
+    }
+
+    /// Hangs up `key` on shard `shard`; true if the call lived there.
+    pub fn hangup(&mut self, shard: usize, key: SessionKey) -> bool {
+        let found = self.cores[shard].hangup(key);
+        self.io[shard].collect(&mut self.cores[shard]);
+        found
+    }
+
+    /// Periodic upkeep on shard `shard` (it may send again what found a full inbox).
+    pub fn housekeeping(&mut self, shard: usize, now: Instant) {
+        self.cores[shard].housekeeping(now);
+        self.io[shard].collect(&mut self.cores[shard]);
     }
 
     /// The kinds of messages carried so far, in order.

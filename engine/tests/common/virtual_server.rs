@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 use tern_engine::agent::echo::EchoAgent;
 use tern_engine::agent::{Agent, AgentOutput};
 use tern_engine::core::admission::Admission;
-use tern_engine::core::media::decoder::FrameOrigin;
+use tern_engine::core::output::{Output, ShardEvent};
 use tern_engine::core::peer_addr::Peer;
-use tern_engine::core::recording::RecordEvent;
 use tern_engine::core::ring_msg::{DownlinkMsg, UplinkMsg};
 use tern_engine::core::rtc_setup::ServerCrypto;
-use tern_engine::core::session::{SessionConfig, SessionIo};
-use tern_engine::core::session_id::{SessionId, TagKey};
+use tern_engine::core::session::SessionConfig;
+use tern_engine::core::session_id::TagKey;
 use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
+use tern_engine::core::shard_msg::CoreMsg;
 use tern_engine::core::turn::barge_in::BargeInOutcome;
 use tern_engine::core::turn::latency::TurnLatency;
 
@@ -40,47 +40,43 @@ pub struct CollectIo {
     pub ended: usize,
     /// Client events refused, by reason.
     pub events_rejected: Vec<EventRejected>,
+    /// Messages for other shards, in order (a `Cluster` carries them).
+    pub to_shard: Vec<(u16, CoreMsg)>,
 }
 
-impl SessionIo for CollectIo {
-    fn transmit(&mut self, to: Peer, _source: SocketAddr, payload: &[u8]) {
-        self.out.push((to.addr, payload.to_vec()));
-    }
-    fn to_agent(&mut self, _worker: u16, msg: UplinkMsg) -> bool {
-        self.to_agent.push(msg);
-        true
-    }
-    fn connected(&mut self, setup: Duration) {
-        self.setups.push(setup);
-    }
-    fn downlink_sent(&mut self, _taken_at: Instant) {
-        self.downlink_frames += 1;
-    }
-    fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration) {
-        self.uplink_origins[origin.index()] += 1;
-        if hold > Duration::ZERO {
-            self.uplink_held += 1;
-            self.max_hold = self.max_hold.max(hold);
+impl CollectIo {
+    /// Pulls everything `core` decided (as the shell's shard does after each input).
+    pub fn collect(&mut self, core: &mut ShardCore) {
+        while let Some(out) = core.poll_output() {
+            match out {
+                Output::Transmit { to, payload, .. } => self.out.push((to.addr, payload.to_vec())),
+                Output::ToWorker { msg, .. } => self.to_agent.push(msg),
+                Output::ToShard { shard, msg } => self.to_shard.push((shard, msg)),
+                Output::Record { .. } => {}
+                Output::Event(e) => self.count(e),
+            }
         }
     }
-    fn uplink_late(&mut self) {
-        self.uplink_late += 1;
+
+    fn count(&mut self, event: ShardEvent) {
+        match event {
+            ShardEvent::Connected { setup } => self.setups.push(setup),
+            ShardEvent::DownlinkSent { .. } => self.downlink_frames += 1,
+            ShardEvent::UplinkFrame { origin, hold } => {
+                self.uplink_origins[origin.index()] += 1;
+                if hold > Duration::ZERO {
+                    self.uplink_held += 1;
+                    self.max_hold = self.max_hold.max(hold);
+                }
+            }
+            ShardEvent::UplinkLate => self.uplink_late += 1,
+            ShardEvent::BargeIn(outcome) => self.barge_ins.push(outcome),
+            ShardEvent::SessionEnded { .. } => self.ended += 1,
+            ShardEvent::TurnLatency(latency) => self.turn_latencies.push(latency),
+            ShardEvent::EventRejected(reason) => self.events_rejected.push(reason),
+            ShardEvent::Paced { .. } => {}
+        }
     }
-    fn barge_in(&mut self, outcome: BargeInOutcome) {
-        self.barge_ins.push(outcome);
-    }
-    fn session_ended(&mut self, _call: SessionId) {
-        self.ended += 1;
-    }
-    fn turn_latency(&mut self, latency: &TurnLatency) {
-        self.turn_latencies.push(*latency);
-    }
-    fn event_rejected(&mut self, reason: EventRejected) {
-        self.events_rejected.push(reason);
-    }
-    fn paced(&mut self, _late_by: Duration) {}
-    fn flush(&mut self) {}
-    fn record(&mut self, _call: SessionId, _now: Instant, _event: RecordEvent<'_>) {}
 }
 
 /// What an agent sent back in one step.
@@ -119,6 +115,8 @@ impl VirtualServer {
             session,
             tag_key: TagKey::random(),
             admission: Admission::unlimited(),
+            // Fixed: a run's nonces and ICE passwords are the same every time.
+            seed: [7; 32],
         }
     }
 
@@ -189,25 +187,25 @@ impl VirtualServer {
                 }
                 for (from, _to, d) in up.due(now) {
                     match self.core.route(now, from, &d) {
-                        Route::Local(k) => {
-                            self.core.deliver(now, k, Peer::udp(from), &d, &mut self.io)
-                        }
+                        Route::Local(k) => self.core.deliver(now, k, Peer::udp(from), &d),
                         _ => self.unrouted += 1,
                     }
                 }
             }
-            self.core.handle_timeouts(now, &mut self.io);
+            self.core.handle_timeouts(now);
+            self.io.collect(&mut self.core);
             let mut replies = Replies::default();
             for m in self.io.to_agent.drain(..) {
                 self.agent.on_message(now, m, &mut replies);
             }
             self.agent.poll(now, &mut replies);
             for m in replies.0 {
-                self.core.handle_downlink(now, m, &mut self.io);
+                self.core.handle_downlink(now, m);
             }
-            self.core.handle_timeouts(now, &mut self.io);
+            self.core.handle_timeouts(now);
             // As the shell does after each step: encode the next reply frames ahead.
-            while self.core.encode_next(&mut self.io) {}
+            while self.core.encode_next() {}
+            self.io.collect(&mut self.core);
             for (to, d) in self.io.out.drain(..) {
                 if let Some((_, _, down)) = peers.iter_mut().find(|(c, _, _)| c.addr == to) {
                     down.send(now, self.public, to, d);

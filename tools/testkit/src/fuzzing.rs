@@ -5,44 +5,37 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tern_engine::core::admission::Admission;
 use tern_engine::core::auth::Auth;
 use tern_engine::core::events::ClientEvent;
-use tern_engine::core::media::decoder::{FrameOrigin, UplinkDecoder};
+use tern_engine::core::media::decoder::UplinkDecoder;
 use tern_engine::core::media::frame::ModelRate;
+use tern_engine::core::output::Output;
 use tern_engine::core::peer_addr::Peer;
-use tern_engine::core::recording::RecordEvent;
-use tern_engine::core::ring_msg::UplinkMsg;
 use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
-use tern_engine::core::session::{SessionConfig, SessionIo};
+use tern_engine::core::session::SessionConfig;
 use tern_engine::core::session_id::{server_ufrag, SessionId, TagKey};
-use tern_engine::core::session_limits::EventRejected;
 use tern_engine::core::shard::{ShardCore, ShardSettings};
-use tern_engine::core::turn::barge_in::BargeInOutcome;
 use tern_engine::core::turn::detector::ServerVadSettings;
-use tern_engine::core::turn::latency::TurnLatency;
 
-/// Discards everything a session emits.
-struct NullIo;
-
-impl SessionIo for NullIo {
-    fn transmit(&mut self, _: Peer, _: SocketAddr, _: &[u8]) {}
-    fn to_agent(&mut self, _: u16, _: UplinkMsg) -> bool {
-        true
+/// Drains the core's outputs as a shell whose worker rings and other shard's inbox are always
+/// full would: every message goes back to the core, which settles it.
+fn drain_refusing(core: &mut ShardCore, now: Instant) {
+    loop {
+        let refused = match core.poll_output() {
+            None => return,
+            Some(Output::ToShard { shard, msg }) => Err((shard, msg)),
+            Some(Output::ToWorker { msg, .. }) => Ok(Some(msg)),
+            Some(_) => Ok(None),
+        };
+        match refused {
+            Err((to, msg)) => core.undeliverable(now, to, msg),
+            Ok(Some(msg)) => core.worker_full(now, msg),
+            Ok(None) => {}
+        }
     }
-    fn connected(&mut self, _: Duration) {}
-    fn downlink_sent(&mut self, _: Instant) {}
-    fn session_ended(&mut self, _: SessionId) {}
-    fn event_rejected(&mut self, _: EventRejected) {}
-    fn barge_in(&mut self, _: BargeInOutcome) {}
-    fn paced(&mut self, _: Duration) {}
-    fn flush(&mut self) {}
-    fn uplink_frame(&mut self, _: FrameOrigin, _: Duration) {}
-    fn uplink_late(&mut self) {}
-    fn turn_latency(&mut self, _: &TurnLatency) {}
-    fn record(&mut self, _: SessionId, _: Instant, _: RecordEvent<'_>) {}
 }
 
 fn settings() -> Arc<ShardSettings> {
@@ -57,6 +50,7 @@ fn settings() -> Arc<ShardSettings> {
         // Fixed, so that a corpus replays the same way.
         tag_key: TagKey::new(b"tern-fuzz"),
         admission: Admission::unlimited(),
+        seed: [7; 32],
     })
 }
 
@@ -91,12 +85,11 @@ pub fn datagram(data: &[u8]) {
         } else {
             Peer::tcp(source)
         };
-        core.handle_datagram(now, from, payload, &mut NullIo);
+        core.handle_datagram(now, from, payload);
         // Messages for the other shard (claims, forwards) find its inbox full.
-        while let Some((to, msg)) = core.poll_to_shard() {
-            core.undeliverable(now, to, msg, &mut NullIo);
-        }
-        core.handle_timeouts(now, &mut NullIo);
+        drain_refusing(core, now);
+        core.handle_timeouts(now);
+        drain_refusing(core, now);
     });
 }
 
@@ -129,7 +122,10 @@ pub fn offer(data: &[u8]) {
             let _ = answer_offer(
                 c,
                 Instant::now(),
-                tag,
+                str0m::IceCreds {
+                    ufrag: tag.ufrag(),
+                    pass: "p".repeat(32),
+                },
                 settings().public,
                 settings().public_tcp,
                 offer,

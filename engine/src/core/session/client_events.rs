@@ -5,18 +5,19 @@
 use std::time::Instant;
 
 use super::super::events::ClientEvent;
+use super::super::output::{Outputs, ShardEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::session_limits::EventRejected;
 use super::super::session_object;
-use super::{Session, SessionIo};
+use super::Session;
 
 impl Session {
-    pub(super) fn on_client_event(&mut self, now: Instant, data: &[u8], io: &mut dyn SessionIo) {
+    pub(super) fn on_client_event(&mut self, now: Instant, data: &[u8], out: &mut Outputs) {
         if self.config.fault_injection && data == br#"{"type":"tern.test.panic"}"# {
             panic!("injected fault in session {}", self.tag);
         }
         if let Err(r) = self.event_gate.admit(now, data.len(), &self.config.limits) {
-            io.event_rejected(r);
+            out.event(ShardEvent::EventRejected(r));
             self.refuse_event(r, data.len());
             return;
         }
@@ -28,7 +29,7 @@ impl Session {
             }) => {
                 if let Some(td) = turn_detection {
                     self.conversation.set_turn_detection(td, ms);
-                    self.run_conversation(now, io);
+                    self.run_conversation(now, out);
                 }
                 if let Ok(Some(nr)) = session_object::noise_reduction(&app) {
                     self.noise_reduction = nr;
@@ -37,7 +38,7 @@ impl Session {
                     }
                 }
                 if !app.is_empty() {
-                    self.forward_app_session(&app, io);
+                    self.forward_app_session(&app, out);
                     session_object::merge(&mut self.config.app, app);
                 }
                 let e = self.writer.session_updated(
@@ -50,20 +51,20 @@ impl Session {
             }
             Ok(ClientEvent::Commit) => {
                 self.conversation.commit(now, ms);
-                self.run_conversation(now, io);
+                self.run_conversation(now, out);
             }
             Ok(ClientEvent::Clear) => {
                 self.conversation.clear(ms);
-                self.run_conversation(now, io);
+                self.run_conversation(now, out);
             }
-            Ok(ClientEvent::ResponseCancel) | Ok(ClientEvent::OutputClear) => self.interrupt(io),
+            Ok(ClientEvent::ResponseCancel) | Ok(ClientEvent::OutputClear) => self.interrupt(out),
             Ok(ClientEvent::Other { .. }) => {
                 if let Ok(s) = std::str::from_utf8(data) {
                     let msg = UplinkMsg::ClientEvent {
                         key: self.key,
                         json: s.into(),
                     };
-                    self.tell_agent(msg, io);
+                    self.tell_agent(msg, out);
                 }
             }
             Err(e) => {
@@ -107,7 +108,7 @@ impl Session {
     pub(super) fn forward_app_session(
         &mut self,
         app: &serde_json::Map<String, serde_json::Value>,
-        io: &mut dyn SessionIo,
+        out: &mut Outputs,
     ) {
         if !self.agent_started {
             return;
@@ -117,6 +118,6 @@ impl Session {
             key: self.key,
             json: json.into(),
         };
-        self.tell_agent(msg, io);
+        self.tell_agent(msg, out);
     }
 }

@@ -9,15 +9,16 @@ use str0m::Input;
 use super::super::media::codec::AudioCodec;
 use super::super::media::frame::FRAME_MS;
 use super::super::media::playout::PlayoutItem;
+use super::super::output::{Outputs, ShardEvent};
 use super::super::recording::{Direction, RecordEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
-use super::{item_id, response_id, Session, SessionIo};
+use super::{item_id, response_id, Session};
 use crate::heap::in_dependency;
 
 impl Session {
     /// Sends the reply frame due at this tick, if any.
-    pub(super) fn pace(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    pub(super) fn pace(&mut self, now: Instant, out: &mut Outputs) {
         if !self.pacer.is_due(now) {
             return;
         }
@@ -28,20 +29,20 @@ impl Session {
         };
         let Some((response, envelope)) = next else {
             self.pacer.idle();
-            self.drive(now, io);
+            self.drive(now, out);
             return;
         };
-        self.start_response(now, response, io);
+        self.start_response(now, response, out);
         let send = self.pacer.on_send(now);
         if let Some(late) = send.late_by {
-            io.paced(late);
+            out.event(ShardEvent::Paced { late_by: late });
         }
         if let Some(envelope) = envelope {
             self.echo.on_reply_envelope(envelope);
-            self.write_payload(now, send.rtp_time, send.marker, io);
+            self.write_payload(now, send.rtp_time, send.marker, out);
         }
-        self.drive(now, io);
-        io.downlink_sent(now);
+        self.drive(now, out);
+        out.event(ShardEvent::DownlinkSent { taken_at: now });
         self.played_frames += 1;
         self.stats.frames_out += 1;
     }
@@ -104,7 +105,7 @@ impl Session {
 
     /// The first frame of `response` goes out: `output_audio_buffer.started`, then the turn's
     /// latency breakdown when this reply answers a turn.
-    fn start_response(&mut self, now: Instant, response: u32, io: &mut dyn SessionIo) {
+    fn start_response(&mut self, now: Instant, response: u32, out: &mut Outputs) {
         if self.playing == Some(response) {
             return;
         }
@@ -113,7 +114,7 @@ impl Session {
         let e = self.writer.output_started(&response_id(response));
         self.send_event(e);
         if let Some(l) = self.conversation.timeline.reply_sent(now, response) {
-            io.turn_latency(&l);
+            out.event(ShardEvent::TurnLatency(l));
             let item = item_id(self.conversation.item_seq());
             let e = self.writer.turn_latency(&l, &item, &response_id(response));
             self.send_event(e);
@@ -121,7 +122,7 @@ impl Session {
     }
 
     /// Hands the packet in `payload` to str0m.
-    fn write_payload(&mut self, now: Instant, rtp_time: u64, marker: bool, io: &mut dyn SessionIo) {
+    fn write_payload(&mut self, now: Instant, rtp_time: u64, marker: bool, out: &mut Outputs) {
         let Some((mid, Some((pt, codec)))) = self.audio else {
             return;
         };
@@ -140,7 +141,7 @@ impl Session {
         if let Err(e) = written {
             tracing::debug!(call = %self.tag, "write: {e}");
         } else {
-            self.record_packet(now, Direction::Sent, rtp_time, codec, &self.payload, io);
+            self.record_packet(now, Direction::Sent, rtp_time, codec, &self.payload, out);
         }
         // Writes are packetized on the next timeout.
         let rtc = &mut self.rtc;
@@ -157,7 +158,7 @@ impl Session {
         rtp48: u64,
         codec: AudioCodec,
         payload: &[u8],
-        io: &mut dyn SessionIo,
+        out: &mut Outputs,
     ) {
         if self.config.record.is_some() {
             let ev = RecordEvent::Packet {
@@ -166,7 +167,7 @@ impl Session {
                 codec,
                 payload,
             };
-            io.record(self.tag, now, ev);
+            out.record(self.tag, now, ev);
         }
     }
 
@@ -184,7 +185,7 @@ impl Session {
 
     /// Stops the reply now: flushes the playout queue, tells the client (`output_audio_buffer.cleared`)
     /// and the agent (`Cancel` with the played-out position).
-    pub(super) fn interrupt(&mut self, io: &mut dyn SessionIo) {
+    pub(super) fn interrupt(&mut self, out: &mut Outputs) {
         let played_ms = if self.playing.is_some() {
             self.played_frames * FRAME_MS
         } else {
@@ -209,6 +210,6 @@ impl Session {
             response,
             played_ms,
         };
-        self.tell_agent(msg, io);
+        self.tell_agent(msg, out);
     }
 }

@@ -1,8 +1,8 @@
 //! One voice session: str0m's `Rtc` plus the media pipeline around it, sans-IO.
 //!
 //! Inputs are datagrams, timeouts and reply messages from the agent, each with `now`; outputs go to
-//! a `SessionIo` (datagrams to send, messages for the agent, measurements) and the next deadline is
-//! returned. The files are the stages a packet walks through:
+//! the shard core's `Outputs` queue (datagrams to send, messages for the agent, measurements),
+//! which the shell pulls, and the next deadline is returned. The files are the stages a packet walks through:
 //! - `rtc_events`: driving str0m (its outputs, connection and channel events);
 //! - `uplink`: Opus RTP -> `UplinkPath` (reorder, decode, concealment) -> noise suppression ->
 //!   VAD (inline, or answered by the worker) -> one `VoiceFrame` per frame;
@@ -28,23 +28,22 @@ use str0m::{Input, Rtc};
 use super::admission::Permit;
 use super::events::EventWriter;
 use super::media::codec::AudioCodec;
-use super::media::decoder::FrameOrigin;
 use super::media::denoise::{Denoiser, NoiseReduction};
 use super::media::encoder::DownlinkEncoder;
 use super::media::frame::ModelRate;
 use super::media::playout::{Pacer, PlayoutItem, PlayoutQueue};
 use super::media::uplink::UplinkPath;
+use super::output::{Outputs, ShardEvent};
 use super::peer_addr::Peer;
 use super::recording::{RecordEvent, RecordFormat};
 use super::ring_msg::{DownlinkMsg, UplinkMsg};
 use super::session_id::SessionId;
 use super::session_id::SessionKey;
-use super::session_limits::{EndReason, EventGate, EventRejected, Liveness, SessionLimits};
+use super::session_limits::{EndReason, EventGate, Liveness, SessionLimits};
 use super::session_object;
-use super::turn::barge_in::{BargeInGuard, BargeInOutcome};
+use super::turn::barge_in::BargeInGuard;
 use super::turn::detector::ServerVadSettings;
 use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
-use super::turn::latency::TurnLatency;
 use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
 use crate::heap::in_dependency;
 
@@ -117,41 +116,6 @@ impl Default for SessionConfig {
     }
 }
 
-/// Where a session's outputs go. Implemented by the shard shell (sockets, rings, metrics) and by
-/// test harnesses (vectors). No method has a default body: an implementation that wraps another
-/// (the shard core's `WatchReply`) cannot forget to forward one.
-pub trait SessionIo {
-    /// A datagram to send to `to` (over UDP, or framed on its TCP connection) from our local
-    /// address `source`.
-    fn transmit(&mut self, to: Peer, source: SocketAddr, payload: &[u8]);
-    /// A message for the session's inference worker; false when the ring was full (counted there).
-    fn to_agent(&mut self, worker: u16, msg: UplinkMsg) -> bool;
-    /// The session connected `setup` after its offer arrived.
-    fn connected(&mut self, setup: Duration);
-    /// A reply frame left the playout queue at `taken_at` and its datagram was just handed over.
-    fn downlink_sent(&mut self, taken_at: Instant);
-    /// The session of `call` ended (its directory entry can be removed; its admission permit
-    /// is released with the session).
-    fn session_ended(&mut self, call: SessionId);
-    /// A client event was refused (counted by reason).
-    fn event_rejected(&mut self, reason: EventRejected);
-    /// Speech over a playing reply: it interrupted, or was rejected (too short, or echo).
-    fn barge_in(&mut self, outcome: BargeInOutcome);
-    /// A reply frame went out `late_by` after its pacing tick (downlink jitter).
-    fn paced(&mut self, late_by: Duration);
-    /// Send what has been written so far now (before slower work in the same step).
-    fn flush(&mut self);
-    /// An uplink frame was decoded, concealed, FEC-recovered or filled with silence after its
-    /// packet was held `hold` by the reorder buffer.
-    fn uplink_frame(&mut self, origin: FrameOrigin, hold: Duration);
-    /// An uplink packet came after its frame was concealed (dropped).
-    fn uplink_late(&mut self);
-    /// A turn's latency breakdown is complete (its reply's first packet went out).
-    fn turn_latency(&mut self, latency: &TurnLatency);
-    /// For the call recording (only sessions that record call it).
-    fn record(&mut self, call: SessionId, now: Instant, event: RecordEvent<'_>);
-}
-
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SessionStats {
     pub frames_in: u64,
@@ -176,6 +140,8 @@ pub struct Session {
     pub key: SessionKey,
     pub worker: u16,
     rtc: Rtc,
+    /// Our ICE password: binding requests are checked against it before str0m sees them.
+    ice_pass: String,
     config: SessionConfig,
     offered_at: Instant,
     connected: bool,
@@ -235,7 +201,7 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub fn new(
         tag: SessionId,
-        rtc: Rtc,
+        mut rtc: Rtc,
         config: SessionConfig,
         offered_at: Instant,
         worker: u16,
@@ -258,8 +224,10 @@ impl Session {
         };
         let barge_in =
             BargeInGuard::with_confirm(config.barge_in_min_ms, config.barge_in_confirm_ms);
+        let ice_pass = rtc.direct_api().local_ice_credentials().pass;
         Ok(Session {
             tag,
+            ice_pass,
             key: SessionKey {
                 shard: tag.shard,
                 slot: tag.slot,
@@ -379,7 +347,7 @@ impl Session {
         from: Peer,
         destination: SocketAddr,
         payload: &[u8],
-        io: &mut dyn SessionIo,
+        out: &mut Outputs,
     ) -> Result<(), str0m::RtcError> {
         let parsed = in_dependency(|| Receive::new(from.proto, from.addr, destination, payload));
         let r = match parsed {
@@ -392,12 +360,12 @@ impl Session {
             self.note_failure(&e.to_string());
             return Err(e);
         }
-        self.drive(now, io);
+        self.drive(now, out);
         Ok(())
     }
 
     /// Handles whatever is due at `now`: limits, str0m timers, uplink gaps and the downlink pacer.
-    pub fn handle_timeout(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Outputs) {
         if let Some(max) = self.config.limits.max_duration {
             if now >= self.offered_at + max && !self.closed {
                 let e = self.writer.error(
@@ -409,9 +377,9 @@ impl Session {
                     ),
                 );
                 self.send_event(e);
-                self.drive(now, io);
+                self.drive(now, out);
                 self.end_reason = Some(EndReason::MaxDuration);
-                self.close(io);
+                self.close(out);
                 return;
             }
         }
@@ -424,7 +392,7 @@ impl Session {
             };
             tracing::debug!(call = %self.tag, reason = reason.label(), "session expired");
             self.end_reason = Some(reason);
-            self.close(io);
+            self.close(out);
             return;
         }
         if self.rtc_deadline <= now {
@@ -434,13 +402,13 @@ impl Session {
                 self.note_failure(&e.to_string());
             }
         }
-        self.drive(now, io);
-        self.feed_uplink(now, None, io);
-        self.pace(now, io);
+        self.drive(now, out);
+        self.feed_uplink(now, None, out);
+        self.pace(now, out);
     }
 
     /// A message from the agent for this session.
-    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, io: &mut dyn SessionIo) {
+    pub fn handle_downlink(&mut self, now: Instant, msg: DownlinkMsg, out: &mut Outputs) {
         match msg {
             DownlinkMsg::Audio { response, .. } | DownlinkMsg::ResponseDone { response, .. }
                 if response <= self.cancelled_upto => {}
@@ -464,24 +432,24 @@ impl Session {
             DownlinkMsg::Event { json, .. } => self.send_event(json.into()),
             DownlinkMsg::Vad {
                 index, probability, ..
-            } => self.on_vad(now, index, probability, io),
+            } => self.on_vad(now, index, probability, out),
         }
-        self.drive(now, io);
+        self.drive(now, out);
     }
 
     /// Tells the client the server is going away (before `close` at shutdown).
-    pub fn notify_shutdown(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    pub fn notify_shutdown(&mut self, now: Instant, out: &mut Outputs) {
         let e = self.writer.error(
             "server_error",
             "server_shutdown",
             "the server is shutting down; reconnect to continue",
         );
         self.send_event(e);
-        self.drive(now, io);
+        self.drive(now, out);
     }
 
     /// Ends the session (hangup): closes the peer connection and tells the agent.
-    pub fn close(&mut self, io: &mut dyn SessionIo) {
+    pub fn close(&mut self, out: &mut Outputs) {
         if self.closed {
             return;
         }
@@ -489,10 +457,10 @@ impl Session {
         self.rtc.disconnect();
         if self.config.record.is_some() && self.connected {
             // A close carries no time of its own: the recorder only ends the files.
-            io.record(self.tag, self.offered_at, RecordEvent::Close);
+            out.record(self.tag, self.offered_at, RecordEvent::Close);
         }
         if self.agent_started {
-            io.to_agent(self.worker, UplinkMsg::End { key: self.key });
+            out.for_worker(self.worker, UplinkMsg::End { key: self.key });
         }
     }
 
@@ -501,12 +469,25 @@ impl Session {
     }
 
     /// A message for the agent, if it was told the session started.
-    fn tell_agent(&mut self, msg: UplinkMsg, io: &mut dyn SessionIo) -> bool {
-        self.agent_started && io.to_agent(self.worker, msg)
+    fn tell_agent(&mut self, msg: UplinkMsg, out: &mut Outputs) {
+        if self.agent_started {
+            out.for_worker(self.worker, msg);
+        }
+    }
+
+    /// The worker's ring had no room for `msg` (the ring counts the drop): a refused `Start`
+    /// means the agent never heard of the session, so nothing more is sent to it; refused audio
+    /// is counted as dropped uplink.
+    pub fn worker_refused(&mut self, now: Instant, msg: &UplinkMsg, out: &mut Outputs) {
+        match msg {
+            UplinkMsg::Start { .. } => self.agent_started = false,
+            UplinkMsg::Audio { index, .. } => self.on_audio_refused(now, *index, out),
+            _ => {}
+        }
     }
 
     /// Carries out what the conversation decided, in order.
-    fn run_conversation(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    fn run_conversation(&mut self, now: Instant, out: &mut Outputs) {
         use conversation::{Action, ConversationEvent as E};
         while let Some(action) = self.conversation.poll_action() {
             match action {
@@ -545,9 +526,9 @@ impl Session {
                         event,
                         respond,
                     };
-                    self.tell_agent(msg, io);
+                    self.tell_agent(msg, out);
                 }
-                Action::Interrupt => self.interrupt(io),
+                Action::Interrupt => self.interrupt(out),
                 Action::Pause => {
                     // The audio stops now; the queue waits for confirmation (or a resume).
                     self.paused = true;
@@ -557,7 +538,7 @@ impl Session {
                     self.paused = false;
                     self.pacer.wake(now);
                 }
-                Action::BargeIn(outcome) => io.barge_in(outcome),
+                Action::BargeIn(outcome) => out.event(ShardEvent::BargeIn(outcome)),
             }
         }
     }

@@ -3,20 +3,23 @@
 
 use std::time::Instant;
 
+use aws_lc_rs::hmac;
+use str0m::ice::StunMessage;
 use str0m::media::MediaKind;
 use str0m::{Event, IceConnectionState, Output};
 
 use super::super::media::codec::AudioCodec;
+use super::super::output::{Outputs, ShardEvent};
 use super::super::peer_addr::Peer;
 use super::super::recording::{Direction, RecordEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::session_limits::EndReason;
-use super::{Session, SessionIo, EVENTS_CHANNEL, IDLE_POLL};
+use super::{Session, EVENTS_CHANNEL, IDLE_POLL};
 use crate::heap::in_dependency;
 
 impl Session {
     /// Polls str0m until it asks for a timeout.
-    pub(super) fn drive(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    pub(super) fn drive(&mut self, now: Instant, out: &mut Outputs) {
         loop {
             let rtc = &mut self.rtc;
             match in_dependency(|| rtc.poll_output()) {
@@ -24,7 +27,7 @@ impl Session {
                     self.rtc_deadline = t.min(now + IDLE_POLL);
                     break;
                 }
-                Ok(Output::Transmit(t)) => io.transmit(
+                Ok(Output::Transmit(t)) => out.transmit(
                     Peer {
                         addr: t.destination,
                         proto: t.proto,
@@ -32,7 +35,7 @@ impl Session {
                     t.source,
                     &t.contents,
                 ),
-                Ok(Output::Event(e)) => self.on_event(now, e, io),
+                Ok(Output::Event(e)) => self.on_event(now, e, out),
                 Err(e) => {
                     tracing::debug!(call = %self.tag, "rtc error: {e}");
                     self.note_failure(&e.to_string());
@@ -44,16 +47,16 @@ impl Session {
         self.note_events_sent(now);
     }
 
-    fn on_event(&mut self, now: Instant, e: Event, io: &mut dyn SessionIo) {
+    fn on_event(&mut self, now: Instant, e: Event, out: &mut Outputs) {
         match e {
-            Event::Connected => self.on_connected(now, io),
+            Event::Connected => self.on_connected(now, out),
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.end_reason = Some(if self.connected {
                     EndReason::IceDisconnected
                 } else {
                     EndReason::setup_failure(self.ice_checked)
                 });
-                self.close(io);
+                self.close(out);
             }
             Event::MediaAdded(m) if m.kind == MediaKind::Audio => {
                 self.audio = Some((m.mid, None));
@@ -73,8 +76,8 @@ impl Session {
                 }
                 let seq = **d.seq_range.start();
                 let ts = codec.to_48k(d.time.numer());
-                self.record_packet(now, Direction::Received, ts, codec, &d.data, io);
-                self.feed_uplink(now, Some((seq, ts, &d.data)), io);
+                self.record_packet(now, Direction::Received, ts, codec, &d.data, out);
+                self.feed_uplink(now, Some((seq, ts, &d.data)), out);
             }
             Event::ChannelOpen(id, label) if label == EVENTS_CHANNEL => {
                 let ev = self.writer.session_created(
@@ -86,7 +89,7 @@ impl Session {
                 self.events.open(id, ev, &mut self.rtc);
             }
             Event::ChannelData(d) if Some(d.id) == self.events.id() => {
-                self.on_client_event(now, &d.data, io)
+                self.on_client_event(now, &d.data, out)
             }
             Event::ChannelClose(id) => self.events.closed(id),
             _ => {}
@@ -94,24 +97,49 @@ impl Session {
     }
 
     /// DTLS is up: the agent hears of the session, with the app's session fields.
-    fn on_connected(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    fn on_connected(&mut self, now: Instant, out: &mut Outputs) {
         self.connected = true;
-        io.connected(now.saturating_duration_since(self.offered_at));
+        out.event(ShardEvent::Connected {
+            setup: now.saturating_duration_since(self.offered_at),
+        });
         if let Some(format) = self.config.record {
-            io.record(self.tag, now, RecordEvent::Open { format });
+            out.record(self.tag, now, RecordEvent::Open { format });
         }
         let msg = UplinkMsg::Start {
             key: self.key,
             tag: self.tag,
             rate_hz: self.config.model_rate.hz(),
         };
-        self.agent_started = io.to_agent(self.worker, msg);
+        out.for_worker(self.worker, msg);
+        self.agent_started = true;
         if !self.config.app.is_empty() {
             let app = self.config.app.clone();
-            self.forward_app_session(&app, io);
+            self.forward_app_session(&app, out);
         }
         let ms = self.audio_ms();
         self.conversation.start(ms);
-        self.run_conversation(now, io);
+        self.run_conversation(now, out);
     }
+}
+
+impl Session {
+    /// Whether a STUN binding request carries a MESSAGE-INTEGRITY made with our ICE password
+    /// (RFC 8445 §7.3). The shard checks it itself rather than inferring it from str0m's answer.
+    pub fn authenticates(&self, request: &[u8]) -> bool {
+        match in_dependency(|| StunMessage::parse(request)) {
+            Ok(msg) => msg.verify(self.ice_pass.as_bytes(), hmac_sha1),
+            Err(_) => false,
+        }
+    }
+}
+
+fn hmac_sha1(key: &[u8], parts: &[&[u8]]) -> [u8; 20] {
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key);
+    let mut ctx = hmac::Context::with_key(&key);
+    for part in parts {
+        ctx.update(part);
+    }
+    let mut out = [0u8; 20];
+    out.copy_from_slice(ctx.sign().as_ref());
+    out
 }

@@ -9,11 +9,12 @@ use super::super::media::decoder::FrameOrigin;
 use super::super::media::denoise::Denoiser;
 use super::super::media::frame::PcmFrame;
 use super::super::media::uplink::UplinkStats;
+use super::super::output::{Outputs, ShardEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::turn::latency::SPEECH_FLOOR_DBFS;
 use super::super::turn::vad::FrameVad;
 use super::conversation::VoiceFrame;
-use super::{Session, SessionIo};
+use super::Session;
 
 /// Frames of a worker-side VAD awaiting an answer before the oldest is taken as silence (1 s).
 const MAX_PENDING_VAD: usize = 50;
@@ -46,19 +47,22 @@ impl Session {
         &mut self,
         now: Instant,
         packet: Option<(u64, u64, &[u8])>,
-        io: &mut dyn SessionIo,
+        out: &mut Outputs,
     ) {
         let Some(mut up) = self.uplink.take() else {
             return;
         };
         let mut on = |f: &PcmFrame, origin: FrameOrigin, arrived: Instant| {
-            io.uplink_frame(origin, now.saturating_duration_since(arrived));
-            self.on_frame(f, arrived, now, io);
+            out.event(ShardEvent::UplinkFrame {
+                origin,
+                hold: now.saturating_duration_since(arrived),
+            });
+            self.on_frame(f, arrived, now, out);
         };
         match packet {
             Some((seq, ts, payload)) => {
                 if !up.on_packet(now, seq, ts, payload, &mut on) {
-                    io.uplink_late();
+                    out.event(ShardEvent::UplinkLate);
                 }
             }
             None => up.poll(now, &mut on),
@@ -76,7 +80,7 @@ impl Session {
         frame: &PcmFrame,
         received_at: Instant,
         now: Instant,
-        io: &mut dyn SessionIo,
+        out: &mut Outputs,
     ) {
         // Noise suppression first: the VAD, the turn detector, the echo guard and the model all
         // hear the cleaned frame. Digital silence (DTX fills) has nothing to clean.
@@ -106,18 +110,15 @@ impl Session {
         };
         self.conversation
             .observe(index, frame.samples(), self.config.model_rate.hz());
-        let mut sent = false;
-        if self.agent_started {
+        let sent = self.agent_started;
+        if sent {
             let msg = UplinkMsg::Audio {
                 key: self.key,
                 index,
                 frame: *frame,
                 received_at,
             };
-            sent = io.to_agent(self.worker, msg);
-            if !sent {
-                self.stats.uplink_dropped += 1;
-            }
+            out.for_worker(self.worker, msg);
         }
         match &mut self.vad {
             VadPath::Inline(v) => {
@@ -130,7 +131,7 @@ impl Session {
                         probability,
                         ..voice
                     },
-                    io,
+                    out,
                 );
             }
             VadPath::Remote(q) => {
@@ -139,30 +140,36 @@ impl Session {
                     frame: voice,
                     probability: (!sent).then_some(0.0),
                 });
-                self.drain_vad(now, io);
+                self.drain_vad(now, out);
             }
         }
     }
 
+    /// The worker's ring had no room for frame `index`: it counts as dropped, and as silence for
+    /// a VAD that runs on the worker (no answer is coming).
+    pub(super) fn on_audio_refused(&mut self, now: Instant, index: u64, out: &mut Outputs) {
+        self.stats.uplink_dropped += 1;
+        if let VadPath::Remote(q) = &mut self.vad {
+            if let Some(f) = q.iter_mut().find(|f| f.frame.index == index) {
+                f.probability.get_or_insert(0.0);
+            }
+        }
+        self.drain_vad(now, out);
+    }
+
     /// The worker's VAD answered for frame `index` (`--vad silero`).
-    pub(super) fn on_vad(
-        &mut self,
-        now: Instant,
-        index: u64,
-        probability: f32,
-        io: &mut dyn SessionIo,
-    ) {
+    pub(super) fn on_vad(&mut self, now: Instant, index: u64, probability: f32, out: &mut Outputs) {
         if let VadPath::Remote(q) = &mut self.vad {
             if let Some(f) = q.iter_mut().find(|f| f.frame.index == index) {
                 f.probability = Some(probability);
             }
         }
-        self.drain_vad(now, io);
+        self.drain_vad(now, out);
     }
 
     /// Decides the frames whose probability is known, in order. A worker that falls more than
     /// `MAX_PENDING_VAD` frames behind has its oldest frames taken as silence.
-    fn drain_vad(&mut self, now: Instant, io: &mut dyn SessionIo) {
+    fn drain_vad(&mut self, now: Instant, out: &mut Outputs) {
         loop {
             let VadPath::Remote(q) = &mut self.vad else {
                 return;
@@ -183,17 +190,17 @@ impl Session {
                     probability,
                     ..front.frame
                 },
-                io,
+                out,
             );
         }
     }
 
     /// One frame's voice decision to the conversation, and what it decides carried out.
-    fn decide(&mut self, now: Instant, frame: VoiceFrame, io: &mut dyn SessionIo) {
+    fn decide(&mut self, now: Instant, frame: VoiceFrame, out: &mut Outputs) {
         let reply_active =
             self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty();
         let ms = self.audio_ms();
         self.conversation.on_voice(now, frame, reply_active, ms);
-        self.run_conversation(now, io);
+        self.run_conversation(now, out);
     }
 }
