@@ -97,7 +97,7 @@ fn a_handoff_that_cannot_be_queued_keeps_the_session_home() {
     let now = Instant::now();
     // Shard 1 takes the check and claims; its own inbox is full when the Adopt comes back.
     c.cores[1].handle_datagram(now, Peer::udp(client.addr), &stun);
-    c.io[1].collect(&mut c.cores[1]);
+    c.io[1].collect(&mut c.cores[1], now);
     c.inbox_full[1] = true;
     c.carry(now);
     assert_eq!(c.carried_kinds(), vec!["Claim"]);
@@ -148,7 +148,7 @@ fn a_hangup_of_an_adopted_call_frees_home_even_through_a_full_inbox() {
     assert_eq!(c.cores[0].occupied_slots(), 1, "home keeps a Moved entry");
     // Home's inbox is full when the owner reports the end: the report is kept, not lost.
     c.inbox_full[0] = true;
-    assert!(c.hangup(1, key));
+    assert!(c.hangup(now, 1, key));
     c.carry(now);
     assert_eq!(c.refused.last(), Some(&(1, 0, "Released")));
     assert_eq!(c.cores[0].occupied_slots(), 1);
@@ -190,7 +190,7 @@ fn shards_share_the_node_admission_and_every_end_gives_the_place_back() {
     let CallLocation::Here(k2) = c.cores[1].find_call(&t2) else {
         panic!("shard 1 holds its call");
     };
-    assert!(c.hangup(1, k2));
+    assert!(c.hangup(now, 1, k2));
     assert_eq!(admission.admitted(), 1, "a hangup gives the place back");
     assert!(matches!(
         c.cores[0].accept_offer(now, b"v=0\r\n"),
@@ -200,7 +200,7 @@ fn shards_share_the_node_admission_and_every_end_gives_the_place_back() {
     // A session that never connects expires and gives its place back too.
     let late = now + Duration::from_secs(60);
     c.cores[0].handle_timeouts(late);
-    c.io[0].collect(&mut c.cores[0]);
+    c.io[0].collect(&mut c.cores[0], now);
     assert_eq!(c.cores[0].find_call(&t1), CallLocation::Unknown);
     assert_eq!(
         admission.admitted(),

@@ -28,7 +28,7 @@ fn silence_after_the_answer_ends_as_ice_failed() {
     while now < t0 + Duration::from_secs(40) {
         now += Duration::from_millis(100);
         server.core.handle_timeouts(now);
-        server.io.collect(&mut server.core);
+        server.io.collect(&mut server.core, now);
     }
     assert_eq!(server.core.live_sessions(), 0);
     assert_eq!(server.core.counters.ended_by.get("ice_failed"), Some(&1));

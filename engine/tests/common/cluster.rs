@@ -63,7 +63,7 @@ impl Cluster {
     /// caused, carried.
     pub fn datagram(&mut self, now: Instant, to: usize, source: SocketAddr, data: &[u8]) {
         self.cores[to].handle_datagram(now, Peer::udp(source), data);
-        self.io[to].collect(&mut self.cores[to]);
+        self.io[to].collect(&mut self.cores[to], now);
         self.carry(now);
     }
 
@@ -79,7 +79,7 @@ impl Cluster {
                         self.refused.push(hop);
                         self.cores[i].undeliverable(now, to, msg);
                         // What settling it decided comes after the messages already in line.
-                        self.io[i].collect(&mut self.cores[i]);
+                        self.io[i].collect(&mut self.cores[i], now);
                     } else {
                         self.carried.push(hop);
                         in_flight.push((to as usize, msg));
@@ -91,22 +91,22 @@ impl Cluster {
             }
             for (to, msg) in in_flight {
                 self.cores[to].handle_shard_msg(now, msg);
-                self.io[to].collect(&mut self.cores[to]);
+                self.io[to].collect(&mut self.cores[to], now);
             }
         }
     }
 
     /// Hangs up `key` on shard `shard`; true if the call lived there.
-    pub fn hangup(&mut self, shard: usize, key: SessionKey) -> bool {
+    pub fn hangup(&mut self, now: Instant, shard: usize, key: SessionKey) -> bool {
         let found = self.cores[shard].hangup(key);
-        self.io[shard].collect(&mut self.cores[shard]);
+        self.io[shard].collect(&mut self.cores[shard], now);
         found
     }
 
     /// Periodic upkeep on shard `shard` (it may send again what found a full inbox).
     pub fn housekeeping(&mut self, shard: usize, now: Instant) {
         self.cores[shard].housekeeping(now);
-        self.io[shard].collect(&mut self.cores[shard]);
+        self.io[shard].collect(&mut self.cores[shard], now);
     }
 
     /// The kinds of messages carried so far, in order.

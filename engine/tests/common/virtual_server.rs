@@ -42,18 +42,35 @@ pub struct CollectIo {
     pub events_rejected: Vec<EventRejected>,
     /// Messages for other shards, in order (a `Cluster` carries them).
     pub to_shard: Vec<(u16, CoreMsg)>,
+    /// The worker's ring is full: every message for it goes back to the core.
+    pub worker_ring_full: bool,
+    /// Messages for the worker that went back.
+    pub worker_refused: usize,
 }
 
 impl CollectIo {
     /// Pulls everything `core` decided (as the shell's shard does after each input).
-    pub fn collect(&mut self, core: &mut ShardCore) {
-        while let Some(out) = core.poll_output() {
-            match out {
-                Output::Transmit { to, payload, .. } => self.out.push((to.addr, payload.to_vec())),
-                Output::ToWorker { msg, .. } => self.to_agent.push(msg),
-                Output::ToShard { shard, msg } => self.to_shard.push((shard, msg)),
-                Output::Record { .. } => {}
-                Output::Event(e) => self.count(e),
+    pub fn collect(&mut self, core: &mut ShardCore, now: Instant) {
+        loop {
+            let refused = match core.poll_output() {
+                None => return,
+                Some(Output::ToWorker { msg, .. }) if self.worker_ring_full => Some(msg),
+                Some(out) => {
+                    match out {
+                        Output::Transmit { to, payload, .. } => {
+                            self.out.push((to.addr, payload.to_vec()))
+                        }
+                        Output::ToWorker { msg, .. } => self.to_agent.push(msg),
+                        Output::ToShard { shard, msg } => self.to_shard.push((shard, msg)),
+                        Output::Record { .. } => {}
+                        Output::Event(e) => self.count(e),
+                    }
+                    None
+                }
+            };
+            if let Some(msg) = refused {
+                self.worker_refused += 1;
+                core.worker_full(now, msg);
             }
         }
     }
@@ -96,6 +113,8 @@ pub struct VirtualServer {
     pub agent: EchoAgent,
     pub public: SocketAddr,
     pub unrouted: usize,
+    /// Addresses the server sent to that belong to no client (a flood source must get nothing).
+    pub stray: Vec<SocketAddr>,
 }
 
 impl VirtualServer {
@@ -131,6 +150,7 @@ impl VirtualServer {
             agent: EchoAgent::default(),
             public,
             unrouted: 0,
+            stray: Vec::new(),
         }
     }
 
@@ -178,9 +198,23 @@ impl VirtualServer {
         dur: Duration,
         peers: &mut [(&mut Client, &mut Link, &mut Link)],
     ) -> Instant {
+        self.run_with(start, dur, peers, |_, _, _| {})
+    }
+
+    /// Like `run_many`, calling `each_step` once per step with the datagrams the clients' links
+    /// delivered in it (a test may inject datagrams of its own through `inject`).
+    pub fn run_with(
+        &mut self,
+        start: Instant,
+        dur: Duration,
+        peers: &mut [(&mut Client, &mut Link, &mut Link)],
+        mut each_step: impl FnMut(&mut Self, Instant, &[(SocketAddr, Vec<u8>)]),
+    ) -> Instant {
         let mut now = start;
         let end = start + dur;
+        let mut delivered = Vec::new();
         while now < end {
+            delivered.clear();
             for (client, up, _) in peers.iter_mut() {
                 for (to, d) in client.poll(now) {
                     up.send(now, client.addr, to, d);
@@ -190,10 +224,12 @@ impl VirtualServer {
                         Route::Local(k) => self.core.deliver(now, k, Peer::udp(from), &d),
                         _ => self.unrouted += 1,
                     }
+                    delivered.push((from, d));
                 }
             }
+            each_step(self, now, &delivered);
             self.core.handle_timeouts(now);
-            self.io.collect(&mut self.core);
+            self.io.collect(&mut self.core, now);
             let mut replies = Replies::default();
             for m in self.io.to_agent.drain(..) {
                 self.agent.on_message(now, m, &mut replies);
@@ -205,10 +241,11 @@ impl VirtualServer {
             self.core.handle_timeouts(now);
             // As the shell does after each step: encode the next reply frames ahead.
             while self.core.encode_next() {}
-            self.io.collect(&mut self.core);
+            self.io.collect(&mut self.core, now);
             for (to, d) in self.io.out.drain(..) {
-                if let Some((_, _, down)) = peers.iter_mut().find(|(c, _, _)| c.addr == to) {
-                    down.send(now, self.public, to, d);
+                match peers.iter_mut().find(|(c, _, _)| c.addr == to) {
+                    Some((_, _, down)) => down.send(now, self.public, to, d),
+                    None => self.stray.push(to),
                 }
             }
             for (client, _, down) in peers.iter_mut() {
@@ -219,5 +256,12 @@ impl VirtualServer {
             now += Duration::from_millis(1);
         }
         now
+    }
+
+    /// A datagram from `from` that no client sent, handled as the shard handles any datagram
+    /// (routing, drops counted by reason).
+    pub fn inject(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
+        self.core.handle_datagram(now, Peer::udp(from), data);
+        self.io.collect(&mut self.core, now);
     }
 }
