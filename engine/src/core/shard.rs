@@ -205,8 +205,6 @@ pub struct ShardCore {
     outbox: std::collections::VecDeque<(u16, CoreMsg)>,
     /// `Released` messages the shell could not queue: sent again at the next housekeeping.
     released_retry: Vec<SessionId>,
-    /// Sessions run in the current timeout step (kept for its capacity).
-    handled: Vec<SessionKey>,
     /// Sessions whose next reply frame is still to be encoded ahead (`encode_pending`).
     to_encode: std::collections::VecDeque<SessionKey>,
 }
@@ -240,7 +238,6 @@ impl ShardCore {
             outputs: Outputs::with_capacity(1024, 64 * 1024),
             outbox: std::collections::VecDeque::with_capacity(64),
             released_retry: Vec::new(),
-            handled: Vec::new(),
             to_encode: std::collections::VecDeque::new(),
         }
     }
@@ -297,7 +294,17 @@ impl ShardCore {
 
     /// Runs whatever is due at `now` (see `next_deadline`).
     pub fn handle_timeouts(&mut self, now: Instant) {
-        self.with_outputs(|c, out| c.handle_timeouts_into(now, out));
+        while self.handle_next_timeout(now) {}
+    }
+
+    /// Runs the next session whose deadline has come (reaping it if it ended); false when none is
+    /// left. A shell drains the output after each, so that one session's uplink reaches its
+    /// worker before the others due in the same step have run. Sessions run here have their next
+    /// reply frame queued to be encoded ahead (`encode_next`), which the shell does only after
+    /// every due session has run and its output has been sent: when many are due at once,
+    /// encoding one does not hold back the others' frames.
+    pub fn handle_next_timeout(&mut self, now: Instant) -> bool {
+        self.with_outputs(|c, out| c.handle_next_timeout_into(now, out))
     }
 
     /// Encodes ahead the next reply frame of one session the last `handle_timeouts` ran; true
@@ -570,30 +577,26 @@ impl ShardCore {
         }
     }
 
-    /// Runs every session whose deadline has come and reaps sessions that ended; their next reply
-    /// frames are queued to be encoded ahead (`encode_next`), which the shell does only after it
-    /// has sent this step's output, so that when many sessions are due at once, encoding one does
-    /// not hold back the others' frames.
-    fn handle_timeouts_into(&mut self, now: Instant, out: &mut Outputs) {
-        let mut handled = std::mem::take(&mut self.handled);
-        handled.clear();
+    fn handle_next_timeout_into(&mut self, now: Instant, out: &mut Outputs) -> bool {
         while let Some(key) = self.deadlines.pop_due(now) {
             let Some(session) = self.table.get_mut(key) else {
                 continue;
             };
-            handled.push(key);
             let result = catch_unwind(AssertUnwindSafe(|| {
                 session.handle_timeout(now, out);
                 (session.is_alive(), session.deadline())
             }));
             match result {
-                Ok((true, deadline)) => self.deadlines.schedule(key, deadline),
+                Ok((true, deadline)) => {
+                    self.deadlines.schedule(key, deadline);
+                    self.to_encode.push_back(key);
+                }
                 Ok((false, _)) => self.end_session(key, out),
                 Err(_) => self.on_panic(key, out),
             }
+            return true;
         }
-        self.to_encode.extend(handled.drain(..));
-        self.handled = handled;
+        false
     }
 
     fn encode_next_into(&mut self, out: &mut Outputs) -> bool {

@@ -375,9 +375,11 @@ impl ShardState {
 
     /// Ends a processing step: run what is due, send, wake workers, tell homes, re-arm the timer.
     pub fn finish_step(&mut self, now: Instant) {
-        self.core.handle_timeouts(now);
-        self.drain_outputs(now);
-        // What the due sessions wrote leaves before the slower encoding ahead.
+        // Each due session's output is carried out before the next runs (its uplink reaches the
+        // worker at once); datagrams leave together below, before the slower encoding ahead.
+        while self.core.handle_next_timeout(now) {
+            self.drain_outputs(now);
+        }
         self.io.flush();
         self.encode_ahead();
         self.drain_outputs(now);
