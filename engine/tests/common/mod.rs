@@ -149,6 +149,11 @@ impl Link {
         self.q.insert(i, (at, from, to, data));
     }
 
+    /// When the next datagram arrives.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.q.front().map(|(t, ..)| *t)
+    }
+
     pub fn due(&mut self, now: Instant) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
         let mut out = Vec::new();
         while self.q.front().is_some_and(|(t, ..)| *t <= now) {

@@ -150,6 +150,15 @@ impl Client {
             .expect("client input");
     }
 
+    /// When `poll` next has work: str0m's timeout, or the next audio frame once it talks.
+    pub fn next_wake(&self) -> Instant {
+        let talking = self.connected_at.is_some() && self.channel_open && !self.muted;
+        match self.next_send {
+            Some(t) if talking => t.min(self.next_timeout),
+            _ => self.next_timeout,
+        }
+    }
+
     /// Runs timers, sends audio when due; returns datagrams to send.
     pub fn poll(&mut self, now: Instant) -> Vec<(SocketAddr, Vec<u8>)> {
         if now >= self.next_timeout {
