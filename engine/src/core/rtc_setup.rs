@@ -220,49 +220,69 @@ pub enum OfferError {
     #[error("body is not valid UTF-8")]
     NotUtf8,
     #[error("body is not an SDP offer: {0}")]
-    NotSdp(String),
+    NotSdp(#[from] SdpProblem),
     #[error("offer has no audio m-line")]
     NoAudio,
     #[error("offer was rejected: {0}")]
-    Rejected(String),
+    Rejected(#[from] str0m::RtcError),
+    #[error("the session could not be set up: {0}")]
+    Session(#[from] super::session::SessionError),
     #[error("this shard holds its maximum of sessions (--max-sessions-per-shard)")]
     ShardFull,
     #[error("session limit reached ({0} sessions, --max-sessions)")]
     NodeFull(usize),
 }
 
+/// What is wrong with an offer's SDP text.
+#[derive(Debug, thiserror::Error)]
+pub enum SdpProblem {
+    #[error("it must start with \"v=\"")]
+    NoVersion,
+    #[error("it is truncated (the last line has no line end)")]
+    Truncated,
+    #[error("{0}")]
+    Syntax(#[from] str0m::error::SdpError),
+    #[error("a=setup:{0} is not allowed in an offer (use actpass or active)")]
+    SetupRole(String),
+    #[error("m-line {0:?} has no valid port")]
+    BadPort(String),
+    #[error("the audio m-line offers no codec Tern speaks (opus/48000/2, PCMU/8000 or PCMA/8000)")]
+    NoCodec,
+    #[error(
+        "the offer has {0} m-lines but no a=group:BUNDLE; Tern runs one transport per call (set \
+         the client's bundle policy to max-bundle)"
+    )]
+    NoBundle(usize),
+}
+
 /// Validates an offer's text before str0m sees it.
 pub fn parse_offer(body: &[u8]) -> Result<SdpOffer, OfferError> {
     let text = std::str::from_utf8(body).map_err(|_| OfferError::NotUtf8)?;
     if !text.trim_start().starts_with("v=") {
-        return Err(OfferError::NotSdp("it must start with \"v=\"".into()));
+        return Err(SdpProblem::NoVersion.into());
     }
     if !text.ends_with('\n') {
-        return Err(OfferError::NotSdp(
-            "it is truncated (the last line has no line end)".into(),
-        ));
+        return Err(SdpProblem::Truncated.into());
     }
-    let offer = SdpOffer::from_sdp_string(text).map_err(|e| OfferError::NotSdp(e.to_string()))?;
+    let offer = SdpOffer::from_sdp_string(text).map_err(SdpProblem::from)?;
     if !text.lines().any(|l| l.trim_start().starts_with("m=audio")) {
         return Err(OfferError::NoAudio);
     }
-    check_offer_lines(text).map_err(OfferError::NotSdp)?;
+    check_offer_lines(text)?;
     Ok(offer)
 }
 
 /// What str0m tolerates but a server must not answer: a DTLS role that would make Tern the
 /// client, malformed m-lines, several m-lines without BUNDLE, and audio in no codec Tern speaks
 /// (Opus, PCMU, PCMA).
-fn check_offer_lines(text: &str) -> Result<(), String> {
+fn check_offer_lines(text: &str) -> Result<(), SdpProblem> {
     let mut codec = false;
     let mut m_lines = 0;
     let mut bundle = false;
     for line in text.lines().map(str::trim) {
         if let Some(role) = line.strip_prefix("a=setup:") {
             if role != "actpass" && role != "active" {
-                return Err(format!(
-                    "a=setup:{role} is not allowed in an offer (use actpass or active)"
-                ));
+                return Err(SdpProblem::SetupRole(role.to_string()));
             }
         } else if line.starts_with("a=group:BUNDLE") {
             bundle = true;
@@ -274,7 +294,7 @@ fn check_offer_lines(text: &str) -> Result<(), String> {
                 .and_then(|p| p.split('/').next()?.parse::<u16>().ok())
                 .is_none()
             {
-                return Err(format!("m-line {line:?} has no valid port"));
+                return Err(SdpProblem::BadPort(line.to_string()));
             }
         } else if let Some(map) = line.strip_prefix("a=rtpmap:") {
             let map = map.to_ascii_lowercase();
@@ -284,16 +304,10 @@ fn check_offer_lines(text: &str) -> Result<(), String> {
         }
     }
     if !codec {
-        return Err(
-            "the audio m-line offers no codec Tern speaks (opus/48000/2, PCMU/8000 or PCMA/8000)"
-                .into(),
-        );
+        return Err(SdpProblem::NoCodec);
     }
     if m_lines > 1 && !bundle {
-        return Err(format!(
-            "the offer has {m_lines} m-lines but no a=group:BUNDLE; Tern runs one transport per \
-             call (set the client's bundle policy to max-bundle)"
-        ));
+        return Err(SdpProblem::NoBundle(m_lines));
     }
     Ok(())
 }
@@ -312,7 +326,7 @@ pub fn answer_offer(
     let mut rtc = crypto
         .server_config(ice.ufrag, ice.pass, opus_dtx)
         .build(now);
-    let cand = Candidate::host(public, "udp").map_err(|e| OfferError::Rejected(e.to_string()))?;
+    let cand = Candidate::host(public, "udp").map_err(str0m::RtcError::from)?;
     rtc.add_local_candidate(cand);
     if let Some(addr) = public_tcp {
         // A passive ICE-TCP candidate: clients behind UDP-blocking networks connect to it.
@@ -321,13 +335,10 @@ pub fn answer_offer(
             .host(addr)
             .tcptype(TcpType::Passive)
             .build()
-            .map_err(|e| OfferError::Rejected(e.to_string()))?;
+            .map_err(str0m::RtcError::from)?;
         rtc.add_local_candidate(tcp);
     }
-    let answer = rtc
-        .sdp_api()
-        .accept_offer(offer)
-        .map_err(|e| OfferError::Rejected(e.to_string()))?;
+    let answer = rtc.sdp_api().accept_offer(offer)?;
     Ok((rtc, answer.to_sdp_string()))
 }
 

@@ -412,7 +412,7 @@ impl ShardCore {
         .and_then(|(rtc, answer)| {
             Session::new(tag, rtc, config, now, worker, permit)
                 .map(|s| (s, answer))
-                .map_err(|e| OfferError::Rejected(e.to_string()))
+                .map_err(OfferError::from)
         });
         match built {
             Ok((mut session, answer)) => {
@@ -422,7 +422,7 @@ impl ShardCore {
                 let inserted = self
                     .table
                     .insert(secret, Box::new(session))
-                    .map_err(|e| OfferError::Rejected(e.to_string()))?;
+                    .map_err(|_| OfferError::ShardFull)?;
                 debug_assert_eq!(
                     inserted, key,
                     "next_key predicts insert on a single-threaded table"
