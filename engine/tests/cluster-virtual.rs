@@ -11,8 +11,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
-use common::{load_wav, Client, Link};
+use common::cluster::{link_pairs, peers, Cluster};
+use common::{load_wav, Client};
 use tern_engine::core::admission::Admission;
 use tern_engine::core::session_id::SessionId;
 use tern_engine::core::shard::CallLocation;
@@ -41,19 +41,8 @@ fn calls_handed_between_shards_talk_and_hang_up_from_home() {
         clients.push(client);
         calls.push((tag, home));
     }
-    let mut links: Vec<(Link, Link)> = (0..4)
-        .map(|i| {
-            (
-                Link::new(0.0, Duration::from_millis(15), 2 * i + 1),
-                Link::new(0.0, Duration::from_millis(15), 2 * i + 2),
-            )
-        })
-        .collect();
-    let mut peers: Vec<_> = clients
-        .iter_mut()
-        .zip(links.iter_mut())
-        .map(|(c, (up, down))| (c, up, down))
-        .collect();
+    let mut links = link_pairs(4, Duration::from_millis(15));
+    let mut peers = peers(&mut clients, &mut links);
     let now = c.run(t0, Duration::from_secs(12), &mut peers, steer);
     drop(peers);
     eprintln!(

@@ -45,6 +45,11 @@ pub struct Cluster {
 impl Cluster {
     /// One node whose shard `i` holds at most `room[i]` sessions; all share `admission`.
     pub fn new(room: &[usize], admission: &Admission) -> Self {
+        Self::with_session(room, admission, SessionConfig::default())
+    }
+
+    /// Like `new`, with sessions configured by `session` (limits, turn settings).
+    pub fn with_session(room: &[usize], admission: &Admission, session: SessionConfig) -> Self {
         let key = TagKey::random();
         let crypto = ServerCrypto::new().expect("crypto");
         let shards = room.len();
@@ -58,7 +63,7 @@ impl Cluster {
                     max_sessions_per_shard: max,
                     tag_key: key.clone(),
                     admission: admission.clone(),
-                    ..VirtualServer::settings(public, SessionConfig::default())
+                    ..VirtualServer::settings(public, session.clone())
                 };
                 ShardCore::new(i as u16, Arc::new(settings), crypto.clone())
             })
@@ -209,4 +214,28 @@ impl Cluster {
         }
         now
     }
+}
+
+/// A loss-free pair of links (up, down) with one-way `delay` for each of `n` clients.
+pub fn link_pairs(n: usize, delay: Duration) -> Vec<(Link, Link)> {
+    (0..n as u64)
+        .map(|i| {
+            (
+                Link::new(0.0, delay, 2 * i + 1),
+                Link::new(0.0, delay, 2 * i + 2),
+            )
+        })
+        .collect()
+}
+
+/// The clients with their links, as `Cluster::run` takes them.
+pub fn peers<'a>(
+    clients: &'a mut [Client],
+    links: &'a mut [(Link, Link)],
+) -> Vec<(&'a mut Client, &'a mut Link, &'a mut Link)> {
+    clients
+        .iter_mut()
+        .zip(links.iter_mut())
+        .map(|(c, (up, down))| (c, up, down))
+        .collect()
 }

@@ -148,6 +148,8 @@ impl Client {
         self.rtc
             .handle_input(Input::Receive(now, r))
             .expect("client input");
+        // What the datagram caused (an answer, a retransmit) is polled at once.
+        self.next_timeout = now;
     }
 
     /// When `poll` next has work: str0m's timeout, or the next audio frame once it talks.
