@@ -49,9 +49,22 @@ pub enum ConnEvent {
     Connected,
     Message(WsMsg),
     /// The attempt failed or the connection dropped; a retry follows.
-    Disconnected(String),
+    Disconnected(LinkError),
     /// No more retries.
-    GaveUp(String),
+    GaveUp(LinkError),
+}
+
+/// Why a backend connection is not (or no longer) up.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("backend write failed: {0}")]
+    Write(#[source] tokio_tungstenite::tungstenite::Error),
+    #[error("backend closed the connection")]
+    Closed,
+    #[error("backend connection lost: {0}")]
+    Lost(#[source] tokio_tungstenite::tungstenite::Error),
 }
 
 /// The agent's end of one session's backend connection. Dropping it closes the connection.
@@ -234,7 +247,7 @@ async fn run(
             }
             Err(e) => {
                 stats::inc(&stats::CONNECT_FAILURES);
-                e.to_string()
+                LinkError::from(e)
             }
         };
         failures += 1;
@@ -253,7 +266,7 @@ async fn run(
 
 enum Ended {
     SessionGone,
-    Backend(String),
+    Backend(LinkError),
 }
 
 /// Runs one connection: a writer task drains the uplink queue into the socket while this task
@@ -281,7 +294,7 @@ async fn pump(
                         WsMsg::Binary(b) => Message::binary(b),
                     };
                     if let Err(e) = sink.send(msg).await {
-                        return (out_rx, Some(Ended::Backend(format!("backend write failed: {e}"))));
+                        return (out_rx, Some(Ended::Backend(LinkError::Write(e))));
                     }
                 }
             }
@@ -300,9 +313,9 @@ async fn pump(
                 let m = match f {
                     Some(Ok(Message::Text(t))) => WsMsg::Text(t.as_str().to_string()),
                     Some(Ok(Message::Binary(b))) => WsMsg::Binary(b.to_vec()),
-                    Some(Ok(Message::Close(_))) | None => break Ended::Backend("backend closed the connection".into()),
+                    Some(Ok(Message::Close(_))) | None => break Ended::Backend(LinkError::Closed),
                     Some(Ok(_)) => continue,
-                    Some(Err(e)) => break Ended::Backend(format!("backend connection lost: {e}")),
+                    Some(Err(e)) => break Ended::Backend(LinkError::Lost(e)),
                 };
                 if !emit(in_tx, waker, ConnEvent::Message(m)).await {
                     break Ended::SessionGone;

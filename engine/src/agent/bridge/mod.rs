@@ -328,7 +328,7 @@ impl Agent for BridgeAgent {
                         }
                     }
                     ConnEvent::Disconnected(reason) => {
-                        s.lost("backend_unavailable", &reason, key, out)
+                        s.lost("backend_unavailable", &reason.to_string(), key, out)
                     }
                     ConnEvent::GaveUp(reason) => s.lost(
                         "backend_gave_up",

@@ -19,14 +19,20 @@ const CONTEXT: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("silero model: {0}")]
-pub struct SileroError(String);
+pub struct SileroError(#[from] onnx_plan::ModelError);
+
+impl From<TractError> for SileroError {
+    fn from(e: TractError) -> Self {
+        SileroError(e.into())
+    }
+}
 
 /// The optimized model, built once per process and shared by every session's detector.
 fn plan() -> Result<Plan, SileroError> {
-    static PLAN: OnceLock<Result<Plan, String>> = OnceLock::new();
+    static PLAN: OnceLock<Result<Plan, onnx_plan::ModelError>> = OnceLock::new();
     PLAN.get_or_init(|| onnx_plan::build(MODEL, Ok))
         .clone()
-        .map_err(SileroError)
+        .map_err(SileroError::from)
 }
 
 /// One stream's Silero detector: the shared model plus this stream's state and context.
@@ -41,14 +47,14 @@ impl SileroVad {
     pub fn new() -> Result<Self, SileroError> {
         Ok(SileroVad {
             plan: plan()?,
-            state: Tensor::zero::<f32>(&[2, 1, 128]).map_err(|e| SileroError(e.to_string()))?,
+            state: Tensor::zero::<f32>(&[2, 1, 128]).map_err(|e| SileroError(e.into()))?,
             context: [0.0; CONTEXT],
             input: Vec::with_capacity(CONTEXT + CHUNK),
         })
     }
 
     fn infer(&mut self, chunk: &[i16]) -> Result<f32, SileroError> {
-        let err = |e: TractError| SileroError(format!("{e:#}"));
+        let err = SileroError::from;
         self.input.clear();
         self.input.extend_from_slice(&self.context);
         self.input

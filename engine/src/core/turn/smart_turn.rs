@@ -37,11 +37,17 @@ pub const FEATURES_LEN: usize = N_MELS * FRAMES;
 
 #[derive(Debug, thiserror::Error)]
 #[error("smart turn model: {0}")]
-pub struct SmartTurnError(String);
+pub struct SmartTurnError(#[from] onnx_plan::ModelError);
+
+impl From<TractError> for SmartTurnError {
+    fn from(e: TractError) -> Self {
+        SmartTurnError(e.into())
+    }
+}
 
 /// The optimized model for one window, built once per process.
 fn plan() -> Result<Plan, SmartTurnError> {
-    static PLAN: OnceLock<Result<Plan, String>> = OnceLock::new();
+    static PLAN: OnceLock<Result<Plan, onnx_plan::ModelError>> = OnceLock::new();
     PLAN.get_or_init(|| {
         onnx_plan::build(MODEL, |m| {
             let batch = m.sym("s6");
@@ -49,7 +55,7 @@ fn plan() -> Result<Plan, SmartTurnError> {
         })
     })
     .clone()
-    .map_err(SmartTurnError)
+    .map_err(SmartTurnError::from)
 }
 
 /// Whisper log-mel features of 8 s windows, with its FFT plan and buffers made once.
@@ -205,11 +211,11 @@ impl SmartTurn {
     /// (`n * FEATURES_LEN` floats), one model run each (the plan is made for one window: tract
     /// plans a symbolic batch size 2-3x slower).
     pub fn score(&self, features: &[f32], out: &mut Vec<f32>) -> Result<(), SmartTurnError> {
-        let err = |e: TractError| SmartTurnError(format!("{e:#}"));
+        let err = SmartTurnError::from;
         out.clear();
         for window in features.chunks_exact(FEATURES_LEN) {
             let input = tract_ndarray::Array3::from_shape_vec((1, N_MELS, FRAMES), window.to_vec())
-                .map_err(|e| SmartTurnError(e.to_string()))?;
+                .map_err(|e| SmartTurnError(e.into()))?;
             let result = self
                 .plan
                 .run(tvec!(input.into_tensor().into()))
