@@ -31,6 +31,13 @@ pub struct Clip {
     pub pauses_ms: Vec<(u64, u64)>,
     pub true_end_ms: u64,
     pub samples: Vec<i16>,
+    /// Where the speech comes from (a synthesizer voice); the set's own when the labels omit it.
+    pub source: String,
+    /// clean, 20db, 10db, 5db, tel-clean, tel-10db (held-out sets); from `snr_db` otherwise.
+    pub condition: String,
+    /// What the turn is: filler, list, number, restart, clause, statement, question (held-out
+    /// sets); the kind otherwise.
+    pub turn_type: String,
 }
 
 impl Clip {
@@ -66,9 +73,15 @@ pub fn load_set(dir: &Path) -> anyhow::Result<Vec<Clip>> {
             let (rate, samples) =
                 tern_testkit::peer::load_wav(&dir.join(&file).display().to_string());
             anyhow::ensure!(rate == RATE.hz(), "{file}: {rate} Hz, want {}", RATE.hz());
+            let text = |k: &str| c[k].as_str().map(str::to_string);
+            let snr = c["snr_db"].as_i64();
             Ok(Clip {
+                source: text("source").unwrap_or_else(|| "set".into()),
+                condition: text("condition")
+                    .unwrap_or_else(|| snr.map_or("clean".into(), |s| format!("{s}db"))),
+                turn_type: text("turn_type").unwrap_or_else(|| text("kind").unwrap_or_default()),
                 kind: c["kind"].as_str().unwrap_or("").to_string(),
-                snr_db: c["snr_db"].as_i64(),
+                snr_db: snr,
                 segments_ms: pairs(&c["segments_ms"]),
                 pauses_ms: pairs(&c["pauses_ms"]),
                 true_end_ms: c["true_end_ms"].as_u64().unwrap_or(0),
@@ -497,6 +510,65 @@ pub fn report(e: &Evaluation) -> String {
             rate(s.noise),
             rate(s.echo)
         );
+    }
+    o
+}
+
+/// One group's name and every detector's scores on its turns.
+pub type Group = (String, Vec<(DetectorConfig, TurnScore)>);
+
+/// End-of-turn scores per group of turns (by source, condition or turn type), one row a group:
+/// each detector's p50 delay and false cut-ins.
+pub fn breakdown(
+    vad: &str,
+    clips: &[Clip],
+    group: impl Fn(&Clip) -> &str,
+) -> anyhow::Result<Vec<Group>> {
+    let mut groups: Vec<Group> = Vec::new();
+    for clip in clips.iter().filter(|c| c.is_turn()) {
+        let key = group(clip);
+        let i = match groups.iter().position(|(k, _)| k == key) {
+            Some(i) => i,
+            None => {
+                let fresh = detector_configs()
+                    .into_iter()
+                    .map(|c| (c, TurnScore::default()))
+                    .collect();
+                groups.push((key.to_string(), fresh));
+                groups.len() - 1
+            }
+        };
+        let probs = probabilities(vad, &clip.samples)?;
+        for (cfg, score) in &mut groups[i].1 {
+            score.add(clip, &releases(*cfg, clip, &probs));
+        }
+    }
+    Ok(groups)
+}
+
+/// A breakdown as one markdown table: a row per group, "p50 ms / false cut-ins" per detector.
+pub fn report_breakdown(by: &str, groups: &[Group]) -> String {
+    let Some((_, first)) = groups.first() else {
+        return String::new();
+    };
+    let mut o = format!("| {by} | turns |");
+    for (cfg, _) in first {
+        o += &format!(" {} |", cfg.label());
+    }
+    o += "\n|---|---|";
+    o += &"---|".repeat(first.len());
+    o += "\n";
+    for (key, scores) in groups {
+        o += &format!("| {key} | {} |", scores.first().map_or(0, |(_, s)| s.turns));
+        for (_, s) in scores {
+            let cut = if s.pauses == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.0}%", 100.0 * s.cut_in_rate())
+            };
+            o += &format!(" {} / {cut} |", ms(s.delay_percentile(0.5)));
+        }
+        o += "\n";
     }
     o
 }

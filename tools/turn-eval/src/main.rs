@@ -63,6 +63,24 @@ fn main() -> anyhow::Result<()> {
         let e = tern_turn_eval::evaluate(vad, &clips)?;
         md += &tern_turn_eval::report(&e);
         md += "\n";
+        let by_source = tern_turn_eval::breakdown(vad, &clips, |c| c.source.as_str())?;
+        if by_source.len() > 1 || clips.iter().any(|c| c.turn_type != c.kind) {
+            md += "End-of-turn delay p50 (ms) / false cut-ins per pause, by group:\n\n";
+            for (by, groups) in [
+                ("source", by_source),
+                (
+                    "condition",
+                    tern_turn_eval::breakdown(vad, &clips, |c| c.condition.as_str())?,
+                ),
+                (
+                    "turn type",
+                    tern_turn_eval::breakdown(vad, &clips, |c| c.turn_type.as_str())?,
+                ),
+            ] {
+                md += &tern_turn_eval::report_breakdown(by, &groups);
+                md += "\n";
+            }
+        }
     }
     print!("{md}");
     if let Some(p) = out {

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use tern_turn_eval::{evaluate, load_set, report, DetectorConfig};
+use tern_turn_eval::{breakdown, evaluate, load_set, report, report_breakdown, DetectorConfig};
 
 fn ci_set() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -55,4 +55,30 @@ fn semantic_vad_beats_the_silence_timer() {
         .expect("medium evaluated");
     assert!(medium.cut_in_rate() < t500.cut_in_rate());
     assert!(medium.delay_percentile(0.5) < t500.delay_percentile(0.5));
+}
+
+#[test]
+fn breakdowns_split_the_same_turns_and_agree_with_the_whole() {
+    let clips = load_set(&ci_set()).expect("set loads");
+    let e = evaluate("earshot", &clips).expect("evaluates");
+    let groups = breakdown("earshot", &clips, |c| c.condition.as_str()).expect("breaks down");
+    let labels: Vec<_> = groups.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        labels,
+        vec!["clean", "10db"],
+        "the CI set's conditions, in order"
+    );
+    for (i, (cfg, whole)) in e.turns.iter().enumerate() {
+        let parts: Vec<_> = groups.iter().map(|(_, g)| &g[i].1).collect();
+        assert_eq!(parts.iter().map(|s| s.turns).sum::<usize>(), whole.turns);
+        assert_eq!(parts.iter().map(|s| s.pauses).sum::<usize>(), whole.pauses);
+        assert_eq!(
+            parts.iter().map(|s| s.cut_ins).sum::<usize>(),
+            whole.cut_ins,
+            "{}",
+            cfg.label()
+        );
+    }
+    let table = report_breakdown("condition", &groups);
+    assert_eq!(table.lines().count(), 2 + groups.len(), "{table}");
 }
