@@ -7,6 +7,8 @@
 //! reaction time from the start of speech over a playing reply, and false barge-ins on clips that
 //! must not interrupt (backchannels, noise alone, the reply's own echo).
 
+pub mod smart_turn_eval;
+
 use std::path::Path;
 
 use anyhow::Context;

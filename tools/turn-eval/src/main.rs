@@ -1,6 +1,8 @@
 //! tern-turn-eval: scores Tern's turn detectors on a labeled set.
 //!
 //! Usage: tern-turn-eval --set DIR [--vad earshot[,silero]] [--out FILE.md] [--dump-cues]
+//!        [--smart-turn THREADS]
+//! `--smart-turn N` also scores Smart Turn v3.2 on N threads (about a second of CPU per pause).
 //! `--dump-cues` prints the prosodic cues at every pause onset instead, one line each (label: 1 at
 //! a true end, 0 in a mid-sentence pause; kind; f0 slope; final f0; energy slope; pitched frames; clip; ms since the true end or ms left in the pause; unpitched frames): the data
 //! `semantic::WEIGHTS` were fitted on.
@@ -15,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     let mut vads = vec!["earshot".to_string()];
     let mut out = None;
     let mut dump_cues = false;
+    let mut smart_turn_threads = 0usize;
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "--dump-cues" {
@@ -26,7 +29,8 @@ fn main() -> anyhow::Result<()> {
             "--set" => set = Some(PathBuf::from(v)),
             "--vad" => vads = v.split(',').map(str::to_string).collect(),
             "--out" => out = Some(PathBuf::from(v)),
-            _ => bail!("unknown flag {k} (--set DIR, --vad LIST, --out FILE)"),
+            "--smart-turn" => smart_turn_threads = v.parse().context("--smart-turn THREADS")?,
+            _ => bail!("unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N)"),
         }
     }
     let set = set.context("--set DIR is required")?;
@@ -81,6 +85,12 @@ fn main() -> anyhow::Result<()> {
                 md += "\n";
             }
         }
+    }
+    if smart_turn_threads > 0 {
+        use tern_turn_eval::smart_turn_eval;
+        let turns: Vec<_> = clips.iter().filter(|c| c.is_turn()).collect();
+        let (releases, cost) = smart_turn_eval::run(&turns, smart_turn_threads)?;
+        md += &smart_turn_eval::report(&turns, &releases, &cost);
     }
     print!("{md}");
     if let Some(p) = out {
