@@ -9,17 +9,16 @@ context (input [1, 576], state [2, 1, 128]) and lets onnxsim fold what that make
 
 Usage: prepare_model.py OUT.onnx   (needs: pip install onnx onnxsim; downloads silero-vad==6.2.3)
 """
-import glob
 import os
-import subprocess
 import sys
-import tempfile
-import zipfile
 
 import numpy as np
 import onnx
 import onnxsim
 from onnx import helper, numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import wheel_member  # noqa: E402
 
 VERSION = "6.2.3"
 MEMBER = "silero_vad/data/silero_vad_op18_ifless.onnx"
@@ -28,12 +27,7 @@ MEMBER = "silero_vad/data/silero_vad_op18_ifless.onnx"
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
-                        f"silero-vad=={VERSION}"], check=True)
-        wheel = glob.glob(os.path.join(tmp, "silero_vad-*.whl"))[0]
-        with zipfile.ZipFile(wheel) as z:
-            model = onnx.load_from_string(z.read(MEMBER))
+    model = onnx.load_from_string(wheel_member.read("silero-vad", VERSION, MEMBER))
     g = model.graph
     sr = [i for i in g.input if i.name == "sr"][0]
     g.input.remove(sr)

@@ -25,18 +25,17 @@ What this script changes, and why:
 Usage: prepare_model.py OUT.onnx   (needs: pip install onnx onnxruntime numpy; downloads
 pipecat-ai==1.14.0 with pip)
 """
-import glob
 import hashlib
 import os
-import subprocess
 import sys
-import tempfile
-import zipfile
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import helper, numpy_helper
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import wheel_member  # noqa: E402
 
 VERSION = "1.14.0"
 MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
@@ -46,12 +45,7 @@ SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp,
-                        f"pipecat-ai=={VERSION}"], check=True)
-        wheel = glob.glob(os.path.join(tmp, "pipecat_ai-*.whl"))[0]
-        with zipfile.ZipFile(wheel) as z:
-            data = z.read(MEMBER)
+    data = wheel_member.read("pipecat-ai", VERSION, MEMBER)
     digest = hashlib.sha256(data).hexdigest()
     if digest != SHA256:
         sys.exit(f"{MEMBER} in pipecat-ai {VERSION} has sha256 {digest}, expected {SHA256}")

@@ -235,7 +235,9 @@ impl ShardCore {
             deadlines: DeadlineQueue::new(id),
             next_worker: id,
             counters: ShardCounters::default(),
-            outputs: Outputs::with_capacity(1024, 64 * 1024),
+            // Audio messages sit inline (about 1 KiB each): start small, grow once to the busiest
+            // step and keep that.
+            outputs: Outputs::with_capacity(64, 16 * 1024),
             outbox: std::collections::VecDeque::with_capacity(64),
             released_retry: Vec::new(),
             to_encode: std::collections::VecDeque::new(),
