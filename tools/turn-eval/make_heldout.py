@@ -13,12 +13,14 @@ whole and by source, condition and turn type. Each turn comes clean, with pink n
 The only human speech installable here (Asterisk's prompts) is in the fit set, so no source here
 is a person: say so wherever these figures are quoted.
 
-Usage: make_heldout.py OUT_DIR
+Usage: make_heldout.py OUT_DIR   (needs: apt-get install flite festival sox; not part of the
+test command, which does not install them)
 """
 import array
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -83,6 +85,9 @@ def telephone(clip, tmp):
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
+    missing = [t for t in ("flite", "text2wave", "sox") if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: apt-get install flite festival sox")
     out_root = sys.argv[1]
     rng = random.Random(20261129)
     every = []
