@@ -1,9 +1,7 @@
 //! Auth over real HTTP: with `--api-key`, calls need `Authorization: Bearer`; a server key mints
 //! ephemeral `ek_` tokens (TTL 10-7200 s, optional session config) that browsers use to call.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -2,9 +2,7 @@
 //! the OpenAI Realtime WebSocket protocol, and hears its audio. Also barge-in (truncation at the
 //! played-out position), a backend down at start, a backend dying mid-reply, and a slow backend.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -7,9 +7,7 @@
 //! shard, before it ends. The process side of a drain (signals, 503 to new offers, /readyz) is
 //! tested on the real binary in `drain.rs`.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

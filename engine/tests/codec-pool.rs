@@ -2,9 +2,7 @@
 //! holds none, and the next talking call on the shard reuses what the last one gave back (reset).
 //! Real engine, sockets, DTLS/SRTP and Opus.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! The demo page is served at `GET /` from the binary itself, with the client code the browser
 //! interop tests (tools/interop) drive.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use common::http;
 

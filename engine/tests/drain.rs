@@ -3,9 +3,7 @@
 //! when --drain-timeout passes (sessions then get a `server_shutdown` event). A second signal
 //! exits at once.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,9 +3,7 @@
 //! of its turn is decided within the clock's fill delay of the other's, the gaps become silent
 //! frames without decoding, and the echo comes back whole.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

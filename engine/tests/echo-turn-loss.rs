@@ -1,9 +1,7 @@
 //! Scenario: 5% random loss on the uplink and the downlink still gives a full echo: lost frames
 //! are concealed (PLC/FEC), not skipped, so the turn keeps its length.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

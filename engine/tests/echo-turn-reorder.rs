@@ -2,9 +2,7 @@
 //! on 20 ms packets). The reorder buffer waits for the missing packet instead of concealing it,
 //! adapts its wait, and the turn is echoed whole.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! Scenario: a client connects to Tern's core in virtual time, speaks one turn, and hears it echoed
 //! back, with the data-channel events in the right order.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

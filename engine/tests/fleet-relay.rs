@@ -5,9 +5,7 @@
 //! call; Redis going away leaves relayed calls (and new ones) running; a dead node leaves the
 //! relay's table within its TTL.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;

@@ -3,9 +3,7 @@
 //! while they live, leave within the TTL when they die, show draining, and keep serving while
 //! Redis is down, rejoining when it returns.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -6,9 +6,7 @@
 //! flood datagram is counted by its reason, and no flood source gets a byte back (no
 //! amplification). Deterministic: the counts are exact.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

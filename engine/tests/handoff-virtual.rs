@@ -4,9 +4,7 @@
 //! message finds a full inbox keeps the session home, live; an owner with no room ends the
 //! session, counts it and frees the home entry; a `Released` that finds a full inbox is sent again.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -3,9 +3,7 @@
 //! (RFC 4571), completes ICE, DTLS and SCTP over the one connection, speaks a turn and hears the
 //! echo; `/metrics` counts the connection.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

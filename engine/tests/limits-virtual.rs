@@ -3,9 +3,7 @@
 //! by reason and freed (admission, table slot, deadline). The signaling limits (per-address rate,
 //! a full shard) are the HTTP shell's and stay on real sockets (`limits.rs`).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

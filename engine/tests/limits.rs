@@ -2,9 +2,7 @@
 //! with its status and counted. The session limits (event size and rate, idle timeout, consent
 //! expiry) run in virtual time (`limits-virtual.rs`).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use common::{http, metric};
 use tern_engine::agent::AgentKind;

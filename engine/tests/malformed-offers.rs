@@ -1,9 +1,7 @@
 //! A corpus of malformed and hostile offers: every one is answered 4xx with a JSON reason, none
 //! creates a session or leaks an admission slot, and the server still answers a good offer.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

@@ -1,9 +1,7 @@
 //! `--max-session-s` in virtual time: a talking call is ended at its limit after an `error` event
 //! (`session_expired`), counted as `max_duration`; without a limit the same call goes on.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

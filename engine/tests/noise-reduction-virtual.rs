@@ -2,9 +2,7 @@
 //! agent, no sockets: set by `session.update` and echoed, refused with a clear error when the
 //! kind is unknown, and with it a turn spoken over steady noise at 5 dB SNR ends and is answered.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use common::load_wav;
 use common::scene::Scene;

@@ -3,9 +3,7 @@
 //! effective session from `client_secrets`, SIP-only call controls refused in OpenAI's error shape,
 //! and a 413 that a client sending its whole oversized body still reads.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -2,9 +2,7 @@
 //! its other sessions go on. Virtual time, two clients on one shard core; the panic is injected
 //! through the test-only `tern.test.panic` event.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

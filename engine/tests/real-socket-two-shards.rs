@@ -2,9 +2,7 @@
 //! its offer over HTTP, connects over UDP, speaks a turn and hears the echo. The session must end up
 //! on the shard that receives its datagrams, and nothing is forwarded between shards after setup.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};

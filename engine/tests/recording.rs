@@ -2,9 +2,7 @@
 //! call's length, in Ogg Opus and in WAV; a per-session opt-in from a server-set session; a disk
 //! budget that stops recording and never the call.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -3,9 +3,7 @@
 //! that is not the kernel's preferred source for loopback (127.0.0.1 is): every datagram the client
 //! gets must still come from 127.0.0.3, and the call must connect.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};

@@ -2,9 +2,7 @@
 //! (`ice_failed`: no ICE check ever arrived; `dtls_failed`: ICE worked, DTLS never completed,
 //! even though the client's checks keep the session alive).
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,7 @@
 //! Signaling over real HTTP: every bad request gets the right status and a JSON error naming the
 //! problem; the session limit answers 503.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

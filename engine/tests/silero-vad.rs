@@ -2,10 +2,9 @@
 //! back through the downlink ring, and the session's turn detector ends the turn from them, with
 //! semantic_vad on top. A real client on loopback speaks one turn and hears the echo.
 
-#![allow(clippy::unwrap_used)]
 #![cfg(feature = "silero")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,9 +2,7 @@
 //! that received it. On loopback the receiving CPU is the sender's, so a client pinned to CPU n
 //! must end up on shard n, with nothing forwarded between shards after setup.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

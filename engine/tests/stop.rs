@@ -3,9 +3,7 @@
 //! shard asleep in `io_uring_enter`; the stop request now rings every shard's doorbell, and the
 //! main thread bounds its wait with `--stop-timeout`.)
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

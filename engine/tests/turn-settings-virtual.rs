@@ -2,9 +2,7 @@
 //! timeout after a reply, manual turns with `turn_detection: null` and `input_audio_buffer.commit`,
 //! `create_response: false`, `interrupt_response: false`, and a backchannel over a reply.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! A worker ring that is full, in virtual time: what the shell could not queue goes back to the
 //! shard core (`worker_full`), which settles it in the session.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
