@@ -47,6 +47,8 @@ mod limits_virtual;
 mod malformed_offers;
 #[path = "max-session-virtual.rs"]
 mod max_session_virtual;
+#[path = "media-state-virtual.rs"]
+mod media_state_virtual;
 #[path = "noise-reduction-virtual.rs"]
 mod noise_reduction_virtual;
 #[path = "openai-http.rs"]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tern_engine::core::admission::Admission;
 use tern_engine::core::rtc_setup::{answer_offer, parse_offer, ServerCrypto};
-use tern_engine::core::session::SessionConfig;
+use tern_engine::core::session::{Session, SessionConfig};
 use tern_engine::core::session_id::{SessionId, TagKey};
 use tern_engine::core::shard::{ShardCore, ShardSettings};
 use tern_engine::heap::live_bytes;
@@ -101,16 +101,16 @@ fn main() -> anyhow::Result<()> {
         "# Heap per session, by part\n\n`{}`\n\n{n} of each, one thread, counted by `tern_engine::heap` (exact).\n\n\
          | part | KiB per session | held |\n|---|---|---|\n\
          | str0m `Rtc` answered from an offer (ICE, DTLS and SCTP set up but not connected, SDP state) | {:.1} | always |\n\
-         | Tern's session on a shard (`Session`: uplink path and buffers, turn state, events queue, table entry) | {:.1} | always |\n\
-         | offer to answer, both together (`ShardCore::accept_offer`) | {:.1} | always |\n\
+         | offer to answer, both together (`ShardCore::accept_offer`: the `Rtc`, Tern's `Session`, the table entry) | {:.1} | always |\n\
+         | of which Tern's `Session` struct besides its `Rtc` (`size_of`, inline in its box; the rest of its media state is made when audio flows) | {:.1} | always |\n\
          | Opus encoder, mono (C heap, `opus_encoder_get_size`; RSS, not the counted heap) | {:.1} | from the first reply frame to the end of the call |\n\
          | Opus decoder, mono (C heap, `opus_decoder_get_size`) | {:.1} | from the first Opus packet to the end of the call |\n\n\
          The connected state (DTLS records and keys, SRTP contexts, SCTP association and the data\n\
-         channel's buffers) is the idle report's heap per session less the third row.\n",
+         channel's buffers) is the idle report's heap per session less the second row.\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         kib(rtc),
-        kib(session_total - rtc),
         kib(session_total),
+        kib((std::mem::size_of::<Session>() - std::mem::size_of::<str0m::Rtc>()) as f64),
         kib(encoder),
         kib(decoder),
     );

@@ -244,6 +244,14 @@ impl<T> SessionTable<T> {
         self.by_addr.len()
     }
 
+    /// The live sessions themselves.
+    pub fn live_values(&self) -> impl Iterator<Item = &T> + '_ {
+        self.slots.iter().filter_map(|s| match &s.entry {
+            Some(Entry::Live { value, .. }) => Some(value),
+            _ => None,
+        })
+    }
+
     /// Keys of all live sessions (for housekeeping and shutdown).
     pub fn live_keys(&self) -> impl Iterator<Item = SessionKey> + '_ {
         self.slots

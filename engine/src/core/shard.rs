@@ -37,7 +37,7 @@ use super::peer_addr::{Peer, Protocol};
 use super::ring_msg::DownlinkMsg;
 use super::ring_msg::UplinkMsg;
 use super::rtc_setup::{answer_offer, ice_password, parse_offer, OfferError, ServerCrypto};
-use super::session::{Session, SessionConfig};
+use super::session::{MediaHeld, Session, SessionConfig};
 use super::session_id::SessionKey;
 use super::session_id::{server_ufrag, SessionId, TagKey};
 use super::session_limits::EndReason;
@@ -256,6 +256,11 @@ impl ShardCore {
     /// Slots in use (live sessions and forwarding entries).
     pub fn occupied_slots(&self) -> usize {
         self.table.occupied()
+    }
+
+    /// How many of this shard's sessions hold each lazily made media part (idle ones hold none).
+    pub fn media_held(&self) -> MediaHeld {
+        MediaHeld::total(self.table.live_values().map(|s| &**s))
     }
 
     pub fn armed_deadlines(&self) -> usize {

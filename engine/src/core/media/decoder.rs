@@ -7,6 +7,8 @@
 //! RTP time without a sequence gap is DTX or a paused sender, and becomes silence. Packets that
 //! arrive after their slot was concealed are counted and dropped.
 
+use std::cell::Cell;
+
 use audiopus::coder::Decoder;
 use audiopus::packet::Packet;
 use audiopus::MutSignals;
@@ -60,6 +62,24 @@ pub struct DecoderStats {
 #[error("opus decoder: {0}")]
 pub struct DecoderError(#[from] audiopus::Error);
 
+thread_local! {
+    /// The shard thread's decode buffer (a packet of up to 120 ms), shared by its sessions: one
+    /// session decodes at a time, and each copies what it keeps into 20 ms frames, so a session
+    /// need not own 5.6 KiB that it uses for microseconds per packet.
+    static SCRATCH: Cell<Option<Box<[i16; MAX_PACKET_SAMPLES]>>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with the thread's decode buffer: taken out and put back, so a call nested inside
+/// `f` (none today) or a panic that loses it costs one new buffer, never a wrong borrow.
+fn with_scratch<R>(f: impl FnOnce(&mut [i16; MAX_PACKET_SAMPLES]) -> R) -> R {
+    let mut pcm = SCRATCH
+        .take()
+        .unwrap_or_else(|| Box::new([0; MAX_PACKET_SAMPLES]));
+    let r = f(&mut pcm);
+    SCRATCH.set(Some(pcm));
+    r
+}
+
 pub struct UplinkDecoder {
     /// Taken with the first Opus packet; given back to the shard's pool on drop.
     dec: Option<Decoder>,
@@ -69,7 +89,6 @@ pub struct UplinkDecoder {
     rate: ModelRate,
     next_seq: Option<u64>,
     next_ts: Option<u64>,
-    pcm: Box<[i16; MAX_PACKET_SAMPLES]>,
     pending: PcmFrame,
     pending_len: usize,
     /// Silent frames the uplink's clock inserted since the last packet (DTX: nothing arrives).
@@ -96,20 +115,24 @@ impl Drop for UplinkDecoder {
 impl UplinkDecoder {
     /// A decoder to `rate`; its Opus state is taken from the shard's pool with the first Opus
     /// packet (`codec_pool`), so a session that never sends audio holds none.
-    pub fn new(rate: ModelRate) -> Result<Self, DecoderError> {
-        Ok(UplinkDecoder {
+    pub fn new(rate: ModelRate) -> Self {
+        UplinkDecoder {
             dec: None,
             g711: None,
             g711_pcm: Vec::new(),
             rate,
             next_seq: None,
             next_ts: None,
-            pcm: Box::new([0; MAX_PACKET_SAMPLES]),
             pending: PcmFrame::silence(rate.frame_samples()),
             pending_len: 0,
             filled: 0,
             stats: DecoderStats::default(),
-        })
+        }
+    }
+
+    /// Whether Opus state is held (an Opus packet has been decoded).
+    pub fn holds_codec(&self) -> bool {
+        self.dec.is_some()
     }
 
     /// The codec of the packets that follow (the session learns it from the first one).
@@ -130,6 +153,17 @@ impl UplinkDecoder {
         payload: &[u8],
         emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
     ) {
+        with_scratch(|pcm| self.packet_into(pcm, seq, rtp_ts, payload, emit));
+    }
+
+    fn packet_into(
+        &mut self,
+        pcm: &mut [i16; MAX_PACKET_SAMPLES],
+        seq: u64,
+        rtp_ts: u64,
+        payload: &[u8],
+        emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
+    ) {
         let filled = std::mem::take(&mut self.filled);
         if let Some(next) = self.next_seq {
             if seq < next {
@@ -142,17 +176,17 @@ impl UplinkDecoder {
                 let concealed = lost.min(MAX_CONCEALED_PER_GAP);
                 for i in 0..concealed {
                     let use_fec = i + 1 == concealed && lost <= MAX_CONCEALED_PER_GAP;
-                    self.conceal(payload, use_fec, emit);
+                    self.conceal(pcm, payload, use_fec, emit);
                 }
                 for _ in concealed..lost.min(MAX_SILENCE_PER_JUMP) {
-                    self.emit_silence(emit);
+                    self.emit_silence(pcm, emit);
                 }
             } else if let Some(next_ts) = self.next_ts {
                 // No packet missing, but time jumped: DTX or a paused sender.
                 let ticks = rtp_ts.saturating_sub(next_ts);
                 let frames = (ticks / RTP_TICKS_PER_FRAME).min(MAX_SILENCE_PER_JUMP);
                 for _ in 0..frames {
-                    self.emit_silence(emit);
+                    self.emit_silence(pcm, emit);
                 }
             }
         }
@@ -160,12 +194,12 @@ impl UplinkDecoder {
             self.g711_pcm.clear();
             g.decode(payload, &mut self.g711_pcm);
             let n = self.g711_pcm.len().min(MAX_PACKET_SAMPLES);
-            self.pcm[..n].copy_from_slice(&self.g711_pcm[..n]);
+            pcm[..n].copy_from_slice(&self.g711_pcm[..n]);
             n
         } else {
             match Packet::try_from(payload)
                 .map_err(DecoderError::from)
-                .and_then(|p| self.decode_into(Some(p), false))
+                .and_then(|p| self.decode_n(pcm, Some(p), false, MAX_PACKET_SAMPLES))
             {
                 Ok(n) => n,
                 Err(_) => {
@@ -173,12 +207,12 @@ impl UplinkDecoder {
                     // A corrupt payload is concealed (one frame) so that the stream keeps its
                     // timing: PLC produces as many samples as it is given room for.
                     let frame = self.rate.frame_samples();
-                    self.decode_n(None, false, frame).unwrap_or(0)
+                    self.decode_n(pcm, None, false, frame).unwrap_or(0)
                 }
             }
         };
         self.stats.decoded += 1;
-        self.split(n, FrameOrigin::Decoded, emit);
+        self.split(pcm, n, FrameOrigin::Decoded, emit);
         self.next_seq = Some(seq + 1);
         let ticks = (n as u64 * 48_000) / u64::from(self.rate.hz());
         self.next_ts = Some(rtp_ts + ticks.max(RTP_TICKS_PER_FRAME));
@@ -195,50 +229,51 @@ impl UplinkDecoder {
         if let Some(ts) = self.next_ts.as_mut() {
             *ts += RTP_TICKS_PER_FRAME;
         }
-        self.emit_silence(emit);
+        with_scratch(|pcm| self.emit_silence(pcm, emit));
     }
 
     fn conceal(
         &mut self,
+        pcm: &mut [i16; MAX_PACKET_SAMPLES],
         next_payload: &[u8],
         use_fec: bool,
         emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
     ) {
         if self.g711.is_some() {
             // G.711 has neither FEC nor a concealment of its own here: the gap is silence.
-            self.emit_silence(emit);
+            self.emit_silence(pcm, emit);
             return;
         }
         let frame = self.rate.frame_samples();
         let (res, origin) = match (use_fec, Packet::try_from(next_payload)) {
             (true, Ok(p)) => (
-                self.decode_n(Some(p), true, frame),
+                self.decode_n(pcm, Some(p), true, frame),
                 FrameOrigin::FecRecovered,
             ),
-            _ => (self.decode_n(None, false, frame), FrameOrigin::Concealed),
+            _ => (
+                self.decode_n(pcm, None, false, frame),
+                FrameOrigin::Concealed,
+            ),
         };
         match (res, origin) {
             (Ok(n), FrameOrigin::FecRecovered) => {
                 self.stats.fec_recovered += 1;
-                self.split(n, origin, emit);
+                self.split(pcm, n, origin, emit);
             }
             (Ok(n), _) => {
                 self.stats.concealed += 1;
-                self.split(n, origin, emit);
+                self.split(pcm, n, origin, emit);
             }
             (Err(_), _) => {
                 self.stats.errors += 1;
-                self.emit_silence(emit);
+                self.emit_silence(pcm, emit);
             }
         }
     }
 
-    fn decode_into(&mut self, p: Option<Packet<'_>>, fec: bool) -> Result<usize, DecoderError> {
-        self.decode_n(p, fec, MAX_PACKET_SAMPLES)
-    }
-
     fn decode_n(
         &mut self,
+        pcm: &mut [i16; MAX_PACKET_SAMPLES],
         p: Option<Packet<'_>>,
         fec: bool,
         n: usize,
@@ -247,20 +282,25 @@ impl UplinkDecoder {
             Some(d) => d,
             None => self.dec.insert(codec_pool::take_decoder(self.rate)?),
         };
-        let out = MutSignals::try_from(&mut self.pcm[..n])?;
+        let out = MutSignals::try_from(&mut pcm[..n])?;
         Ok(dec.decode(p, out, fec)?)
     }
 
-    fn emit_silence(&mut self, emit: &mut dyn FnMut(&PcmFrame, FrameOrigin)) {
+    fn emit_silence(
+        &mut self,
+        pcm: &mut [i16; MAX_PACKET_SAMPLES],
+        emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
+    ) {
         self.stats.silence += 1;
         let n = self.rate.frame_samples();
-        self.pcm[..n].fill(0);
-        self.split(n, FrameOrigin::Silence, emit);
+        pcm[..n].fill(0);
+        self.split(pcm, n, FrameOrigin::Silence, emit);
     }
 
     /// Cuts `n` decoded samples into 20 ms frames, carrying a remainder (10 ms packets) over.
     fn split(
         &mut self,
+        pcm: &[i16; MAX_PACKET_SAMPLES],
         n: usize,
         origin: FrameOrigin,
         emit: &mut dyn FnMut(&PcmFrame, FrameOrigin),
@@ -270,7 +310,7 @@ impl UplinkDecoder {
         while at < n {
             let take = (frame - self.pending_len).min(n - at);
             self.pending.samples_mut()[self.pending_len..self.pending_len + take]
-                .copy_from_slice(&self.pcm[at..at + take]);
+                .copy_from_slice(&pcm[at..at + take]);
             self.pending_len += take;
             at += take;
             if self.pending_len == frame {
@@ -291,7 +331,7 @@ mod tests {
     fn gaps_are_concealed_not_skipped() {
         let enc =
             Encoder::new(SampleRate::Hz24000, Channels::Mono, Application::Voip).expect("encoder");
-        let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
+        let mut dec = UplinkDecoder::new(ModelRate::Hz24000);
         let mut frames = Vec::new();
         for seq in 0..10u64 {
             let pcm: Vec<i16> = (0..480)
@@ -318,7 +358,7 @@ mod tests {
     /// Regression (issue 16): a corrupt payload was concealed into the 120 ms buffer, six frames.
     #[test]
     fn a_corrupt_payload_is_one_concealed_frame() {
-        let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
+        let mut dec = UplinkDecoder::new(ModelRate::Hz24000);
         let mut frames = 0;
         // TOC byte of a code-3 packet with a frame count of zero: libopus refuses it.
         dec.on_packet(0, 0, &[0x03, 0x00], &mut |_, _| frames += 1);
@@ -329,7 +369,7 @@ mod tests {
     #[test]
     fn g711_packets_become_model_rate_frames_and_gaps_silence() {
         use crate::core::media::g711::{G711Encoder, Law};
-        let mut dec = UplinkDecoder::new(ModelRate::Hz24000).expect("decoder");
+        let mut dec = UplinkDecoder::new(ModelRate::Hz24000);
         dec.set_codec(AudioCodec::Pcmu);
         let mut enc = G711Encoder::new(Law::Mu, 24_000);
         let tone: Vec<i16> = (0..480)

@@ -22,7 +22,6 @@ pub struct DownlinkEncoder {
     rate: ModelRate,
     /// Set while the session speaks G.711.
     g711: Option<G711Encoder>,
-    out: [u8; MAX_OPUS_PACKET],
 }
 
 impl std::fmt::Debug for DownlinkEncoder {
@@ -40,7 +39,6 @@ impl DownlinkEncoder {
             complexity,
             rate,
             g711: None,
-            out: [0; MAX_OPUS_PACKET],
         })
     }
 
@@ -52,10 +50,18 @@ impl DownlinkEncoder {
         }
     }
 
-    /// Encodes one frame; the packet borrows an internal buffer until the next call.
-    pub fn encode(&mut self, frame: &PcmFrame) -> Result<&[u8], EncoderError> {
+    /// Encodes one frame into `packet`, replacing what it held (empty on error). The caller's
+    /// buffer keeps its capacity across frames, so the encoder needs no output buffer of its own
+    /// (1.25 KiB a session, idle or not).
+    pub fn encode_into(
+        &mut self,
+        frame: &PcmFrame,
+        packet: &mut Vec<u8>,
+    ) -> Result<(), EncoderError> {
+        packet.clear();
         if let Some(g) = self.g711.as_mut() {
-            return Ok(g.encode(frame.samples()));
+            packet.extend_from_slice(g.encode(frame.samples()));
+            return Ok(());
         }
         let enc = match &mut self.enc {
             Some(e) => e,
@@ -63,8 +69,17 @@ impl DownlinkEncoder {
                 .enc
                 .insert(codec_pool::take_encoder(self.rate, self.complexity)?),
         };
-        let n = enc.encode(frame.samples(), &mut self.out)?;
-        Ok(&self.out[..n])
+        packet.resize(MAX_OPUS_PACKET, 0);
+        match enc.encode(frame.samples(), packet) {
+            Ok(n) => {
+                packet.truncate(n);
+                Ok(())
+            }
+            Err(e) => {
+                packet.clear();
+                Err(e.into())
+            }
+        }
     }
 
     /// Whether Opus state is held (a reply has been encoded).

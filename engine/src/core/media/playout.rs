@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 
 use super::frame::{PcmFrame, FRAME_MS, RTP_TICKS_PER_FRAME};
 
-/// Frames preallocated per session; the queue doubles from here up to its cap.
-const INITIAL_FRAMES: usize = 4;
-
 pub const FRAME: Duration = Duration::from_millis(FRAME_MS);
 
 // Frames are inline on purpose: the queue grows to its cap during the first long reply and then
@@ -40,8 +37,9 @@ pub struct PlayoutQueue {
 impl PlayoutQueue {
     pub fn new(cap: usize) -> Self {
         PlayoutQueue {
-            // Lazily grown: an idle session should not pay for 3 s of reply audio up front.
-            q: VecDeque::with_capacity(cap.clamp(1, INITIAL_FRAMES)),
+            // Grown with the first reply and kept (each item holds a frame, about 1 KiB): a
+            // session that is never answered holds none, one that is keeps its busiest depth.
+            q: VecDeque::new(),
             cap: cap.max(1),
             dropped: 0,
         }

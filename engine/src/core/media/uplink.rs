@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::codec::AudioCodec;
-use super::decoder::{DecoderError, FrameOrigin, UplinkDecoder};
+use super::decoder::{FrameOrigin, UplinkDecoder};
 use super::frame::{ModelRate, PcmFrame};
 use super::reorder::{HoldHistogram, ReorderBuffer};
 
@@ -51,13 +51,13 @@ impl std::fmt::Debug for UplinkPath {
 pub type EmitFrame<'a> = dyn FnMut(&PcmFrame, FrameOrigin, Instant) + 'a;
 
 impl UplinkPath {
-    pub fn new(rate: ModelRate) -> Result<Self, DecoderError> {
-        Ok(UplinkPath {
+    pub fn new(rate: ModelRate) -> Self {
+        UplinkPath {
             reorder: ReorderBuffer::default(),
-            decoder: UplinkDecoder::new(rate)?,
+            decoder: UplinkDecoder::new(rate),
             next_frame_at: None,
             grid: None,
-        })
+        }
     }
 
     /// The codec the session's packets are in (see `UplinkDecoder::set_codec`).
@@ -144,6 +144,11 @@ impl UplinkPath {
         }
     }
 
+    /// Whether the decoder holds Opus state.
+    pub fn holds_codec(&self) -> bool {
+        self.decoder.holds_codec()
+    }
+
     pub fn stats(&self) -> UplinkStats {
         let d = self.decoder.stats;
         let r = self.reorder.stats;
@@ -191,7 +196,7 @@ mod tests {
         let pk = packets(40);
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut up = UplinkPath::new(ModelRate::Hz24000).expect("path");
+        let mut up = UplinkPath::new(ModelRate::Hz24000);
         let mut frames: Vec<(u64, FrameOrigin)> = Vec::new();
         // Ten packets, then DTX: the next one (contiguous sequence number) 400 ms of RTP later.
         for k in 0..10u64 {
@@ -239,7 +244,7 @@ mod tests {
         let pk = packets(20);
         let t0 = Instant::now();
         let ms = |n: u64| t0 + Duration::from_millis(n);
-        let mut up = UplinkPath::new(ModelRate::Hz24000).expect("path");
+        let mut up = UplinkPath::new(ModelRate::Hz24000);
         let mut n = 0;
         for k in 0..5u64 {
             up.on_packet(ms(k * 20), k, k * 960, &pk[k as usize], &mut |_, _, _| {
@@ -265,7 +270,7 @@ mod tests {
     fn reorder_costs_nothing_and_loss_is_recovered_from_fec() {
         let pk = packets(12);
         let t0 = Instant::now();
-        let mut up = UplinkPath::new(ModelRate::Hz24000).expect("path");
+        let mut up = UplinkPath::new(ModelRate::Hz24000);
         let mut origins = Vec::new();
         let ms = |n: u64| t0 + Duration::from_millis(n);
         // 0..4 in order; 5 and 4 swapped; 8 lost; 10 comes after 11 was given up on.

@@ -14,10 +14,6 @@ use super::super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::super::turn::latency::{EndRule, TurnTimeline};
 
-/// Actions decided by one input, at most: a barge-in (metric, interrupt, start event, agent
-/// message), a stop (event, commit, agent message) and an idle timeout (three).
-const ACTION_CAPACITY: usize = 16;
-
 /// The voice decision for one uplink frame.
 #[derive(Debug, Clone, Copy)]
 pub struct VoiceFrame {
@@ -97,7 +93,8 @@ impl Conversation {
             current_item: None,
             idle_since: None,
             timeline: TurnTimeline::default(),
-            actions: VecDeque::with_capacity(ACTION_CAPACITY),
+            // Grown with the first action and kept (an idle session decides none).
+            actions: VecDeque::new(),
         }
     }
 

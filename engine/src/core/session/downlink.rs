@@ -38,7 +38,9 @@ impl Session {
             out.event(ShardEvent::Paced { late_by: late });
         }
         if let Some(envelope) = envelope {
-            self.echo.on_reply_envelope(envelope);
+            self.echo
+                .get_or_insert_default()
+                .on_reply_envelope(envelope);
             self.write_payload(now, send.rtp_time, send.marker, out);
         }
         self.drive(now, out);
@@ -84,12 +86,7 @@ impl Session {
         if !self.connected {
             return false;
         }
-        let Ok(packet) = self.encoder.encode(frame) else {
-            return false;
-        };
-        self.payload.clear();
-        self.payload.extend_from_slice(packet);
-        true
+        self.encoder.encode_into(frame, &mut self.payload).is_ok()
     }
 
     /// The last frame of `response` has gone out.

@@ -44,7 +44,7 @@ use super::session_object;
 use super::turn::barge_in::BargeInGuard;
 use super::turn::detector::ServerVadSettings;
 use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
-use super::turn::vad::{EarshotVad, FrameVad, VadBackend};
+use super::turn::vad::VadBackend;
 use crate::heap::in_dependency;
 
 use conversation::Conversation;
@@ -126,10 +126,39 @@ pub struct SessionStats {
     pub events_rate_limited: u64,
 }
 
+/// How many sessions hold each part of the media state that is made only once audio flows (the
+/// uplink path and its decoder, the voice detector, the echo guard, the encoder): an idle
+/// session holds none of them (`ShardCore::media_held`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaHeld {
+    pub uplink_paths: usize,
+    pub decoders: usize,
+    pub voice_detectors: usize,
+    pub echo_guards: usize,
+    pub encoders: usize,
+}
+
+impl MediaHeld {
+    fn add(&mut self, o: MediaHeld) {
+        self.uplink_paths += o.uplink_paths;
+        self.decoders += o.decoders;
+        self.voice_detectors += o.voice_detectors;
+        self.echo_guards += o.echo_guards;
+        self.encoders += o.encoders;
+    }
+
+    /// The sum over `sessions`.
+    pub fn total<'a>(sessions: impl Iterator<Item = &'a Session>) -> MediaHeld {
+        let mut t = MediaHeld::default();
+        for s in sessions {
+            t.add(s.media_held());
+        }
+        t
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error(transparent)]
-    Decoder(#[from] super::media::decoder::DecoderError),
     #[error(transparent)]
     Encoder(#[from] super::media::encoder::EncoderError),
 }
@@ -157,7 +186,8 @@ pub struct Session {
     /// `audio.input.noise_reduction` in effect; the denoiser is made with the first frame.
     noise_reduction: Option<NoiseReduction>,
     denoiser: Option<Box<Denoiser>>,
-    echo: EchoGuard,
+    /// Made with the first uplink or reply frame (an idle session holds none).
+    echo: Option<Box<EchoGuard>>,
     conversation: Conversation,
     encoder: DownlinkEncoder,
     playout: PlayoutQueue,
@@ -187,6 +217,19 @@ pub struct Session {
     /// This session's place under `--max-sessions`, given back when the session is dropped,
     /// however it ended.
     _permit: Permit,
+}
+
+impl Session {
+    /// The lazily made media parts this session holds (each 0 or 1).
+    pub fn media_held(&self) -> MediaHeld {
+        MediaHeld {
+            uplink_paths: usize::from(self.uplink.is_some()),
+            decoders: usize::from(self.uplink.as_ref().is_some_and(|u| u.holds_codec())),
+            voice_detectors: usize::from(matches!(self.vad, VadPath::Inline { vad: Some(_), .. })),
+            echo_guards: usize::from(self.echo.is_some()),
+            encoders: usize::from(self.encoder.holds_codec()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -241,20 +284,17 @@ impl Session {
             audio: None,
             events: EventsChannel::default(),
             writer: EventWriter::default(),
-            uplink: Some(Box::new({
-                let mut up = UplinkPath::new(rate)?;
-                up.set_fill_grid(config.fill_grid);
-                up
-            })),
+            // Made with the first audio packet (`rtc_events`): an idle session holds none.
+            uplink: None,
             vad: if config.vad.runs_on_worker() {
                 VadPath::remote()
             } else {
-                VadPath::Inline(FrameVad::new(Box::new(EarshotVad::default()), rate))
+                VadPath::inline(rate)
             },
             frame_index: 0,
             noise_reduction,
             denoiser: None,
-            echo: EchoGuard::default(),
+            echo: None,
             conversation: Conversation::new(config.turn, barge_in),
             encoder: DownlinkEncoder::new(rate, config.encoder_complexity)?,
             playout: PlayoutQueue::new(config.playout_frames),

@@ -69,9 +69,7 @@ impl Session {
                     if *mid == d.mid && sending.is_none_or(|(pt, _)| pt != d.pt) {
                         *sending = Some((d.pt, codec));
                         self.encoder.set_codec(codec);
-                        if let Some(up) = self.uplink.as_mut() {
-                            up.set_codec(codec);
-                        }
+                        self.uplink_path().set_codec(codec);
                     }
                 }
                 let seq = **d.seq_range.start();

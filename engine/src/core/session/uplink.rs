@@ -7,12 +7,12 @@ use std::time::Instant;
 
 use super::super::media::decoder::FrameOrigin;
 use super::super::media::denoise::Denoiser;
-use super::super::media::frame::PcmFrame;
-use super::super::media::uplink::UplinkStats;
+use super::super::media::frame::{ModelRate, PcmFrame};
+use super::super::media::uplink::{UplinkPath, UplinkStats};
 use super::super::output::{Outputs, ShardEvent};
 use super::super::ring_msg::UplinkMsg;
 use super::super::turn::latency::SPEECH_FLOOR_DBFS;
-use super::super::turn::vad::FrameVad;
+use super::super::turn::vad::{EarshotVad, FrameVad};
 use super::conversation::VoiceFrame;
 use super::Session;
 
@@ -21,15 +21,23 @@ const MAX_PENDING_VAD: usize = 50;
 
 /// Where a session's voice probabilities come from.
 pub(super) enum VadPath {
-    /// Computed on the media core as each frame arrives (earshot).
-    Inline(FrameVad),
+    /// Computed on the media core as each frame arrives (earshot). The detector (about 9 KiB with
+    /// its buffers) is made with the first frame: a session that never sends audio holds none.
+    Inline {
+        vad: Option<FrameVad>,
+        rate: ModelRate,
+    },
     /// Computed on the worker (`--vad silero`); frames wait here, in order, for their answer.
     Remote(VecDeque<PendingVad>),
 }
 
 impl VadPath {
     pub fn remote() -> Self {
-        VadPath::Remote(VecDeque::with_capacity(8))
+        VadPath::Remote(VecDeque::new())
+    }
+
+    pub fn inline(rate: ModelRate) -> Self {
+        VadPath::Inline { vad: None, rate }
     }
 }
 
@@ -70,6 +78,17 @@ impl Session {
         self.uplink = Some(up);
     }
 
+    /// The reorder buffer and decoder, made when the first audio packet arrives (the codec is
+    /// known then). Not while `feed_uplink` has it out: only called before it.
+    pub(super) fn uplink_path(&mut self) -> &mut UplinkPath {
+        let (rate, grid) = (self.config.model_rate, self.config.fill_grid);
+        self.uplink.get_or_insert_with(|| {
+            let mut up = UplinkPath::new(rate);
+            up.set_fill_grid(grid);
+            Box::new(up)
+        })
+    }
+
     /// Uplink repair figures of this session (concealed, FEC-recovered, late, hold times).
     pub fn uplink_stats(&self) -> UplinkStats {
         self.uplink.as_ref().map(|u| u.stats()).unwrap_or_default()
@@ -101,11 +120,13 @@ impl Session {
         let index = self.frame_index;
         self.frame_index += 1;
         self.stats.frames_in += 1;
-        self.echo.on_uplink_frame(frame.samples());
+        let echo = self.echo.get_or_insert_default();
+        echo.on_uplink_frame(frame.samples());
+        let is_echo = echo.is_echo();
         let voice = VoiceFrame {
             index,
             probability: 0.0,
-            echo: self.echo.is_echo(),
+            echo: is_echo,
             loud_at: (frame.level_dbfs() >= SPEECH_FLOOR_DBFS).then_some(received_at),
         };
         self.conversation
@@ -121,7 +142,9 @@ impl Session {
             out.for_worker(self.worker, msg);
         }
         match &mut self.vad {
-            VadPath::Inline(v) => {
+            VadPath::Inline { vad, rate } => {
+                let v = vad
+                    .get_or_insert_with(|| FrameVad::new(Box::new(EarshotVad::default()), *rate));
                 // Inserted silence (DTX) goes through the VAD too: its state must see the pause,
                 // or the next real frame is judged on the speech before it.
                 let probability = v.frame_probability(frame);

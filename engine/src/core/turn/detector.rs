@@ -67,7 +67,8 @@ enum State {
 pub struct TurnDetector {
     settings: ServerVadSettings,
     state: State,
-    prosody: ProsodyTracker,
+    /// semantic_vad's pitch and energy history (about 2 KiB), made with the first frame it sees.
+    prosody: Option<Box<ProsodyTracker>>,
 }
 
 impl TurnDetector {
@@ -75,7 +76,7 @@ impl TurnDetector {
         TurnDetector {
             settings,
             state: State::Idle { voiced_run: 0 },
-            prosody: ProsodyTracker::default(),
+            prosody: None,
         }
     }
 
@@ -115,7 +116,7 @@ impl TurnDetector {
     /// probability may come later (`push`), e.g. from a VAD on a worker thread.
     pub fn observe(&mut self, index: u64, pcm: &[i16], rate: u32) {
         if self.settings.eagerness.is_some() && !pcm.is_empty() {
-            self.prosody.push(index, pcm, rate);
+            self.prosody.get_or_insert_default().push(index, pcm, rate);
         }
     }
 
@@ -124,7 +125,9 @@ impl TurnDetector {
     pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
         let voiced = probability >= self.settings.threshold;
         if self.settings.eagerness.is_some() {
-            self.prosody.set_voiced(index, voiced);
+            self.prosody
+                .get_or_insert_default()
+                .set_voiced(index, voiced);
         }
         let fixed_wait = self.settings.silence_duration_ms;
         match &mut self.state {
@@ -158,7 +161,7 @@ impl TurnDetector {
                 if *silence_ms == 0 {
                     (*wait_ms, *silence_ms) = match self.settings.eagerness {
                         Some(e) => {
-                            let cues = self.prosody.cues(index);
+                            let cues = self.prosody.get_or_insert_default().cues(index);
                             (e.wait_ms(&cues), e.credit_ms(&cues))
                         }
                         None => (fixed_wait, 0),
