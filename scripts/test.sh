@@ -16,7 +16,10 @@ phase clippy cargo clippy --all-targets -- -D warnings
 if command -v cargo-nextest >/dev/null; then
   phase tests cargo nextest run --workspace --no-fail-fast
 else
-  phase tests cargo test --workspace --no-fail-fast
+  # The engine's scenarios share one test binary; nextest gives each test a process of its own,
+  # plain cargo test would run them as threads of one process (in-process engines, metrics), so
+  # one at a time here.
+  phase tests cargo test --workspace --no-fail-fast -- --test-threads=1
 fi
 # The host tuning script's dry run must keep working (it changes nothing).
 phase tune-host ./scripts/tune-host.sh
