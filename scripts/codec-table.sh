@@ -3,10 +3,12 @@
 # on about half a minute of speech from three synthesizers (espeak-ng, flite, festival: 16 kHz or
 # more, so wideband PESQ applies) plus the engine's speech fixture, at the 24 kHz model rate.
 # Usage: scripts/codec-table.sh [OUT_DIR]   (default perf-reports/<date>-codec)
+# CODEC_TABLE_BIN: a tern-codec-table built against another libopus (scripts/opus-versions.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-perf-reports/$(date +%F)-codec}
-work=target/codec-table
+work=${CODEC_TABLE_WORK:-target/codec-table}
+bin=${CODEC_TABLE_BIN:-./target/debug/tern-codec-table}
 mkdir -p "$out" "$work"
 ./scripts/setup.sh espeak-ng flite festival sox python3-venv
 venv=target/interop-venv
@@ -36,13 +38,13 @@ for s in "${sentences[@]}"; do
 done
 parts+=(engine/tests/data/hello-24k.wav)
 sox "${parts[@]}" "$work/speech-24k.wav"
-./target/debug/tern-codec-table "$work" "$work/speech-24k.wav"
+$bin "$work" "$work/speech-24k.wav"
 "$venv/bin/python" tools/codec_pesq.py "$work"
 {
   echo "# Opus complexity and decoder rate: CPU per frame and PESQ"
   echo
   echo "Command: \`scripts/codec-table.sh\` on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(uname -sr), commit $(git rev-parse --short HEAD);"
-  echo "libopus $(pkg-config --modversion opus 2>/dev/null || echo '(system)') from Debian, the dev profile."
+  echo "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["libopus"])' "$work/cpu.json") (\`$bin\`), the dev profile."
   echo "Speech: $(soxi -D "$work/speech-24k.wav" | cut -c1-5) s, six sentences from espeak-ng (en-us), flite (slt) and festival"
   echo "(each at 16 kHz or more, resampled to the 24 kHz model rate) plus the engine's fixture. The"
   echo "encoder is the engine's (VOIP, in-band FEC for 5% loss, automatic bitrate), fed 20 ms frames;"

@@ -134,7 +134,13 @@ fn main() -> anyhow::Result<()> {
         );
         eprintln!("decode to {hz} Hz: {us:.1} us per frame");
     }
+    // SAFETY: libopus returns a pointer to a static, NUL-terminated version string.
+    let libopus = unsafe { std::ffi::CStr::from_ptr(audiopus::ffi::opus_get_version_string()) }
+        .to_string_lossy()
+        .into_owned();
+    eprintln!("linked: {libopus}");
     let report = serde_json::json!({
+        "libopus": libopus,
         "speech": speech,
         "frames": frames.len(),
         "encode": rows,
