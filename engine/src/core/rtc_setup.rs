@@ -225,8 +225,6 @@ pub enum OfferError {
     NoAudio,
     #[error("offer was rejected: {0}")]
     Rejected(#[from] str0m::RtcError),
-    #[error("the session could not be set up: {0}")]
-    Session(#[from] super::session::SessionError),
     #[error("this shard holds its maximum of sessions (--max-sessions-per-shard)")]
     ShardFull,
     #[error("session limit reached ({0} sessions, --max-sessions)")]

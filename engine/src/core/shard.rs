@@ -416,11 +416,7 @@ impl ShardCore {
             offer,
             config.opus_dtx,
         )
-        .and_then(|(rtc, answer)| {
-            Session::new(tag, rtc, config, now, worker, permit)
-                .map(|s| (s, answer))
-                .map_err(OfferError::from)
-        });
+        .map(|(rtc, answer)| (Session::new(tag, rtc, config, now, worker, permit), answer));
         match built {
             Ok((mut session, answer)) => {
                 self.next_worker = self.next_worker.wrapping_add(1);

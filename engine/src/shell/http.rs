@@ -642,24 +642,13 @@ async fn create_call(
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("1"));
             r
         }
-        Err(e @ OfferError::Session(_)) => {
-            // Codec state could not be built: the server's fault, not the offer's.
-            tracing::warn!(error = %e, "offer answered but the session could not be set up");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "session_setup_failed",
-                &e.to_string(),
-            )
-        }
         Err(e) => {
             let code = match e {
                 OfferError::NotUtf8 | OfferError::NotSdp(_) => "invalid_offer",
                 OfferError::NoAudio => "no_audio",
-                OfferError::Rejected(_)
-                | OfferError::Session(_)
-                | OfferError::ShardFull
-                | OfferError::NodeFull(_) => "offer_rejected",
+                OfferError::Rejected(_) | OfferError::ShardFull | OfferError::NodeFull(_) => {
+                    "offer_rejected"
+                }
             };
             error(
                 StatusCode::BAD_REQUEST,

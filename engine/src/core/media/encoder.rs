@@ -33,13 +33,13 @@ impl std::fmt::Debug for DownlinkEncoder {
 impl DownlinkEncoder {
     /// An encoder for `rate` at `complexity`; its Opus state is made when the first frame is
     /// encoded, so a session that is never answered holds none.
-    pub fn new(rate: ModelRate, complexity: u8) -> Result<Self, EncoderError> {
-        Ok(DownlinkEncoder {
+    pub fn new(rate: ModelRate, complexity: u8) -> Self {
+        DownlinkEncoder {
             enc: None,
             complexity,
             rate,
             g711: None,
-        })
+        }
     }
 
     /// The codec to encode in (the one the client sends).

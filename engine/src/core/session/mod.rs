@@ -157,12 +157,6 @@ impl MediaHeld {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error(transparent)]
-    Encoder(#[from] super::media::encoder::EncoderError),
-}
-
 pub struct Session {
     pub tag: SessionId,
     /// Our key on the owning shard; set by the shard when the session is inserted or adopted.
@@ -225,7 +219,7 @@ impl Session {
         MediaHeld {
             uplink_paths: usize::from(self.uplink.is_some()),
             decoders: usize::from(self.uplink.as_ref().is_some_and(|u| u.holds_codec())),
-            voice_detectors: usize::from(matches!(self.vad, VadPath::Inline { vad: Some(_), .. })),
+            voice_detectors: usize::from(matches!(self.vad, VadPath::Inline(Some(_)))),
             echo_guards: usize::from(self.echo.is_some()),
             encoders: usize::from(self.encoder.holds_codec()),
         }
@@ -249,7 +243,7 @@ impl Session {
         offered_at: Instant,
         worker: u16,
         permit: Permit,
-    ) -> Result<Self, SessionError> {
+    ) -> Self {
         let mut config = config;
         let rate = config.model_rate;
         // The session's own say wins; else the node's default, shown in the session object.
@@ -268,7 +262,7 @@ impl Session {
         let barge_in =
             BargeInGuard::with_confirm(config.barge_in_min_ms, config.barge_in_confirm_ms);
         let ice_pass = rtc.direct_api().local_ice_credentials().pass;
-        Ok(Session {
+        Session {
             tag,
             ice_pass,
             key: SessionKey {
@@ -289,14 +283,14 @@ impl Session {
             vad: if config.vad.runs_on_worker() {
                 VadPath::remote()
             } else {
-                VadPath::inline(rate)
+                VadPath::Inline(None)
             },
             frame_index: 0,
             noise_reduction,
             denoiser: None,
             echo: None,
             conversation: Conversation::new(config.turn, barge_in),
-            encoder: DownlinkEncoder::new(rate, config.encoder_complexity)?,
+            encoder: DownlinkEncoder::new(rate, config.encoder_complexity),
             playout: PlayoutQueue::new(config.playout_frames),
             // The first RTP timestamp must be unpredictable (RFC 3550): the tag's secret is.
             pacer: Pacer::new(tag.secret & u64::from(u32::MAX)),
@@ -316,7 +310,7 @@ impl Session {
             stats: SessionStats::default(),
             _permit: permit,
             config,
-        })
+        }
     }
 
     pub fn is_connected(&self) -> bool {

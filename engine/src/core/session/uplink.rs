@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::super::media::decoder::FrameOrigin;
 use super::super::media::denoise::Denoiser;
-use super::super::media::frame::{ModelRate, PcmFrame};
+use super::super::media::frame::PcmFrame;
 use super::super::media::uplink::{UplinkPath, UplinkStats};
 use super::super::output::{Outputs, ShardEvent};
 use super::super::ring_msg::UplinkMsg;
@@ -23,10 +23,7 @@ const MAX_PENDING_VAD: usize = 50;
 pub(super) enum VadPath {
     /// Computed on the media core as each frame arrives (earshot). The detector (about 9 KiB with
     /// its buffers) is made with the first frame: a session that never sends audio holds none.
-    Inline {
-        vad: Option<FrameVad>,
-        rate: ModelRate,
-    },
+    Inline(Option<FrameVad>),
     /// Computed on the worker (`--vad silero`); frames wait here, in order, for their answer.
     Remote(VecDeque<PendingVad>),
 }
@@ -34,10 +31,6 @@ pub(super) enum VadPath {
 impl VadPath {
     pub fn remote() -> Self {
         VadPath::Remote(VecDeque::new())
-    }
-
-    pub fn inline(rate: ModelRate) -> Self {
-        VadPath::Inline { vad: None, rate }
     }
 }
 
@@ -141,10 +134,11 @@ impl Session {
             };
             out.for_worker(self.worker, msg);
         }
+        let rate = self.config.model_rate;
         match &mut self.vad {
-            VadPath::Inline { vad, rate } => {
-                let v = vad
-                    .get_or_insert_with(|| FrameVad::new(Box::new(EarshotVad::default()), *rate));
+            VadPath::Inline(vad) => {
+                let v =
+                    vad.get_or_insert_with(|| FrameVad::new(Box::new(EarshotVad::default()), rate));
                 // Inserted silence (DTX) goes through the VAD too: its state must see the pause,
                 // or the next real frame is judged on the speech before it.
                 let probability = v.frame_probability(frame);
