@@ -54,6 +54,13 @@ impl Resampler {
         self.up == 1 && self.down == 1
     }
 
+    /// Forgets the input history, as a new resampler would (the next output starts from silence).
+    pub fn reset(&mut self) {
+        self.hist.clear();
+        self.hist.resize(TAPS_PER_PHASE, 0.0);
+        self.phase = 0;
+    }
+
     /// Resamples `input`, appending to `out`. Keeps state across calls.
     pub fn process(&mut self, input: &[i16], out: &mut Vec<i16>) {
         if self.is_identity() {

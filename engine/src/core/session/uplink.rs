@@ -140,7 +140,8 @@ impl Session {
                 let v =
                     vad.get_or_insert_with(|| FrameVad::new(Box::new(EarshotVad::default()), rate));
                 // Inserted silence (DTX) goes through the VAD too: its state must see the pause,
-                // or the next real frame is judged on the speech before it.
+                // or the next real frame is judged on the speech before it. After 100 ms of it
+                // the detector rests until sound returns (`SILENT_FRAMES_BEFORE_REST`).
                 let probability = v.frame_probability(frame);
                 self.decide(
                     now,
