@@ -175,7 +175,8 @@ pub struct ServeArgs {
     /// HTTP listen address (signaling, metrics, demo page).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// Inference worker threads (not on media cores).
+    /// Inference worker threads, kept off the media cores: they run on the CPUs `--cores` leaves
+    /// (on the media cores only when `--cores` takes every CPU).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: u16,
     /// Agent run by the workers.

@@ -25,6 +25,7 @@ use super::rings::Doorbell;
 use super::shard::{inbox_loop, timer_loop, Ingress, ShardState};
 use super::worker::{self, WorkerLink, WorkerPlan};
 use crate::agent::AgentKind;
+use crate::config::CpuList;
 use crate::core::admission::Admission;
 use crate::core::auth::Auth;
 use crate::core::rate_limit::IpRateLimiter;
@@ -311,6 +312,12 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         .collect();
     let mut worker_threads = Vec::new();
     let mut worker_joins = Vec::new();
+    let worker_cpus = worker::off_media_cores(&CpuList::all_online().0, &cfg.cores);
+    if worker_cpus.is_empty() {
+        tracing::info!("inference workers share the media cores (--cores takes every CPU)");
+    } else {
+        tracing::info!(cpus = ?worker_cpus, "inference workers kept off the media cores");
+    }
     for (w, l) in links.iter().enumerate() {
         let plan = WorkerPlan {
             id: w as u16,
@@ -319,6 +326,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
             agent: cfg.agent.clone(),
             vad: cfg.shard.session.vad,
             stop: stop.clone(),
+            cpus: worker_cpus.clone(),
         };
         let (thread, join) = worker::spawn(plan).context("spawning worker thread")?;
         worker_threads.push(thread);

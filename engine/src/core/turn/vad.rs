@@ -75,11 +75,11 @@ impl VoiceDetector for EarshotVad {
 
 /// Frames of digital silence in a row (DTX fills, a muted sender) that still go through the
 /// detector, so that its context and recurrent state see the pause after speech; after them the
-/// detector rests, repeats the probability it had settled to at no cost, and starts afresh with
-/// the next frame that carries sound. 100 ms: earshot's context is 48 ms and by then its output on
-/// zeros sits at its floor (about 0.2, far under any threshold; tests below). With browsers' DTX
-/// most of a listening user's frames are such fills, so this is most of the VAD's cost while the
-/// user is silent.
+/// detector rests, reports 0 (digital silence is no speech, whatever a lagging detector would still
+/// say) at no cost, and starts afresh with the next frame that carries sound. 100 ms: earshot's
+/// context is 48 ms and by then its output on zeros sits at its floor (about 0.2, under any
+/// threshold; tests below). With browsers' DTX most of a listening user's frames are such fills,
+/// so this is most of the VAD's cost while the user is silent.
 pub const SILENT_FRAMES_BEFORE_REST: u32 = 5;
 
 /// Adapts a `VoiceDetector` to 20 ms model-rate frames.
@@ -125,7 +125,8 @@ impl FrameVad {
         if frame.samples().iter().all(|&s| s == 0) {
             self.silent_run = self.silent_run.saturating_add(1);
             if self.resting() {
-                return self.last;
+                self.last = 0.0;
+                return 0.0;
             }
         } else {
             if self.resting() {
@@ -194,9 +195,7 @@ mod tests {
             "earshot on zeros after the rest point: {low}..{top}"
         );
         let resting = probabilities(&call(gap), SILENT_FRAMES_BEFORE_REST);
-        assert!(resting[rest..n + gap]
-            .iter()
-            .all(|&p| p == resting[rest - 1]));
+        assert!(resting[rest..n + gap].iter().all(|&p| p == 0.0));
         // Up to the rest point both are the same detector.
         assert_eq!(always[..rest], resting[..rest]);
     }
