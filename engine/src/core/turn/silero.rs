@@ -30,7 +30,7 @@ impl From<TractError> for SileroError {
 /// The optimized model, built once per process and shared by every session's detector.
 fn plan() -> Result<Plan, SileroError> {
     static PLAN: OnceLock<Result<Plan, onnx_plan::ModelError>> = OnceLock::new();
-    PLAN.get_or_init(|| onnx_plan::build(MODEL, Ok))
+    PLAN.get_or_init(|| onnx_plan::build(MODEL, onnx_plan::Exp::Fast, Ok))
         .clone()
         .map_err(SileroError::from)
 }
