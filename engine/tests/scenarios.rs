@@ -61,6 +61,8 @@ mod real_socket_two_shards;
 mod recording;
 #[path = "reply-source.rs"]
 mod reply_source;
+#[path = "server-key-virtual.rs"]
+mod server_key_virtual;
 #[path = "setup-failures-virtual.rs"]
 mod setup_failures_virtual;
 #[path = "signaling-errors.rs"]

@@ -1,6 +1,7 @@
 //! Signing and key loading implementations using aws-lc-rs.
 
 use std::str;
+use std::sync::{Arc, OnceLock};
 
 use aws_lc_rs::signature::ECDSA_P384_SHA384_ASN1_SIGNING;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA384_ASN1};
@@ -19,7 +20,8 @@ use crate::{CryptoError, CryptoOperation};
 
 /// ECDSA signing key implementation.
 struct EcdsaSigningKey {
-    key_pair: EcdsaKeyPair,
+    // Tern patch: shared, so that one parsed key serves every handshake (`load_private_key`).
+    key_pair: Arc<EcdsaKeyPair>,
     signing_algorithm: &'static EcdsaSigningAlgorithm,
 }
 
@@ -85,10 +87,27 @@ impl SigningKey for EcdsaSigningKey {
 #[derive(Debug)]
 pub(super) struct AwsLcKeyProvider;
 
+/// Tern patch: the first P-256 PKCS#8 key parsed, kept with its DER. A server signs every
+/// handshake with the one certificate it made at start, and parsing the key again per handshake
+/// (aws-lc checks it with a scalar multiplication) was about 5% of a handshake's CPU. Set once,
+/// read without a lock; any other key is parsed as before.
+static FIRST_P256_KEY: OnceLock<(Vec<u8>, Arc<EcdsaKeyPair>)> = OnceLock::new();
+
 impl KeyProvider for AwsLcKeyProvider {
     fn load_private_key(&self, key_der: &[u8]) -> Result<Box<dyn SigningKey>, CryptoError> {
+        // Tern patch: the key parsed for an earlier handshake.
+        if let Some((der, key_pair)) = FIRST_P256_KEY.get()
+            && der.as_slice() == key_der
+        {
+            return Ok(Box::new(EcdsaSigningKey {
+                key_pair: key_pair.clone(),
+                signing_algorithm: &ECDSA_P256_SHA256_ASN1_SIGNING,
+            }));
+        }
         // Try PKCS#8 DER format first (most common)
         if let Ok(key_pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, key_der) {
+            let key_pair = Arc::new(key_pair);
+            let _ = FIRST_P256_KEY.set((key_der.to_vec(), key_pair.clone()));
             return Ok(Box::new(EcdsaSigningKey {
                 key_pair,
                 signing_algorithm: &ECDSA_P256_SHA256_ASN1_SIGNING,
@@ -96,7 +115,7 @@ impl KeyProvider for AwsLcKeyProvider {
         }
         if let Ok(key_pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, key_der) {
             return Ok(Box::new(EcdsaSigningKey {
-                key_pair,
+                key_pair: Arc::new(key_pair),
                 signing_algorithm: &ECDSA_P384_SHA384_ASN1_SIGNING,
             }));
         }
@@ -148,7 +167,7 @@ impl KeyProvider for AwsLcKeyProvider {
                         EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8_der)
                 {
                     return Ok(Box::new(EcdsaSigningKey {
-                        key_pair,
+                        key_pair: Arc::new(key_pair),
                         signing_algorithm: &ECDSA_P256_SHA256_ASN1_SIGNING,
                     }));
                 }
@@ -159,7 +178,7 @@ impl KeyProvider for AwsLcKeyProvider {
                         EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_ASN1_SIGNING, &pkcs8_der)
                 {
                     return Ok(Box::new(EcdsaSigningKey {
-                        key_pair,
+                        key_pair: Arc::new(key_pair),
                         signing_algorithm: &ECDSA_P384_SHA384_ASN1_SIGNING,
                     }));
                 }
