@@ -82,6 +82,12 @@ impl PcmFrame {
         self.len == 0
     }
 
+    /// Every sample zero: the fills the decoder inserts for DTX gaps, or a muted sender. Nothing
+    /// in it to clean or to detect.
+    pub fn is_digital_silence(&self) -> bool {
+        self.samples().iter().all(|&s| s == 0)
+    }
+
     /// Root-mean-square level in dBFS (-96 for digital silence).
     pub fn level_dbfs(&self) -> f32 {
         if self.len == 0 {

@@ -98,7 +98,7 @@ impl Session {
         // hear the cleaned frame. Digital silence (DTX fills) has nothing to clean.
         let cleaned;
         let frame = match self.noise_reduction {
-            Some(_) if frame.samples().iter().any(|&s| s != 0) => {
+            Some(_) if !frame.is_digital_silence() => {
                 let rate = self.config.model_rate.hz();
                 let d = self
                     .denoiser

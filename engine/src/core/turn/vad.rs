@@ -122,7 +122,7 @@ impl FrameVad {
 
     /// Speech probability for this frame.
     pub fn frame_probability(&mut self, frame: &PcmFrame) -> f32 {
-        if frame.samples().iter().all(|&s| s == 0) {
+        if frame.is_digital_silence() {
             self.silent_run = self.silent_run.saturating_add(1);
             if self.resting() {
                 self.last = 0.0;
