@@ -90,7 +90,9 @@ impl Agent for ChimeAgent {
                     s.reply = None;
                 }
             }
-            UplinkMsg::Audio { .. } | UplinkMsg::ClientEvent { .. } => {}
+            UplinkMsg::Audio { .. }
+            | UplinkMsg::ClientEvent { .. }
+            | UplinkMsg::ScoreTurn { .. } => {}
         }
     }
 

@@ -120,6 +120,16 @@ pub enum VadArg {
     Silero,
 }
 
+/// `--turn-model`: what chooses semantic_vad's waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TurnModelArg {
+    /// The pitch and energy of the last words, on the media core.
+    Prosody,
+    /// Smart Turn v3.2 on the inference workers (about 0.2 s of a worker CPU per pause).
+    #[value(name = "smart-turn")]
+    SmartTurn,
+}
+
 /// `--eagerness` for semantic_vad: how soon a turn may end (longest waits 8/4/2 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EagernessArg {
@@ -295,6 +305,13 @@ pub struct ServeArgs {
     /// pause, medium 4 s, high 2 s; auto is medium).
     #[arg(long, value_enum, default_value_t = EagernessArg::Auto)]
     pub eagerness: EagernessArg,
+    /// semantic_vad: what chooses how long a pause must last. smart-turn: Smart Turn v3.2 on the
+    /// inference workers, asked 200 ms into each pause (about 0.2 s of a worker CPU each); until
+    /// it answers, when it is unsure or busy, the pause is timed like server_vad at 500/800/1200 ms
+    /// for high/medium/low. prosody: the pitch and energy of the last words (media core; waits up
+    /// to the eagerness ceiling, worse than a timer on held-out voices).
+    #[arg(long, value_enum, default_value_t = TurnModelArg::SmartTurn)]
+    pub turn_model: TurnModelArg,
     /// server_vad: speech probability threshold.
     #[arg(long, default_value_t = 0.5, value_parser = parse_threshold)]
     pub vad_threshold: f32,

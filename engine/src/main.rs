@@ -11,7 +11,7 @@ use tern_engine::agent::bridge::BridgeProtocol;
 use tern_engine::agent::AgentKind;
 use tern_engine::config::{
     AgentArg, Cli, Command, CpuList, EagernessArg, LogFormat, NoiseReductionArg, RecordFormatArg,
-    RelayArgs, ServeArgs, SteeringArg, TurnDetectionKind, VadArg,
+    RelayArgs, ServeArgs, SteeringArg, TurnDetectionKind, TurnModelArg, VadArg,
 };
 use tern_engine::core::admission::Admission;
 use tern_engine::core::media::denoise::NoiseReduction;
@@ -23,6 +23,7 @@ use tern_engine::core::session_limits::SessionLimits;
 use tern_engine::core::shard::ShardSettings;
 use tern_engine::core::turn::detector::ServerVadSettings;
 use tern_engine::core::turn::semantic::Eagerness;
+use tern_engine::core::turn::turn_model::TurnModel;
 use tern_engine::core::turn::vad::VadBackend;
 use tern_engine::shell::fleet::FleetSettings;
 use tern_engine::shell::net::{default_route_addr, Steering};
@@ -246,6 +247,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 vad: match args.vad {
                     VadArg::Earshot => VadBackend::Earshot,
                     VadArg::Silero => VadBackend::Silero,
+                },
+                turn_model: match args.turn_model {
+                    TurnModelArg::Prosody => TurnModel::Prosody,
+                    TurnModelArg::SmartTurn => TurnModel::SmartTurn,
                 },
                 noise_reduction: match args.noise_reduction {
                     NoiseReductionArg::Off => None,

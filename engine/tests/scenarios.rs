@@ -73,6 +73,8 @@ mod silero_vad;
 mod steering_cpu;
 #[path = "stop.rs"]
 mod stop;
+#[path = "turn-model-virtual.rs"]
+mod turn_model_virtual;
 #[path = "turn-settings-virtual.rs"]
 mod turn_settings_virtual;
 #[path = "worker-ring-virtual.rs"]

@@ -1,6 +1,7 @@
 //! `--vad silero` end to end: the Silero model runs on the inference worker, its probabilities come
 //! back through the downlink ring, and the session's turn detector ends the turn from them, with
-//! semantic_vad on top. A real client on loopback speaks one turn and hears the echo.
+//! semantic_vad on top (its default turn model, Smart Turn, on the same worker). A real client on
+//! loopback speaks one turn and hears the echo.
 
 #![cfg(feature = "silero")]
 
@@ -53,6 +54,19 @@ fn silero_on_the_worker_ends_the_turn() {
     let m = String::from_utf8_lossy(&m);
     assert!(
         metric(&m, "tern_uplink_frames_total", "decoded") > 50.0,
+        "{m}"
+    );
+    // semantic_vad's default turn model answered from the same worker, its cost in /metrics.
+    assert!(
+        metric(&m, "tern_turn_model_answers_total", "scored") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "tern_turn_model_cpu_seconds_count", "") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "tern_turn_model_cpu_seconds", "0.5") > 0.0,
         "{m}"
     );
 }

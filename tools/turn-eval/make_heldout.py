@@ -13,8 +13,9 @@ whole and by source, condition and turn type. Each turn comes clean, with pink n
 The only human speech installable here (Asterisk's prompts) is in the fit set, so no source here
 is a person: say so wherever these figures are quoted.
 
-Usage: make_heldout.py OUT_DIR   (needs: apt-get install flite festival sox; not part of the
-test command, which does not install them)
+Usage: make_heldout.py OUT_DIR [--sources a,b] [--versions clean,10db,...]
+(needs: apt-get install flite festival sox). --sources and --versions make a subset whose clips
+are the same files the whole set has (the CI evaluation takes two flite voices: flite alone).
 """
 import array
 import json
@@ -78,14 +79,28 @@ def telephone(clip, tmp):
     """Band-limits to 300-3400 Hz at 8 kHz and back to 16 kHz (what a phone call carries)."""
     src, dst = os.path.join(tmp, "w.wav"), os.path.join(tmp, "tel.wav")
     write_wav(src, clip)
-    run(["sox", src, "-r", "8000", dst, "sinc", "300-3400"])
+    run(["sox", "-R", src, "-r", "8000", dst, "sinc", "300-3400"])
     return read_wav16(dst, tmp)[:len(clip)]
 
 
+def flag(name, choices):
+    if name not in sys.argv:
+        return choices
+    picked = sys.argv[sys.argv.index(name) + 1].split(",")
+    unknown = [p for p in picked if p not in choices]
+    if unknown:
+        sys.exit(f"{name}: unknown {', '.join(unknown)} (have {', '.join(choices)})")
+    return picked
+
+
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
         sys.exit(__doc__)
-    missing = [t for t in ("flite", "text2wave", "sox") if shutil.which(t) is None]
+    sources = flag("--sources", [label for label, _ in SOURCES])
+    versions = flag("--versions", [v for v, _, _ in VERSIONS])
+    tools = ["flite", "sox"] + (["text2wave"] if any(s.startswith("festival") for s in sources)
+                                else [])
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         sys.exit(f"missing {', '.join(missing)}: apt-get install flite festival sox")
     out_root = sys.argv[1]
@@ -93,6 +108,13 @@ def main():
     every = []
     with tempfile.TemporaryDirectory() as tmp:
         for s, (label, source) in enumerate(SOURCES):
+            if label not in sources:
+                # The draws this source would take, so the next ones get the whole set's clips.
+                for _, texts in PAUSED:
+                    [rng.choice(PAUSES_MS) for _ in texts[1:]]
+                for _ in range(len(PAUSED) + len(PLAIN) + len(BACKCHANNELS)):
+                    rng.choice([400, 600, 800])
+                continue
             out_dir = os.path.join(out_root, label)
             os.makedirs(out_dir, exist_ok=True)
             turns = []
@@ -113,6 +135,8 @@ def main():
             for k, (kind, ptype, text, stretch, parts, gaps) in enumerate(turns):
                 clip, segments, pauses = build_turn(parts, gaps, rng.choice([400, 600, 800]))
                 for vlabel, snr, tel in VERSIONS:
+                    if vlabel not in versions:
+                        continue
                     audio = clip if snr is None else mix(clip, segments, snr, k * 7 + snr, tmp)
                     if tel:
                         audio = telephone(audio, tmp)

@@ -14,7 +14,8 @@ Every clip is also mixed with pink noise (sox) at 20, 10 and 5 dB SNR over the s
 labels.json records, per clip, where speech really is, the mid-sentence pauses and the true end of
 the turn (ground truth from the samples themselves, not from the text).
 
-Usage: make_set.py OUT_DIR [--size ci|full]
+Usage: make_set.py OUT_DIR [--size ci|full|fit]
+(fit: three times full's turns, for fitting the turn model's rule: tern-turn-eval --fit-model)
 """
 import array
 import json
@@ -78,7 +79,7 @@ def run(cmd):
 def read_wav16(path, tmp):
     """Any WAV -> 16 kHz mono int16 samples, through sox."""
     out = os.path.join(tmp, "conv.wav")
-    run(["sox", path, "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer", out])
+    run(["sox", "-R", path, "-r", str(RATE), "-c", "1", "-b", "16", "-e", "signed-integer", out])
     with wave.open(out, "rb") as w:
         a = array.array("h", w.readframes(w.getnframes()))
     return a
@@ -162,12 +163,12 @@ def main():
     size = "full"
     if "--size" in sys.argv:
         size = sys.argv[sys.argv.index("--size") + 1]
-        if size not in ("ci", "full"):
-            sys.exit("--size must be ci or full")
+        if size not in ("ci", "full", "fit"):
+            sys.exit("--size must be ci, full or fit")
     rng = random.Random(20261125)
     os.makedirs(out_dir, exist_ok=True)
-    n_paused, n_plain, n_prompt = (16, 12, 12) if size == "full" else (8, 4, 4)
-    snrs = SNRS if size == "full" else [None, 10]
+    n_paused, n_plain, n_prompt = {"full": (16, 12, 12), "fit": (48, 36, 36), "ci": (8, 4, 4)}[size]
+    snrs = [None, 10] if size == "ci" else SNRS
     prompts = sorted(f for f in os.listdir(PROMPT_DIR) if f.endswith(".wav")) if os.path.isdir(PROMPT_DIR) else []
     if not prompts:
         sys.exit(f"no prompts in {PROMPT_DIR}: apt-get install asterisk-core-sounds-en-wav")
@@ -187,7 +188,7 @@ def main():
         for name in rng.sample(prompts, n_prompt):
             samples = trim(read_wav16(os.path.join(PROMPT_DIR, name), tmp))
             turns.append(("prompt", name, "asterisk en (Allison)", [samples], []))
-        for i in range(len(BACKCHANNELS) if size == "full" else 3):
+        for i in range(3 if size == "ci" else len(BACKCHANNELS)):
             voice, speed = VOICES[i % len(VOICES)], SPEEDS[i % len(SPEEDS)]
             text = BACKCHANNELS[i]
             turns.append(("backchannel", text, f"{voice} s{speed}", [speak(text, voice, speed, tmp)], []))

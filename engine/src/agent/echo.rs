@@ -126,7 +126,7 @@ impl Agent for EchoAgent {
                 }
             }
             UplinkMsg::Cancel { key, .. } => self.stop_reply(key, out),
-            UplinkMsg::ClientEvent { .. } => {}
+            UplinkMsg::ClientEvent { .. } | UplinkMsg::ScoreTurn { .. } => {}
         }
     }
 
@@ -215,6 +215,7 @@ mod tests {
                     index: i,
                     frame: f,
                     received_at: t0,
+                    for_turn_model: false,
                 },
                 &mut out,
             );

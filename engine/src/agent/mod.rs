@@ -16,7 +16,9 @@
 //! - `Cancel { response, played_ms }`: the user barged in or the client cancelled; the shard has
 //!   already stopped playback after `played_ms` of reply `response`; stop producing it;
 //! - `ClientEvent { json }`: data-channel events Tern does not handle itself;
-//! - `End` when the session is gone.
+//! - `End` when the session is gone;
+//! - `ScoreTurn`, a question for the turn model, is answered by the worker and never reaches an
+//!   agent: match it with the messages you ignore.
 //!
 //! What it sends back ([`DownlinkMsg`], through [`AgentOutput::send`]): `Audio { response, frame }`
 //! (20 ms frames at the model rate, one `response` id per reply, increasing), `ResponseDone`, `Clear`
@@ -27,6 +29,8 @@
 
 pub mod bridge;
 pub mod echo;
+#[cfg(feature = "smart-turn")]
+pub mod worker_turn;
 pub mod worker_vad;
 
 use std::sync::Arc;

@@ -103,6 +103,7 @@ mod tests {
                 index: i as u64,
                 frame: PcmFrame::from_slice(c),
                 received_at: Instant::now(),
+                for_turn_model: false,
             };
             w.on_message(&msg, &mut out);
         }

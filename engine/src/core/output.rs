@@ -22,6 +22,7 @@ use super::session_limits::EventRejected;
 use super::shard_msg::CoreMsg;
 use super::turn::barge_in::BargeInOutcome;
 use super::turn::latency::TurnLatency;
+use super::turn::turn_model::TurnAnswer;
 
 /// One thing for the shell to do.
 // Audio is inline on purpose (as in `ring_msg`): queuing a frame never allocates.
@@ -71,6 +72,11 @@ pub enum ShardEvent {
     UplinkLate,
     /// A turn's latency breakdown is complete.
     TurnLatency(TurnLatency),
+    /// The turn model answered (or could not) a question asked `waited` ago.
+    TurnModel {
+        answer: TurnAnswer,
+        waited: Duration,
+    },
 }
 
 /// A queued output; payloads live in `Outputs::bytes`.

@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::media::frame::PcmFrame;
 use super::session_id::{SessionId, SessionKey};
 use super::turn::detector::TurnEvent;
+use super::turn::turn_model::TurnAnswer;
 
 /// Shard -> worker.
 // Audio is inline on purpose: a ring slot is a fixed size and a push never allocates.
@@ -24,6 +25,9 @@ pub enum UplinkMsg {
         index: u64,
         frame: PcmFrame,
         received_at: Instant,
+        /// The session's turn detector may ask the turn model about this audio (`semantic_vad`
+        /// with `--turn-model smart-turn`): the worker keeps the last 8 s of it.
+        for_turn_model: bool,
     },
     /// A turn event. On a stop, `respond` says whether the agent should reply
     /// (`create_response`; an idle timeout also ends an empty turn with `respond`).
@@ -49,6 +53,13 @@ pub enum UplinkMsg {
     End {
         key: SessionKey,
     },
+    /// `--turn-model smart-turn`: is the turn complete at the end of frame `index`? The worker
+    /// answers with `DownlinkMsg::TurnScore`. `asked_at`: on the shard's clock.
+    ScoreTurn {
+        key: SessionKey,
+        index: u64,
+        asked_at: Instant,
+    },
 }
 
 impl UplinkMsg {
@@ -59,6 +70,7 @@ impl UplinkMsg {
             | UplinkMsg::Turn { key, .. }
             | UplinkMsg::ClientEvent { key, .. }
             | UplinkMsg::Cancel { key, .. }
+            | UplinkMsg::ScoreTurn { key, .. }
             | UplinkMsg::End { key } => *key,
         }
     }
@@ -86,6 +98,13 @@ pub enum DownlinkMsg {
         index: u64,
         probability: f32,
     },
+    /// The turn model's answer to `UplinkMsg::ScoreTurn`.
+    TurnScore {
+        key: SessionKey,
+        index: u64,
+        asked_at: Instant,
+        answer: TurnAnswer,
+    },
 }
 
 impl DownlinkMsg {
@@ -95,7 +114,8 @@ impl DownlinkMsg {
             | DownlinkMsg::ResponseDone { key, .. }
             | DownlinkMsg::Clear { key }
             | DownlinkMsg::Event { key, .. }
-            | DownlinkMsg::Vad { key, .. } => *key,
+            | DownlinkMsg::Vad { key, .. }
+            | DownlinkMsg::TurnScore { key, .. } => *key,
         }
     }
 }

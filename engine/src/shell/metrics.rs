@@ -26,6 +26,10 @@ pub struct Latencies {
     pub hold: Histogram<u64>,
     /// Per-turn latency: each stage of `turn::latency::STAGES`, then the total.
     pub turn: [Histogram<u64>; 5],
+    /// `--turn-model smart-turn`: CPU time of one decision on the worker (features and model).
+    pub turn_model_cpu: Histogram<u64>,
+    /// From the question leaving the shard to the answer back in it.
+    pub turn_model_wait: Histogram<u64>,
 }
 
 impl Default for Latencies {
@@ -38,6 +42,8 @@ impl Default for Latencies {
             pacing: h(),
             hold: h(),
             turn: [h(), h(), h(), h(), h()],
+            turn_model_cpu: h(),
+            turn_model_wait: h(),
         }
     }
 }
@@ -63,6 +69,8 @@ pub struct ShardSnapshot {
     pub turn_end_rules: HashMap<&'static str, u64>,
     /// Speech over a playing reply, by outcome (interrupted, rejected).
     pub barge_ins: HashMap<&'static str, u64>,
+    /// The turn model's answers: scored, or why there was none (`Unanswered`).
+    pub turn_model_answers: HashMap<&'static str, u64>,
     /// Uplink frames by origin (decoded, concealed, fec_recovered, silence) and late packets.
     pub uplink_frames: HashMap<&'static str, u64>,
     /// Messages waiting in this shard's rings to and from the workers.
@@ -336,11 +344,19 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
         "rule",
         |s| &s.turn_end_rules,
     );
+    labelled_by(
+        &mut o,
+        snaps,
+        "tern_turn_model_answers_total",
+        "--turn-model smart-turn: questions to the turn model by outcome (scored, or why none came: queue_full, stale, no_model, no_audio, not_asked); an unanswered pause keeps the silence timer's window.",
+        "outcome",
+        |s| &s.turn_model_answers,
+    );
     crate::agent::bridge::stats::render(&mut o);
     turn_stages(&mut o, snaps);
 
     type Pick = fn(&Latencies) -> &Histogram<u64>;
-    let hists: [(&str, &str, Pick); 5] = [
+    let hists: [(&str, &str, Pick); 7] = [
         (
             "tern_setup_latency_seconds",
             "Offer received to connected (ICE+DTLS).",
@@ -365,6 +381,16 @@ pub fn render(snaps: &[ShardSnapshot], admitted: usize, max_sessions: usize) -> 
             "tern_uplink_hold_seconds",
             "How long each uplink frame's packet waited in the reorder buffer for a gap to fill.",
             |l| &l.hold,
+        ),
+        (
+            "tern_turn_model_cpu_seconds",
+            "CPU time of one turn-model decision on an inference worker (Whisper features and Smart Turn).",
+            |l| &l.turn_model_cpu,
+        ),
+        (
+            "tern_turn_model_wait_seconds",
+            "From a turn-model question leaving the shard to its answer back there (queue and model).",
+            |l| &l.turn_model_wait,
         ),
     ];
     for (name, help, get) in hists {

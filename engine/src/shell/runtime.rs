@@ -325,6 +325,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
             bells: bells.clone(),
             agent: cfg.agent.clone(),
             vad: cfg.shard.session.vad,
+            turn_model: cfg.shard.session.turn_model,
             stop: stop.clone(),
             cpus: worker_cpus.clone(),
         };

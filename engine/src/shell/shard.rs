@@ -27,6 +27,7 @@ use crate::core::shard::CallLocation;
 use crate::core::shard::ShardCore;
 use crate::core::shard_msg::CoreMsg;
 use crate::core::turn::latency::EndRule;
+use crate::core::turn::turn_model::TurnAnswer;
 
 use super::fleet::{FleetEvent, ShardFleet};
 use super::ice_tcp::{self, TcpPeers};
@@ -52,8 +53,10 @@ pub struct ShardIo {
     downlink_taken: Vec<Instant>,
     events_rejected: HashMap<&'static str, u64>,
     barge_ins: HashMap<&'static str, u64>,
+    /// The turn model's answers by outcome.
+    turn_model_answers: HashMap<&'static str, u64>,
     /// Answered turns by end rule (see `EndRule::ALL`).
-    turn_end_rules: [u64; 3],
+    turn_end_rules: [u64; EndRule::ALL.len()],
     /// Uplink frames by origin, then late packets (see `UPLINK_LABELS`).
     uplink_frames: [u64; 5],
     /// ICE-TCP connections held by this shard.
@@ -152,6 +155,20 @@ impl ShardIo {
                 record(&mut self.latencies.hold, hold);
             }
             ShardEvent::UplinkLate => self.uplink_frames[4] += 1,
+            ShardEvent::TurnModel { answer, waited } => {
+                let outcome = match answer {
+                    TurnAnswer::Scored { model_us, .. } => {
+                        record(
+                            &mut self.latencies.turn_model_cpu,
+                            Duration::from_micros(u64::from(model_us)),
+                        );
+                        record(&mut self.latencies.turn_model_wait, waited);
+                        "scored"
+                    }
+                    TurnAnswer::Unanswered(why) => why.label(),
+                };
+                *self.turn_model_answers.entry(outcome).or_insert(0) += 1;
+            }
             ShardEvent::TurnLatency(l) => {
                 self.turn_end_rules[l.rule.index()] += 1;
                 for (h, d) in self.latencies.turn.iter_mut().zip(l.stages) {
@@ -214,7 +231,8 @@ impl ShardState {
                 downlink_taken: Vec::with_capacity(4096),
                 events_rejected: HashMap::new(),
                 barge_ins: HashMap::new(),
-                turn_end_rules: [0; 3],
+                turn_model_answers: HashMap::new(),
+                turn_end_rules: [0; EndRule::ALL.len()],
                 uplink_frames: [0; 5],
                 tcp: TcpPeers::default(),
                 recorder: None,
@@ -325,6 +343,7 @@ impl ShardState {
                 .collect(),
             events_rejected: self.io.events_rejected.clone(),
             barge_ins: self.io.barge_ins.clone(),
+            turn_model_answers: self.io.turn_model_answers.clone(),
             turn_end_rules: EndRule::ALL
                 .iter()
                 .map(|r| (r.label(), self.io.turn_end_rules[r.index()]))

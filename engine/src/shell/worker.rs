@@ -11,6 +11,7 @@ use super::rings::{Doorbell, Ring};
 use crate::agent::worker_vad::WorkerVad;
 use crate::agent::{Agent, AgentKind, AgentOutput};
 use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
+use crate::core::turn::turn_model::TurnModel;
 use crate::core::turn::vad::VadBackend;
 
 /// Longest a worker sleeps without being woken.
@@ -33,6 +34,9 @@ pub struct WorkerPlan {
     pub agent: AgentKind,
     /// `--vad`: a backend too slow for media cores runs here (`WorkerVad`).
     pub vad: VadBackend,
+    /// `--turn-model`: with `smart-turn` the worker keeps its sessions' audio and runs the model
+    /// on a scorer thread of its own (`WorkerTurnModel`).
+    pub turn_model: TurnModel,
     pub stop: Arc<AtomicBool>,
     /// CPUs the thread may run on (`off_media_cores`); empty: wherever the kernel puts it.
     pub cpus: Vec<usize>,
@@ -106,6 +110,23 @@ fn run(plan: WorkerPlan) {
         }
     };
     let mut vad = WorkerVad::new(plan.vad);
+    #[cfg(feature = "smart-turn")]
+    let mut turn = match plan.turn_model {
+        TurnModel::SmartTurn => {
+            let me = std::thread::current();
+            match crate::agent::worker_turn::WorkerTurnModel::start(plan.id, me, &plan.cpus) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::error!(
+                        worker = plan.id,
+                        "cannot start the turn model thread, pauses keep the timer's window: {e}"
+                    );
+                    None
+                }
+            }
+        }
+        TurnModel::Prosody => None,
+    };
     let mut pushed = vec![false; plan.links.len()];
     while !plan.stop.load(Ordering::Relaxed) {
         let now = Instant::now();
@@ -122,6 +143,13 @@ fn run(plan: WorkerPlan) {
                 if let Some(v) = vad.as_mut() {
                     v.on_message(&msg, &mut out);
                 }
+                #[cfg(feature = "smart-turn")]
+                if let Some(t) = turn.as_mut() {
+                    t.on_message(&msg, &mut out);
+                }
+                if matches!(msg, UplinkMsg::ScoreTurn { .. }) {
+                    continue;
+                }
                 agent.on_message(now, msg, &mut out);
             }
         }
@@ -129,6 +157,10 @@ fn run(plan: WorkerPlan) {
             links: &plan.links,
             pushed: &mut pushed,
         };
+        #[cfg(feature = "smart-turn")]
+        if let Some(t) = turn.as_mut() {
+            t.poll(&mut out);
+        }
         let next = agent.poll(now, &mut out);
         for (i, p) in pushed.iter_mut().enumerate() {
             if std::mem::take(p) {

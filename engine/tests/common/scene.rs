@@ -32,6 +32,14 @@ impl Scene {
         Self::build(speech, false, session)
     }
 
+    /// A connected client whose session gets `session`, with the worker's turn model answering
+    /// `delay` after each question (`--turn-model smart-turn`).
+    pub fn with_turn_model(speech: Vec<i16>, session: SessionConfig, delay: Duration) -> Self {
+        let mut s = Self::build(speech, false, session);
+        s.server.enable_turn_model(delay);
+        s
+    }
+
     fn with(speech: Vec<i16>, muted: bool) -> Self {
         Self::build(speech, muted, SessionConfig::default())
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_engine::agent::echo::EchoAgent;
+use tern_engine::agent::worker_turn::WorkerTurnModel;
 use tern_engine::agent::{Agent, AgentOutput};
 use tern_engine::core::admission::Admission;
 use tern_engine::core::output::{Output, ShardEvent};
@@ -19,6 +20,7 @@ use tern_engine::core::shard::{Route, ShardCore, ShardSettings};
 use tern_engine::core::shard_msg::CoreMsg;
 use tern_engine::core::turn::barge_in::BargeInOutcome;
 use tern_engine::core::turn::latency::TurnLatency;
+use tern_engine::core::turn::turn_model::TurnAnswer;
 
 use super::{Client, Link};
 
@@ -40,6 +42,8 @@ pub struct CollectIo {
     pub ended: usize,
     /// Client events refused, by reason.
     pub events_rejected: Vec<EventRejected>,
+    /// The turn model's answers the shard counted, in order.
+    pub turn_model_answers: Vec<TurnAnswer>,
     /// Messages for other shards, in order (a `Cluster` carries them).
     pub to_shard: Vec<(u16, CoreMsg)>,
     /// The worker's ring is full: every message for it goes back to the core.
@@ -91,8 +95,34 @@ impl CollectIo {
             ShardEvent::SessionEnded { .. } => self.ended += 1,
             ShardEvent::TurnLatency(latency) => self.turn_latencies.push(latency),
             ShardEvent::EventRejected(reason) => self.events_rejected.push(reason),
+            ShardEvent::TurnModel { answer, .. } => self.turn_model_answers.push(answer),
             ShardEvent::Paced { .. } => {}
         }
+    }
+}
+
+impl VirtualTurnModel {
+    fn on_message(&mut self, now: Instant, m: &UplinkMsg) {
+        let mut answers = Replies::default();
+        self.model.on_message(m, &mut answers);
+        if matches!(m, UplinkMsg::ScoreTurn { .. }) {
+            self.asked += 1;
+        }
+        // Wait (wall clock) for the scorer: virtual time stands still meanwhile.
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while answers.0.len() < self.asked && std::time::Instant::now() < deadline {
+            std::thread::park_timeout(Duration::from_millis(10));
+            self.model.poll(&mut answers);
+        }
+        self.asked -= answers.0.len().min(self.asked);
+        let at = now + self.delay;
+        self.pending.extend(answers.0.into_iter().map(|a| (at, a)));
+    }
+
+    fn due(&mut self, now: Instant, out: &mut Replies) {
+        let (due, later): (Vec<_>, Vec<_>) = self.pending.drain(..).partition(|(t, _)| *t <= now);
+        self.pending = later;
+        out.0.extend(due.into_iter().map(|(_, m)| m));
     }
 }
 
@@ -115,6 +145,18 @@ pub struct VirtualServer {
     pub unrouted: usize,
     /// Addresses the server sent to that belong to no client (a flood source must get nothing).
     pub stray: Vec<SocketAddr>,
+    /// `--turn-model smart-turn`: the worker's model (`with_turn_model`).
+    pub turn_model: Option<VirtualTurnModel>,
+}
+
+/// The worker's turn model in a virtual-time run: its scorer thread answers in wall-clock time,
+/// so the run waits for each answer, then hands it to the core `delay` of virtual time after the
+/// question (what a worker's decision takes).
+pub struct VirtualTurnModel {
+    pub model: WorkerTurnModel,
+    pub delay: Duration,
+    asked: usize,
+    pending: Vec<(Instant, DownlinkMsg)>,
 }
 
 impl VirtualServer {
@@ -151,7 +193,20 @@ impl VirtualServer {
             public,
             unrouted: 0,
             stray: Vec::new(),
+            turn_model: None,
         }
+    }
+
+    /// Runs the worker's turn model beside the echo agent; answers reach the core `delay` after
+    /// the question.
+    pub fn enable_turn_model(&mut self, delay: Duration) {
+        let model = WorkerTurnModel::start(0, std::thread::current(), &[]).expect("scorer starts");
+        self.turn_model = Some(VirtualTurnModel {
+            model,
+            delay,
+            asked: 0,
+            pending: Vec::new(),
+        });
     }
 
     /// Offers from `client`; returns the call id.
@@ -232,7 +287,16 @@ impl VirtualServer {
             self.io.collect(&mut self.core, now);
             let mut replies = Replies::default();
             for m in self.io.to_agent.drain(..) {
+                if let Some(t) = self.turn_model.as_mut() {
+                    t.on_message(now, &m);
+                    if matches!(m, UplinkMsg::ScoreTurn { .. }) {
+                        continue;
+                    }
+                }
                 self.agent.on_message(now, m, &mut replies);
+            }
+            if let Some(t) = self.turn_model.as_mut() {
+                t.due(now, &mut replies);
             }
             self.agent.poll(now, &mut replies);
             for m in replies.0 {

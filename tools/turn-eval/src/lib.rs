@@ -9,16 +9,20 @@
 
 pub mod smart_turn_eval;
 
+use smart_turn_eval::{ModelScores, MODEL_DELAY_FRAMES};
+
 use std::path::Path;
 
 use anyhow::Context;
 use serde_json::Value;
+use tern_engine::core::media::denoise::Denoiser;
 use tern_engine::core::media::frame::{ModelRate, PcmFrame, FRAME_MS};
 use tern_engine::core::turn::barge_in::{BargeInGuard, Gate, Release};
 use tern_engine::core::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use tern_engine::core::turn::echo_guard::EchoGuard;
 use tern_engine::core::turn::prosody::{ProsodyTracker, TurnEndCues};
 use tern_engine::core::turn::semantic::Eagerness;
+use tern_engine::core::turn::turn_model::{ModelRule, TurnModel};
 use tern_engine::core::turn::vad::{EarshotVad, FrameVad, VadBackend, VoiceDetector};
 
 /// The set's sample rate (16 kHz, a model rate the engine supports).
@@ -33,13 +37,39 @@ pub struct Clip {
     pub pauses_ms: Vec<(u64, u64)>,
     pub true_end_ms: u64,
     pub samples: Vec<i16>,
-    /// Where the speech comes from (a synthesizer voice); the set's own when the labels omit it.
+    /// Where the speech comes from (a synthesizer voice, a recorded speaker): the labels'
+    /// `source`, else the first word of their `voice`, else "set".
     pub source: String,
     /// clean, 20db, 10db, 5db, tel-clean, tel-10db (held-out sets); from `snr_db` otherwise.
     pub condition: String,
     /// What the turn is: filler, list, number, restart, clause, statement, question (held-out
     /// sets); the kind otherwise.
     pub turn_type: String,
+    /// The samples went through the noise suppressor (`denoise`), as a session's would with
+    /// `audio.input.noise_reduction` set; the reply's echo is suppressed the same way.
+    pub denoised: bool,
+}
+
+/// `samples` (16 kHz) through RNNoise as a session runs it on its uplink (`--noise-reduction`),
+/// 20 ms at a time; a last partial frame is dropped.
+pub fn denoised(samples: &[i16]) -> Vec<i16> {
+    let mut d = Denoiser::new(RATE.hz());
+    let mut out = Vec::with_capacity(samples.len());
+    for c in samples.chunks_exact(RATE.frame_samples()) {
+        let mut f = PcmFrame::from_slice(c);
+        d.process(&mut f);
+        out.extend_from_slice(f.samples());
+    }
+    out
+}
+
+impl Clip {
+    /// The same clip through the noise suppressor.
+    pub fn denoise(mut self) -> Self {
+        self.samples = denoised(&self.samples);
+        self.denoised = true;
+        self
+    }
 }
 
 impl Clip {
@@ -78,7 +108,14 @@ pub fn load_set(dir: &Path) -> anyhow::Result<Vec<Clip>> {
             let text = |k: &str| c[k].as_str().map(str::to_string);
             let snr = c["snr_db"].as_i64();
             Ok(Clip {
-                source: text("source").unwrap_or_else(|| "set".into()),
+                // Fit sets name the voice ("en-us+m3 s140", "asterisk en (Allison)"): its first
+                // word is the source.
+                source: text("source")
+                    .or_else(|| {
+                        let v = text("voice")?;
+                        v.split_whitespace().next().map(str::to_string)
+                    })
+                    .unwrap_or_else(|| "set".into()),
                 condition: text("condition")
                     .unwrap_or_else(|| snr.map_or("clean".into(), |s| format!("{s}db"))),
                 turn_type: text("turn_type").unwrap_or_else(|| text("kind").unwrap_or_default()),
@@ -89,6 +126,7 @@ pub fn load_set(dir: &Path) -> anyhow::Result<Vec<Clip>> {
                 true_end_ms: c["true_end_ms"].as_u64().unwrap_or(0),
                 file,
                 samples,
+                denoised: false,
             })
         })
         .collect()
@@ -109,6 +147,10 @@ pub enum DetectorConfig {
     /// server_vad: a fixed silence timer of this many ms.
     Silence(u32),
     Semantic(Eagerness),
+    /// semantic_vad with `--turn-model smart-turn` at this eagerness (its own rule).
+    Model(Eagerness),
+    /// semantic_vad with the model and another rule (fitting, Pipecat's).
+    Rule(Eagerness, ModelRule),
 }
 
 impl DetectorConfig {
@@ -116,33 +158,60 @@ impl DetectorConfig {
         match self {
             DetectorConfig::Silence(ms) => format!("server_vad silence {ms} ms"),
             DetectorConfig::Semantic(e) => format!("semantic_vad {}", e.label()),
+            DetectorConfig::Model(e) => format!("semantic_vad {}, smart-turn", e.label()),
+            DetectorConfig::Rule(_, r) if *r == smart_turn_eval::PIPECAT => {
+                "Smart Turn, Pipecat's rule (complete at 0.5, else 3 s)".into()
+            }
+            DetectorConfig::Rule(_, r) => format!(
+                "Smart Turn, complete at {}, else {} ms, under {}: {} ms",
+                r.complete_at, r.unsure_ms, r.unfinished_below, r.unfinished_ms
+            ),
         }
     }
 
     fn settings(&self) -> ServerVadSettings {
-        match *self {
-            DetectorConfig::Silence(ms) => ServerVadSettings {
-                silence_duration_ms: ms,
-                ..Default::default()
-            },
-            DetectorConfig::Semantic(e) => ServerVadSettings {
-                eagerness: Some(e),
-                ..Default::default()
-            },
+        let (eagerness, turn_model) = match *self {
+            DetectorConfig::Silence(ms) => {
+                return ServerVadSettings {
+                    silence_duration_ms: ms,
+                    ..Default::default()
+                }
+            }
+            DetectorConfig::Semantic(e) => (e, TurnModel::Prosody),
+            DetectorConfig::Model(e) | DetectorConfig::Rule(e, _) => (e, TurnModel::SmartTurn),
+        };
+        ServerVadSettings {
+            eagerness: Some(eagerness),
+            turn_model,
+            ..Default::default()
         }
+    }
+
+    pub fn uses_model(&self) -> bool {
+        matches!(self, DetectorConfig::Model(_) | DetectorConfig::Rule(..))
     }
 }
 
-/// The configurations the report compares.
-pub fn detector_configs() -> Vec<DetectorConfig> {
-    vec![
+/// The configurations the report compares; with the model, `--turn-model smart-turn` at each
+/// eagerness and Pipecat's rule too.
+pub fn detector_configs(model: bool) -> Vec<DetectorConfig> {
+    let mut v = vec![
         DetectorConfig::Silence(500),
         DetectorConfig::Silence(800),
         DetectorConfig::Silence(1200),
         DetectorConfig::Semantic(Eagerness::High),
         DetectorConfig::Semantic(Eagerness::Medium),
         DetectorConfig::Semantic(Eagerness::Low),
-    ]
+    ];
+    if model {
+        v.extend([
+            DetectorConfig::Model(Eagerness::High),
+            DetectorConfig::Model(Eagerness::Medium),
+            DetectorConfig::Model(Eagerness::Low),
+            DetectorConfig::Rule(Eagerness::Medium, smart_turn_eval::PIPECAT),
+        ]);
+    }
+    v
 }
 
 /// Per-frame VAD probabilities of 16 kHz audio (the same for every detector).
@@ -156,17 +225,40 @@ pub fn probabilities(vad: &str, samples: &[i16]) -> anyhow::Result<Vec<f32>> {
         .collect())
 }
 
-/// When a detector released turns in one clip (ms of clip time at each speech_stopped).
-pub fn releases(cfg: DetectorConfig, clip: &Clip, probs: &[f32]) -> Vec<u64> {
+/// When a detector released turns in one clip (ms of clip time at each speech_stopped). A
+/// detector with the model gets its answers from `model`, `MODEL_DELAY_FRAMES` after it asked.
+pub fn releases(
+    cfg: DetectorConfig,
+    clip: &Clip,
+    probs: &[f32],
+    mut model: Option<&mut ModelScores>,
+) -> anyhow::Result<Vec<u64>> {
     let mut d = TurnDetector::new(cfg.settings());
+    if let DetectorConfig::Rule(_, r) = cfg {
+        d = d.with_model_rule(r);
+    }
     let n = RATE.frame_samples();
     let mut out = Vec::new();
+    // (frame the answer arrives, frame asked about, answer)
+    let mut pending: Vec<(u64, u64, f32)> = Vec::new();
     for (i, (c, &p)) in clip.samples.chunks_exact(n).zip(probs).enumerate() {
-        if let Some(TurnEvent::SpeechStopped { .. }) = d.push_frame(i as u64, p, c, RATE.hz()) {
-            out.push((i as u64 + 1) * FRAME_MS);
+        let i = i as u64;
+        let mut ev = d.push_frame(i, p, c, RATE.hz());
+        if let Some(asked) = d.take_model_request() {
+            let m = model
+                .as_deref_mut()
+                .context("a smart-turn detector needs the model's answers")?;
+            pending.push((asked + MODEL_DELAY_FRAMES, asked, m.get(clip, asked)?));
+        }
+        while let Some(k) = pending.iter().position(|(due, ..)| *due <= i) {
+            let (_, asked, answer) = pending.swap_remove(k);
+            ev = ev.or(d.on_model_score(asked, answer));
+        }
+        if let Some(TurnEvent::SpeechStopped { .. }) = ev {
+            out.push((i + 1) * FRAME_MS);
         }
     }
-    out
+    Ok(out)
 }
 
 /// The prosodic cues at each pause onset a detector sees in a turn, labeled `true` where the turn
@@ -393,8 +485,13 @@ pub struct Evaluation {
     pub barge: Vec<(GuardConfig, BargeScore)>,
 }
 
-pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
-    let configs = detector_configs();
+/// Every detector and barge-in guard over `clips`; the model's detectors too when `model` is given.
+pub fn evaluate(
+    vad: &str,
+    clips: &[Clip],
+    mut model: Option<&mut ModelScores>,
+) -> anyhow::Result<Evaluation> {
+    let configs = detector_configs(model.is_some());
     let mut turns: Vec<(DetectorConfig, TurnScore)> =
         configs.iter().map(|c| (*c, TurnScore::default())).collect();
     let mut barge: Vec<(GuardConfig, BargeScore)> = guard_configs()
@@ -418,7 +515,7 @@ pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
         frames += probs.len();
         if clip.is_turn() {
             for (cfg, score) in &mut turns {
-                score.add(clip, &releases(*cfg, clip, &probs));
+                score.add(clip, &releases(*cfg, clip, &probs, model.as_deref_mut())?);
             }
         }
         // Never the clip's own words (its clean version is one of the replies).
@@ -443,7 +540,10 @@ pub fn evaluate(vad: &str, clips: &[Clip]) -> anyhow::Result<Evaluation> {
         }
         // The clip played as the reply, leaking back while the user is silent.
         if let (true, Some(nz)) = (clip.is_turn() && clip.snr_db.is_none(), quiet_noise) {
-            let near = echo_of(&clip.samples, &nz.samples);
+            let mut near = echo_of(&clip.samples, &nz.samples);
+            if nz.denoised {
+                near = denoised(&near);
+            }
             let p = probabilities(vad, &near)?;
             for (g, score) in &mut barge {
                 bump(&mut score.echo, barge_in_at(&near, &p, &clip.samples, *g));
@@ -525,6 +625,7 @@ pub fn breakdown(
     vad: &str,
     clips: &[Clip],
     group: impl Fn(&Clip) -> &str,
+    mut model: Option<&mut ModelScores>,
 ) -> anyhow::Result<Vec<Group>> {
     let mut groups: Vec<Group> = Vec::new();
     for clip in clips.iter().filter(|c| c.is_turn()) {
@@ -532,7 +633,7 @@ pub fn breakdown(
         let i = match groups.iter().position(|(k, _)| k == key) {
             Some(i) => i,
             None => {
-                let fresh = detector_configs()
+                let fresh = detector_configs(model.is_some())
                     .into_iter()
                     .map(|c| (c, TurnScore::default()))
                     .collect();
@@ -542,7 +643,7 @@ pub fn breakdown(
         };
         let probs = probabilities(vad, &clip.samples)?;
         for (cfg, score) in &mut groups[i].1 {
-            score.add(clip, &releases(*cfg, clip, &probs));
+            score.add(clip, &releases(*cfg, clip, &probs, model.as_deref_mut())?);
         }
     }
     Ok(groups)
@@ -572,5 +673,69 @@ pub fn report_breakdown(by: &str, groups: &[Group]) -> String {
         }
         o += "\n";
     }
+    o
+}
+
+/// Where each detector sits, as an SVG plot: end-of-turn p50 (x) against false cut-ins per pause
+/// (y); the silence timers joined by a line (what a plain timer can trade), every other detector
+/// a labeled point. Down and left is better.
+pub fn plot_svg(e: &Evaluation) -> String {
+    let (w, h, left, bottom, top, right) = (760.0, 480.0, 70.0, 50.0, 20.0, 220.0);
+    let pts: Vec<(String, f64, f64, bool)> = e
+        .turns
+        .iter()
+        .filter_map(|(c, s)| {
+            let p50 = s.delay_percentile(0.5)? as f64;
+            let timer = matches!(c, DetectorConfig::Silence(_));
+            Some((c.label(), p50, 100.0 * s.cut_in_rate(), timer))
+        })
+        .collect();
+    let x_max = pts.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) * 1.1;
+    let y_max = pts.iter().map(|p| p.2).fold(0.0, f64::max).max(1.0) * 1.1;
+    let x = |v: f64| left + v / x_max * (w - left - right);
+    let y = |v: f64| h - bottom - v / y_max * (h - bottom - top);
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <line x1=\"{left}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"black\"/>\n\
+         <line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{b}\" stroke=\"black\"/>\n\
+         <text x=\"{cx}\" y=\"{xl}\" text-anchor=\"middle\">end-of-turn delay p50 (ms)</text>\n\
+         <text x=\"16\" y=\"{cy}\" transform=\"rotate(-90 16 {cy})\" text-anchor=\"middle\">false cut-ins per pause (%)</text>\n",
+        b = h - bottom,
+        r = w - right,
+        cx = (left + w - right) / 2.0,
+        xl = h - 12.0,
+        cy = (top + h - bottom) / 2.0,
+    );
+    for i in 0..=5 {
+        let (vx, vy) = (x_max * i as f64 / 5.0, y_max * i as f64 / 5.0);
+        o += &format!(
+            "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"middle\">{vx:.0}</text>\n<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{vy:.0}</text>\n",
+            x(vx),
+            h - bottom + 16.0,
+            left - 6.0,
+            y(vy) + 4.0
+        );
+    }
+    let line: Vec<String> = pts
+        .iter()
+        .filter(|p| p.3)
+        .map(|p| format!("{:.1},{:.1}", x(p.1), y(p.2)))
+        .collect();
+    o += &format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"gray\" stroke-dasharray=\"4 3\"/>\n",
+        line.join(" ")
+    );
+    for (k, (label, p50, cut, timer)) in pts.iter().enumerate() {
+        let (px, py) = (x(*p50), y(*cut));
+        let colour = if *timer { "gray" } else { "#1f5fbf" };
+        o += &format!(
+            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{colour}\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{}</text>\n",
+            px + 6.0,
+            py - 4.0 + (k % 3) as f64 * 4.0,
+            label.replace('&', "&amp;").replace('<', "&lt;")
+        );
+    }
+    o += "</svg>\n";
     o
 }

@@ -1,8 +1,15 @@
 //! tern-turn-eval: scores Tern's turn detectors on a labeled set.
 //!
 //! Usage: tern-turn-eval --set DIR [--vad earshot[,silero]] [--out FILE.md] [--dump-cues]
-//!        [--smart-turn THREADS]
-//! `--smart-turn N` also scores Smart Turn v3.2 on N threads (about a second of CPU per pause).
+//!        [--smart-turn THREADS [--model-cache FILE] [--fit-model]] [--noise-reduction]
+//!        [--plot FILE.svg]
+//! `--smart-turn N` also scores `--turn-model smart-turn` (Smart Turn v3.2, computed on N threads,
+//! about 0.25 s of CPU per pause in the dev profile) at each eagerness and Pipecat's rule;
+//! `--model-cache FILE` keeps the model's answers between runs; `--fit-model` fits the model's
+//! rule for each eagerness on this set (run it on the fit split only) and prints the fit.
+//! `--plot FILE.svg` draws the first VAD's detectors: p50 against false cut-ins, timers joined.
+//! `--noise-reduction` puts every clip through RNNoise first, as `audio.input.noise_reduction`
+//! does in a session (before the VAD, the turn detector and the model).
 //! `--dump-cues` prints the prosodic cues at every pause onset instead, one line each (label: 1 at
 //! a true end, 0 in a mid-sentence pause; kind; f0 slope; final f0; energy slope; pitched frames; clip; ms since the true end or ms left in the pause; unpitched frames): the data
 //! `semantic::WEIGHTS` were fitted on.
@@ -11,6 +18,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use tern_turn_eval::smart_turn_eval::{self, ModelScores, MODEL_DELAY_FRAMES};
 
 fn main() -> anyhow::Result<()> {
     let mut set = None;
@@ -18,10 +26,22 @@ fn main() -> anyhow::Result<()> {
     let mut out = None;
     let mut dump_cues = false;
     let mut smart_turn_threads = 0usize;
+    let mut cache = None;
+    let mut fit_model = false;
+    let mut noise_reduction = false;
+    let mut plot = None;
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "--dump-cues" {
             dump_cues = true;
+            continue;
+        }
+        if k == "--fit-model" {
+            fit_model = true;
+            continue;
+        }
+        if k == "--noise-reduction" {
+            noise_reduction = true;
             continue;
         }
         let v = it.next().with_context(|| format!("{k} needs a value"))?;
@@ -30,11 +50,21 @@ fn main() -> anyhow::Result<()> {
             "--vad" => vads = v.split(',').map(str::to_string).collect(),
             "--out" => out = Some(PathBuf::from(v)),
             "--smart-turn" => smart_turn_threads = v.parse().context("--smart-turn THREADS")?,
-            _ => bail!("unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N)"),
+            "--model-cache" => cache = Some(PathBuf::from(v)),
+            "--plot" => plot = Some(PathBuf::from(v)),
+            _ => bail!(
+                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --noise-reduction, --plot FILE, --dump-cues)"
+            ),
         }
     }
     let set = set.context("--set DIR is required")?;
-    let clips = tern_turn_eval::load_set(&set)?;
+    let mut clips = tern_turn_eval::load_set(&set)?;
+    if noise_reduction {
+        clips = clips
+            .into_iter()
+            .map(tern_turn_eval::Clip::denoise)
+            .collect();
+    }
     if dump_cues {
         for c in clips.iter().filter(|c| c.is_turn()) {
             let probs = tern_turn_eval::probabilities("earshot", &c.samples)?;
@@ -55,42 +85,87 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut md = format!(
-        "Set: {} ({} clips, {} turns)\n\n",
+        "Set: {} ({} clips, {} turns){}\n\n",
         set.display(),
         clips.len(),
-        clips.iter().filter(|c| c.is_turn()).count()
+        clips.iter().filter(|c| c.is_turn()).count(),
+        if noise_reduction {
+            ", every clip through the noise suppressor (RNNoise) first"
+        } else {
+            ""
+        }
     );
+    let mut model = None;
+    if smart_turn_threads > 0 {
+        let turns: Vec<&tern_turn_eval::Clip> = clips.iter().filter(|c| c.is_turn()).collect();
+        let probs = turns
+            .iter()
+            .map(|c| tern_turn_eval::probabilities("earshot", &c.samples))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let scores = ModelScores::compute(&turns, &probs, smart_turn_threads, cache.as_deref())?;
+        md += &format!(
+            "Smart Turn v3.2: {} answers ({} computed here: model time p50 {} ms, p90 {} ms per decision, tract, one thread), each reaching the detector {} ms after it asked.\n\n",
+            scores.decisions(),
+            scores.model_us.len(),
+            tern_turn_eval::percentile(&scores.model_us, 0.5).unwrap_or(0) / 1000,
+            tern_turn_eval::percentile(&scores.model_us, 0.9).unwrap_or(0) / 1000,
+            MODEL_DELAY_FRAMES * 20
+        );
+        if fit_model {
+            let mut scores = scores;
+            let fits = smart_turn_eval::fit(&turns, &probs, &mut scores)?;
+            md += "### The model's rule, fitted on this set\n\n";
+            md += &smart_turn_eval::fit_report(&fits);
+            print!("{md}");
+            if let Some(p) = out {
+                std::fs::write(&p, &md).with_context(|| format!("{}", p.display()))?;
+            }
+            return Ok(());
+        }
+        model = Some(scores);
+    } else if fit_model {
+        bail!("--fit-model needs --smart-turn THREADS");
+    }
     for vad in &vads {
         if tern_turn_eval::vad_backend(vad).is_none() {
             bail!("--vad: unknown backend {vad}");
         }
-        let e = tern_turn_eval::evaluate(vad, &clips)?;
+        let e = tern_turn_eval::evaluate(vad, &clips, model.as_mut())?;
         md += &tern_turn_eval::report(&e);
+        if let (Some(p), true) = (&plot, vad == &vads[0]) {
+            std::fs::write(p, tern_turn_eval::plot_svg(&e))
+                .with_context(|| format!("{}", p.display()))?;
+        }
         md += "\n";
-        let by_source = tern_turn_eval::breakdown(vad, &clips, |c| c.source.as_str())?;
+        let by_source =
+            tern_turn_eval::breakdown(vad, &clips, |c| c.source.as_str(), model.as_mut())?;
         if by_source.len() > 1 || clips.iter().any(|c| c.turn_type != c.kind) {
             md += "End-of-turn delay p50 (ms) / false cut-ins per pause, by group:\n\n";
             for (by, groups) in [
                 ("source", by_source),
                 (
                     "condition",
-                    tern_turn_eval::breakdown(vad, &clips, |c| c.condition.as_str())?,
+                    tern_turn_eval::breakdown(
+                        vad,
+                        &clips,
+                        |c| c.condition.as_str(),
+                        model.as_mut(),
+                    )?,
                 ),
                 (
                     "turn type",
-                    tern_turn_eval::breakdown(vad, &clips, |c| c.turn_type.as_str())?,
+                    tern_turn_eval::breakdown(
+                        vad,
+                        &clips,
+                        |c| c.turn_type.as_str(),
+                        model.as_mut(),
+                    )?,
                 ),
             ] {
                 md += &tern_turn_eval::report_breakdown(by, &groups);
                 md += "\n";
             }
         }
-    }
-    if smart_turn_threads > 0 {
-        use tern_turn_eval::smart_turn_eval;
-        let turns: Vec<_> = clips.iter().filter(|c| c.is_turn()).collect();
-        let (releases, cost) = smart_turn_eval::run(&turns, smart_turn_threads)?;
-        md += &smart_turn_eval::report(&turns, &releases, &cost);
     }
     print!("{md}");
     if let Some(p) = out {

@@ -1,71 +1,113 @@
-//! The CI-sized evaluation: the small labeled set (made by make_set.py on first use: espeak-ng,
-//! sox and asterisk-core-sounds-en-wav from scripts/setup.sh) through the real detectors.
-//! `semantic_vad` must beat the silence timer: for every silence duration there is an eagerness
-//! that ends turns sooner (p50) with no more false cut-ins.
+//! The CI-sized evaluation, on held-out speech only: two flite voices (`slt`, `rms`) that no
+//! detector parameter was fitted on, each turn clean, at 10 dB SNR and as 8 kHz telephone band at
+//! 10 dB (made by make_heldout.py on first use; flite and sox from scripts/setup.sh). The clips
+//! are the same files the whole held-out set has for those voices and versions. Every detector
+//! runs as a session runs it, `semantic_vad` with both turn models, Smart Turn v3.2 included
+//! (about 240 decisions, computed on two threads).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use tern_turn_eval::{breakdown, evaluate, load_set, report, report_breakdown, DetectorConfig};
+use tern_engine::core::turn::semantic::Eagerness;
+use tern_turn_eval::smart_turn_eval::ModelScores;
+use tern_turn_eval::{
+    breakdown, evaluate, load_set, probabilities, report, report_breakdown, Clip, DetectorConfig,
+    Evaluation, TurnScore,
+};
 
-fn ci_set() -> PathBuf {
+fn heldout_set() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("../../target/turn-eval-ci");
-    if !dir.join("labels.json").exists() {
+    let dir = root.join("../../target/turn-eval-heldout-ci");
+    if !dir.join("all/labels.json").exists() {
         let st = Command::new("python3")
-            .arg(root.join("make_set.py"))
+            .arg(root.join("make_heldout.py"))
             .arg(&dir)
-            .args(["--size", "ci"])
+            .args(["--sources", "flite-slt,flite-rms"])
+            .args(["--versions", "clean,10db,tel-10db"])
             .status()
             .expect("python3 runs");
-        assert!(st.success(), "make_set.py failed (run scripts/setup.sh)");
+        assert!(
+            st.success(),
+            "make_heldout.py failed (run scripts/setup.sh)"
+        );
     }
-    dir
+    dir.join("all")
 }
 
-#[test]
-fn semantic_vad_beats_the_silence_timer() {
-    let clips = load_set(&ci_set()).expect("set loads");
-    assert!(clips.iter().filter(|c| c.is_turn()).count() >= 30);
-    let e = evaluate("earshot", &clips).expect("evaluates");
+fn evaluation(clips: &[Clip]) -> (Evaluation, ModelScores) {
+    let turns: Vec<&Clip> = clips.iter().filter(|c| c.is_turn()).collect();
+    let probs: Vec<Vec<f32>> = turns
+        .iter()
+        .map(|c| probabilities("earshot", &c.samples).expect("VAD"))
+        .collect();
+    let mut model = ModelScores::compute(&turns, &probs, 2, None).expect("Smart Turn loads");
+    let e = evaluate("earshot", clips, Some(&mut model)).expect("evaluates");
     println!("{}", report(&e));
-    let timers: Vec<_> = e
-        .turns
+    (e, model)
+}
+
+fn score(e: &Evaluation, want: impl Fn(&DetectorConfig) -> bool) -> &TurnScore {
+    &e.turns
         .iter()
-        .filter(|(c, _)| matches!(c, DetectorConfig::Silence(_)))
-        .collect();
-    let semantic: Vec<_> = e
-        .turns
-        .iter()
-        .filter(|(c, _)| matches!(c, DetectorConfig::Semantic(_)))
-        .collect();
-    for (timer, t) in &timers {
-        let t50 = t.delay_percentile(0.5).expect("timer released turns");
-        let beaten = semantic.iter().any(|(_, s)| {
-            s.cut_in_rate() <= t.cut_in_rate() && s.delay_percentile(0.5).is_some_and(|d| d < t50)
-        });
-        assert!(beaten, "{} is not beaten:\n{}", timer.label(), report(&e));
-        assert_eq!(t.missed, 0, "{} missed turns", timer.label());
-    }
-    // The default (medium) against the default timer (500 ms): sooner and fewer cut-ins.
-    let (_, t500) = timers[0];
-    let (_, medium) = semantic
-        .iter()
-        .find(|(c, _)| c.label().ends_with("medium"))
-        .expect("medium evaluated");
-    assert!(medium.cut_in_rate() < t500.cut_in_rate());
-    assert!(medium.delay_percentile(0.5) < t500.delay_percentile(0.5));
+        .find(|(c, _)| want(c))
+        .expect("configuration evaluated")
+        .1
+}
+
+fn p50(s: &TurnScore) -> u64 {
+    s.delay_percentile(0.5).expect("turns released")
 }
 
 #[test]
-fn breakdowns_split_the_same_turns_and_agree_with_the_whole() {
-    let clips = load_set(&ci_set()).expect("set loads");
-    let e = evaluate("earshot", &clips).expect("evaluates");
-    let groups = breakdown("earshot", &clips, |c| c.condition.as_str()).expect("breaks down");
+fn held_out_turn_taking_against_the_timers() {
+    let clips = load_set(&heldout_set()).expect("set loads");
+    let turns = clips.iter().filter(|c| c.is_turn()).count();
+    assert_eq!(turns, 84, "two voices, 14 turns each, three versions");
+    let (e, mut model) = evaluation(&clips);
+    let timer = |ms| {
+        score(
+            &e,
+            move |c| matches!(c, DetectorConfig::Silence(t) if *t == ms),
+        )
+    };
+    // The evaluation itself: a longer timer cuts into fewer pauses and answers later.
+    assert!(timer(500).cut_ins > timer(800).cut_ins && timer(800).cut_ins > timer(1200).cut_ins);
+    assert!(p50(timer(500)) < p50(timer(800)) && p50(timer(800)) < p50(timer(1200)));
+    for e_ in [Eagerness::High, Eagerness::Medium, Eagerness::Low] {
+        let fallback = timer(e_.timer_to_beat_ms());
+        let model = score(&e, |c| matches!(c, DetectorConfig::Model(x) if *x == e_));
+        // With the model no eagerness cuts into more pauses than the timer it falls back to, nor
+        // misses more turns: the ceilings the prosodic rule waited for are gone.
+        assert!(
+            model.cut_ins <= fallback.cut_ins && model.missed <= fallback.missed,
+            "{e_:?}: {} cut-ins, {} missed; its timer {}, {}",
+            model.cut_ins,
+            model.missed,
+            fallback.cut_ins,
+            fallback.missed
+        );
+        // Never worse than that timer on both counts at once (what the fit guarantees on the fit
+        // split). It is not better on both either: see perf-reports/2026-11-29-turn-model.
+        assert!(
+            model.cut_ins < fallback.cut_ins || p50(model) <= p50(fallback),
+            "{e_:?}: {} ms / {} cut-ins against {} ms / {}",
+            p50(model),
+            model.cut_ins,
+            p50(fallback),
+            fallback.cut_ins
+        );
+    }
+    breakdowns_split_the_same_turns(&clips, &e, &mut model);
+}
+
+/// The condition breakdown splits the same turns and agrees with the whole.
+fn breakdowns_split_the_same_turns(clips: &[Clip], e: &Evaluation, model: &mut ModelScores) {
+    let groups =
+        breakdown("earshot", clips, |c| c.condition.as_str(), Some(model)).expect("breaks down");
     let labels: Vec<_> = groups.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         labels,
-        vec!["clean", "10db"],
+        vec!["clean", "10db", "tel-10db"],
         "the CI set's conditions, in order"
     );
     for (i, (cfg, whole)) in e.turns.iter().enumerate() {

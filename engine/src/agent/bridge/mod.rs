@@ -301,7 +301,7 @@ impl Agent for BridgeAgent {
                 s.interrupt();
                 s.protocol.on_interrupt(played_ms, scratch);
             }
-            UplinkMsg::Start { .. } | UplinkMsg::End { .. } => {}
+            UplinkMsg::Start { .. } | UplinkMsg::End { .. } | UplinkMsg::ScoreTurn { .. } => {}
         }
         // Nothing goes to the shard here: on Cancel it has already flushed its playout queue.
         s.forward(scratch);

@@ -13,6 +13,7 @@ use std::time::Instant;
 use super::super::turn::barge_in::{BargeInGuard, BargeInOutcome, Gate, Release};
 use super::super::turn::detector::{ServerVadSettings, TurnDetector, TurnEvent};
 use super::super::turn::latency::{EndRule, TurnTimeline};
+use super::super::turn::turn_model::TurnModel;
 
 /// The voice decision for one uplink frame.
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +66,11 @@ pub enum Action {
     Resume,
     /// Speech over a playing reply, by outcome (counted).
     BargeIn(BargeInOutcome),
+    /// Ask the turn model whether the turn is complete at the end of frame `index`; the answer
+    /// goes to `on_turn_score`.
+    ScoreTurn {
+        index: u64,
+    },
 }
 
 #[derive(Debug)]
@@ -84,9 +90,17 @@ pub struct Conversation {
 
 impl Conversation {
     /// `turn`: `None` when the client commits turns itself.
-    pub fn new(turn: Option<ServerVadSettings>, barge_in: BargeInGuard) -> Self {
+    pub fn new(
+        turn: Option<ServerVadSettings>,
+        turn_model: TurnModel,
+        barge_in: BargeInGuard,
+    ) -> Self {
+        let settings = ServerVadSettings {
+            turn_model,
+            ..turn.unwrap_or_default()
+        };
         Conversation {
-            turn: TurnDetector::new(turn.unwrap_or_default()),
+            turn: TurnDetector::new(settings),
             enabled: turn.is_some(),
             barge_in,
             item_seq: 0,
@@ -106,6 +120,11 @@ impl Conversation {
     /// The `turn_detection` the client sees: `None` when it commits turns itself.
     pub fn turn_detection(&self) -> Option<ServerVadSettings> {
         self.enabled.then(|| self.turn.settings())
+    }
+
+    /// The turn detector may ask the turn model (`semantic_vad` with `--turn-model smart-turn`).
+    pub fn asks_turn_model(&self) -> bool {
+        self.enabled && self.turn.asks_model()
     }
 
     /// The newest item's number (the turn a reply answers).
@@ -162,30 +181,56 @@ impl Conversation {
             Some(Release::Resume) => self.resume(),
             None => {}
         }
+        if let Some(asked) = self.turn.take_model_request() {
+            self.push(Action::ScoreTurn { index: asked });
+        }
         if let Some(ev) = event {
-            match self.barge_in.on_turn(ev, talking) {
-                Gate::Pass(ev) => {
-                    // Without a guard (--barge-in-min-ms 0) speech interrupts at once.
-                    if talking && matches!(ev, TurnEvent::SpeechStarted { .. }) {
-                        self.push(Action::BargeIn(BargeInOutcome::Interrupted));
-                        self.push(Action::Interrupt);
-                    }
-                    self.turn_event(now, ev, self.turn.end_rule());
-                }
-                Gate::Hold => {}
-                Gate::Resume => self.resume(),
-                Gate::Rejected { echo } => {
-                    let outcome = if echo {
-                        BargeInOutcome::Echo
-                    } else {
-                        BargeInOutcome::Rejected
-                    };
-                    self.push(Action::BargeIn(outcome));
-                    self.turn.reset();
-                }
-            }
+            self.gate_turn_event(now, ev, talking);
         }
         self.check_idle_timeout(audio_ms);
+    }
+
+    /// The turn model's answer for the pause at frame `index` (`--turn-model smart-turn`):
+    /// may end the turn now.
+    pub fn on_turn_score(
+        &mut self,
+        now: Instant,
+        index: u64,
+        probability: f32,
+        reply_active: bool,
+    ) {
+        if !self.enabled {
+            return;
+        }
+        if let Some(ev) = self.turn.on_model_score(index, probability) {
+            let settings = self.turn.settings();
+            self.gate_turn_event(now, ev, settings.interrupt_response && reply_active);
+        }
+    }
+
+    /// A turn event from the detector, through the barge-in guard while a reply plays.
+    fn gate_turn_event(&mut self, now: Instant, ev: TurnEvent, talking: bool) {
+        match self.barge_in.on_turn(ev, talking) {
+            Gate::Pass(ev) => {
+                // Without a guard (--barge-in-min-ms 0) speech interrupts at once.
+                if talking && matches!(ev, TurnEvent::SpeechStarted { .. }) {
+                    self.push(Action::BargeIn(BargeInOutcome::Interrupted));
+                    self.push(Action::Interrupt);
+                }
+                self.turn_event(now, ev, self.turn.end_rule());
+            }
+            Gate::Hold => {}
+            Gate::Resume => self.resume(),
+            Gate::Rejected { echo } => {
+                let outcome = if echo {
+                    BargeInOutcome::Echo
+                } else {
+                    BargeInOutcome::Rejected
+                };
+                self.push(Action::BargeIn(outcome));
+                self.turn.reset();
+            }
+        }
     }
 
     /// `input_audio_buffer.commit`: the turn ends here, by the client's word.
@@ -339,7 +384,7 @@ mod tests {
     impl Script {
         fn new(turn: Option<ServerVadSettings>, barge_in: BargeInGuard) -> Self {
             Script {
-                conv: Conversation::new(turn, barge_in),
+                conv: Conversation::new(turn, TurnModel::Prosody, barge_in),
                 t0: Instant::now(),
                 index: 0,
                 reply_active: false,

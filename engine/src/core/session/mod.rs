@@ -44,6 +44,7 @@ use super::session_object;
 use super::turn::barge_in::BargeInGuard;
 use super::turn::detector::ServerVadSettings;
 use super::turn::echo_guard::{EchoGuard, ReplyEnvelope};
+use super::turn::turn_model::{TurnAnswer, TurnModel, Unanswered};
 use super::turn::vad::VadBackend;
 use crate::heap::in_dependency;
 
@@ -61,6 +62,9 @@ pub struct SessionConfig {
     pub model_rate: ModelRate,
     /// `None`: turn detection off (the client commits turns itself).
     pub turn: Option<ServerVadSettings>,
+    /// `--turn-model`: what chooses `semantic_vad`'s waits, whatever turn detection a session
+    /// starts with or switches to.
+    pub turn_model: TurnModel,
     pub encoder_complexity: u8,
     /// Ask the client for Opus DTX in the answer (`usedtx=1`).
     pub opus_dtx: bool,
@@ -99,6 +103,7 @@ impl Default for SessionConfig {
         SessionConfig {
             model_rate: ModelRate::Hz24000,
             turn: Some(ServerVadSettings::default()),
+            turn_model: TurnModel::SmartTurn,
             encoder_complexity: 5,
             opus_dtx: true,
             fill_grid: None,
@@ -289,7 +294,7 @@ impl Session {
             noise_reduction,
             denoiser: None,
             echo: None,
-            conversation: Conversation::new(config.turn, barge_in),
+            conversation: Conversation::new(config.turn, config.turn_model, barge_in),
             encoder: DownlinkEncoder::new(rate, config.encoder_complexity),
             playout: PlayoutQueue::new(config.playout_frames),
             // The first RTP timestamp must be unpredictable (RFC 3550): the tag's secret is.
@@ -467,6 +472,12 @@ impl Session {
             DownlinkMsg::Vad {
                 index, probability, ..
             } => self.on_vad(now, index, probability, out),
+            DownlinkMsg::TurnScore {
+                index,
+                asked_at,
+                answer,
+                ..
+            } => self.on_turn_score(now, index, asked_at, answer, out),
         }
         self.drive(now, out);
     }
@@ -516,6 +527,10 @@ impl Session {
         match msg {
             UplinkMsg::Start { .. } => self.agent_started = false,
             UplinkMsg::Audio { index, .. } => self.on_audio_refused(now, *index, out),
+            UplinkMsg::ScoreTurn { .. } => out.event(ShardEvent::TurnModel {
+                answer: TurnAnswer::Unanswered(Unanswered::NotAsked),
+                waited: Duration::ZERO,
+            }),
             _ => {}
         }
     }
@@ -573,7 +588,43 @@ impl Session {
                     self.pacer.wake(now);
                 }
                 Action::BargeIn(outcome) => out.event(ShardEvent::BargeIn(outcome)),
+                Action::ScoreTurn { index } => {
+                    if self.agent_started {
+                        let msg = UplinkMsg::ScoreTurn {
+                            key: self.key,
+                            index,
+                            asked_at: now,
+                        };
+                        out.for_worker(self.worker, msg);
+                    } else {
+                        let answer = TurnAnswer::Unanswered(Unanswered::NotAsked);
+                        out.event(ShardEvent::TurnModel {
+                            answer,
+                            waited: Duration::ZERO,
+                        });
+                    }
+                }
             }
+        }
+    }
+
+    /// The turn model's answer (`--turn-model smart-turn`), counted, and to the conversation.
+    fn on_turn_score(
+        &mut self,
+        now: Instant,
+        index: u64,
+        asked_at: Instant,
+        answer: TurnAnswer,
+        out: &mut Outputs,
+    ) {
+        let waited = now.saturating_duration_since(asked_at);
+        out.event(ShardEvent::TurnModel { answer, waited });
+        if let TurnAnswer::Scored { probability, .. } = answer {
+            let reply_active =
+                self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty();
+            self.conversation
+                .on_turn_score(now, index, probability, reply_active);
+            self.run_conversation(now, out);
         }
     }
 

@@ -131,6 +131,7 @@ impl Session {
                 index,
                 frame: *frame,
                 received_at,
+                for_turn_model: self.conversation.asks_turn_model(),
             };
             out.for_worker(self.worker, msg);
         }

@@ -1,6 +1,9 @@
 //! End-of-turn rule with OpenAI's settings. `server_vad`: speech starts when the voice probability
 //! reaches `threshold` for a short run, and the turn ends after `silence_duration_ms` below it.
-//! `semantic_vad`: the same start, but the silence that ends the turn is chosen when the pause
+//! `semantic_vad`: the same start, but the silence that ends the turn depends on the pause. With
+//! `--turn-model smart-turn` the pause is timed with the eagerness's timer window while the model
+//! is asked about it (`take_model_request`, answered by `on_model_score`), whose answer may shorten
+//! or lengthen it (`turn_model::ModelRule`). With `prosody` the wait is chosen when the pause
 //! begins, from how finished the last words sounded (`prosody`, `semantic`): short after a falling
 //! statement, up to 8/4/2 s (eagerness low/medium/high) after a pause that sounds mid-sentence.
 //! Positions are in milliseconds of session audio (frame index x 20 ms), like OpenAI's
@@ -11,6 +14,7 @@ use super::super::media::frame::FRAME_MS;
 use super::latency::EndRule;
 use super::prosody::ProsodyTracker;
 use super::semantic::Eagerness;
+use super::turn_model::{ModelRule, TurnModel, ASK_AFTER_MS};
 
 /// Voice frames in a row needed before speech counts as started (filters clicks).
 pub const MIN_SPEECH_FRAMES: u32 = 3;
@@ -29,6 +33,8 @@ pub struct ServerVadSettings {
     pub interrupt_response: bool,
     /// `Some`: `semantic_vad` with this eagerness (`silence_duration_ms` is then not used).
     pub eagerness: Option<Eagerness>,
+    /// What chooses `semantic_vad`'s waits (`--turn-model`).
+    pub turn_model: TurnModel,
 }
 
 impl Default for ServerVadSettings {
@@ -41,6 +47,7 @@ impl Default for ServerVadSettings {
             create_response: true,
             interrupt_response: true,
             eagerness: None,
+            turn_model: TurnModel::Prosody,
         }
     }
 }
@@ -69,6 +76,14 @@ pub struct TurnDetector {
     state: State,
     /// semantic_vad's pitch and energy history (about 2 KiB), made with the first frame it sees.
     prosody: Option<Box<ProsodyTracker>>,
+    /// `--turn-model smart-turn`: the frame the model was asked about in the current pause, until
+    /// its answer comes or the voice returns (a later answer is then stale).
+    asked: Option<u64>,
+    /// A question for the model, until `take_model_request`.
+    request: Option<u64>,
+    /// Another rule than the eagerness's own (`tern-turn-eval --fit-model` tries them).
+    rule: Option<ModelRule>,
+    last_index: u64,
 }
 
 impl TurnDetector {
@@ -77,6 +92,29 @@ impl TurnDetector {
             settings,
             state: State::Idle { voiced_run: 0 },
             prosody: None,
+            asked: None,
+            request: None,
+            rule: None,
+            last_index: 0,
+        }
+    }
+
+    /// Uses `rule` instead of the eagerness's own (to fit or evaluate other rules).
+    pub fn with_model_rule(mut self, rule: ModelRule) -> Self {
+        self.rule = Some(rule);
+        self
+    }
+
+    /// Whether this detector asks the turn model about pauses.
+    pub fn asks_model(&self) -> bool {
+        self.model_rule().is_some_and(|r| r.listens())
+    }
+
+    /// The model's rule while `semantic_vad` runs with `--turn-model smart-turn`.
+    fn model_rule(&self) -> Option<ModelRule> {
+        match (self.settings.eagerness, self.settings.turn_model) {
+            (Some(e), TurnModel::SmartTurn) => Some(self.rule.unwrap_or(e.model_rule())),
+            _ => None,
         }
     }
 
@@ -90,10 +128,43 @@ impl TurnDetector {
 
     /// The rule that ends turns under the current settings.
     pub fn end_rule(&self) -> EndRule {
-        match self.settings.eagerness {
-            Some(_) => EndRule::Prosody,
-            None => EndRule::SilenceTimer,
+        match (self.settings.eagerness, self.settings.turn_model) {
+            (Some(_), TurnModel::Prosody) => EndRule::Prosody,
+            (Some(_), TurnModel::SmartTurn) => EndRule::TurnModel,
+            (None, _) => EndRule::SilenceTimer,
         }
+    }
+
+    /// The frame whose audio, up to its end, the turn model should score now (once per pause,
+    /// `ASK_AFTER_MS` into it). The answer goes to `on_model_score`.
+    pub fn take_model_request(&mut self) -> Option<u64> {
+        self.request.take()
+    }
+
+    /// The model's probability that the turn is complete, scored at frame `index`. Ends the turn
+    /// now when the wait it chooses has already passed; an answer for an earlier pause (the
+    /// voice came back since) is ignored.
+    pub fn on_model_score(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
+        let rule = self.model_rule()?;
+        if self.asked != Some(index) {
+            return None;
+        }
+        self.asked = None;
+        let State::Speaking {
+            silence_ms,
+            wait_ms,
+        } = &mut self.state
+        else {
+            return None;
+        };
+        *wait_ms = rule.wait_ms(probability);
+        if *silence_ms < *wait_ms {
+            return None;
+        }
+        self.state = State::Idle { voiced_run: 0 };
+        Some(TurnEvent::SpeechStopped {
+            audio_end_ms: (self.last_index + 1) * FRAME_MS,
+        })
     }
 
     pub fn is_speaking(&self) -> bool {
@@ -115,7 +186,9 @@ impl TurnDetector {
     /// The samples of the next frame, as they arrive (semantic_vad's prosody). The voice
     /// probability may come later (`push`), e.g. from a VAD on a worker thread.
     pub fn observe(&mut self, index: u64, pcm: &[i16], rate: u32) {
-        if self.settings.eagerness.is_some() && !pcm.is_empty() {
+        // The model reads audio of its own on the worker: prosody is semantic_vad's without it.
+        let prosody = self.settings.turn_model == TurnModel::Prosody;
+        if self.settings.eagerness.is_some() && prosody && !pcm.is_empty() {
             self.prosody.get_or_insert_default().push(index, pcm, rate);
         }
     }
@@ -124,7 +197,9 @@ impl TurnDetector {
     /// `observe`d samples `semantic_vad` has no prosody and waits as for an unclear end.
     pub fn push(&mut self, index: u64, probability: f32) -> Option<TurnEvent> {
         let voiced = probability >= self.settings.threshold;
-        if self.settings.eagerness.is_some() {
+        self.last_index = index;
+        let rule = self.model_rule();
+        if self.settings.eagerness.is_some() && rule.is_none() {
             self.prosody
                 .get_or_insert_default()
                 .set_voiced(index, voiced);
@@ -156,22 +231,29 @@ impl TurnDetector {
             } => {
                 if voiced {
                     *silence_ms = 0;
+                    self.asked = None;
                     return None;
                 }
                 if *silence_ms == 0 {
-                    (*wait_ms, *silence_ms) = match self.settings.eagerness {
-                        Some(e) => {
+                    (*wait_ms, *silence_ms) = match (self.settings.eagerness, rule) {
+                        (Some(_), Some(r)) => (r.unsure_ms, 0),
+                        (Some(e), None) => {
                             let cues = self.prosody.get_or_insert_default().cues(index);
                             (e.wait_ms(&cues), e.credit_ms(&cues))
                         }
-                        None => (fixed_wait, 0),
+                        (None, _) => (fixed_wait, 0),
                     };
                 }
                 *silence_ms += FRAME_MS as u32;
+                if rule.is_some_and(|r| r.listens()) && *silence_ms == ASK_AFTER_MS {
+                    self.asked = Some(index);
+                    self.request = Some(index);
+                }
                 if *silence_ms < *wait_ms {
                     return None;
                 }
                 self.state = State::Idle { voiced_run: 0 };
+                self.asked = None;
                 Some(TurnEvent::SpeechStopped {
                     audio_end_ms: (index + 1) * FRAME_MS,
                 })
@@ -182,6 +264,8 @@ impl TurnDetector {
     /// Forgets any turn in progress (e.g. `input_audio_buffer.clear`).
     pub fn reset(&mut self) {
         self.state = State::Idle { voiced_run: 0 };
+        self.asked = None;
+        self.request = None;
     }
 }
 
@@ -244,5 +328,106 @@ mod tests {
         let probs = [0.9, 0.9, 0.1, 0.9, 0.1, 0.7, 0.7, 0.7, 0.7, 0.1];
         assert!(run(&mut d, &probs).is_empty());
         assert!(!d.is_speaking());
+    }
+
+    fn with_model() -> TurnDetector {
+        TurnDetector::new(ServerVadSettings {
+            eagerness: Some(Eagerness::Medium),
+            turn_model: TurnModel::SmartTurn,
+            ..Default::default()
+        })
+    }
+
+    /// Speech for 1 s from frame 0, then silence; returns the frame of the model's question.
+    fn speak_then_pause(d: &mut TurnDetector) -> u64 {
+        for i in 0..50 {
+            d.push(i, 0.9);
+            assert_eq!(d.take_model_request(), None);
+        }
+        // Asked once, at the 10th silent frame (200 ms).
+        let mut asked = None;
+        for i in 50..60 {
+            assert_eq!(d.push(i, 0.1), None);
+            if let Some(a) = d.take_model_request() {
+                asked = Some(a);
+            }
+        }
+        assert_eq!(asked, Some(59));
+        59
+    }
+
+    #[test]
+    fn the_model_ends_a_complete_turn_at_its_answer() {
+        let mut d = with_model();
+        let asked = speak_then_pause(&mut d);
+        for i in 60..70 {
+            assert_eq!(d.push(i, 0.1), None);
+        }
+        // The answer comes at frame 69: the turn ends there.
+        assert_eq!(
+            d.on_model_score(asked, 0.97),
+            Some(TurnEvent::SpeechStopped { audio_end_ms: 1400 })
+        );
+        assert_eq!(d.end_rule(), EndRule::TurnModel);
+        // A second answer for the same pause changes nothing.
+        assert_eq!(d.on_model_score(asked, 0.97), None);
+        assert!(!d.is_speaking());
+    }
+
+    #[test]
+    fn without_an_answer_or_when_unsure_the_pause_is_timed_like_the_timer() {
+        let rule = Eagerness::Medium.model_rule();
+        for answer in [None, Some((rule.complete_at + rule.unfinished_below) / 2.0)] {
+            let mut d = with_model();
+            let asked = speak_then_pause(&mut d);
+            if let Some(p) = answer {
+                assert_eq!(d.on_model_score(asked, p), None);
+            }
+            // server_vad at the same window stops at the same frame.
+            let mut timer = TurnDetector::new(ServerVadSettings {
+                silence_duration_ms: rule.unsure_ms,
+                ..Default::default()
+            });
+            let mut stops = Vec::new();
+            for i in 0..200 {
+                let p = if i < 50 { 0.9 } else { 0.1 };
+                let a = if i < 60 { None } else { d.push(i, p) };
+                stops.push((a, timer.push(i, p)));
+            }
+            let ours = stops.iter().position(|(a, _)| a.is_some());
+            let theirs = stops
+                .iter()
+                .position(|(_, t)| matches!(t, Some(TurnEvent::SpeechStopped { .. })));
+            assert_eq!(ours, theirs, "{answer:?}");
+            assert_eq!(ours, Some(49 + (rule.unsure_ms / 20) as usize));
+        }
+    }
+
+    #[test]
+    fn an_unfinished_answer_waits_longer_and_a_stale_one_is_ignored() {
+        let rule = Eagerness::Medium.model_rule();
+        let mut d = with_model();
+        let asked = speak_then_pause(&mut d);
+        assert_eq!(d.on_model_score(asked, 0.0), None);
+        let stop = (60..400)
+            .find(|&i| d.push(i, 0.1).is_some())
+            .expect("stops");
+        assert_eq!(stop, 49 + u64::from(rule.unfinished_ms / 20));
+        // The voice came back before the answer: the answer is for a pause that is over.
+        let mut d = with_model();
+        let asked = speak_then_pause(&mut d);
+        d.push(60, 0.9);
+        assert_eq!(d.on_model_score(asked, 1.0), None);
+        assert!(d.is_speaking());
+        // Prosody mode never asks.
+        let mut d = TurnDetector::new(ServerVadSettings {
+            eagerness: Some(Eagerness::Medium),
+            ..Default::default()
+        });
+        for i in 0..100 {
+            d.push(i, if i < 50 { 0.9 } else { 0.1 });
+            assert_eq!(d.take_model_request(), None);
+        }
+        assert_eq!(d.on_model_score(59, 1.0), None);
     }
 }

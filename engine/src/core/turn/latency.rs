@@ -15,14 +15,18 @@ pub enum EndRule {
     SilenceTimer,
     /// `semantic_vad`: the wait that the turn-end cues (prosody) chose passed.
     Prosody,
+    /// `semantic_vad` with `--turn-model smart-turn`: the wait the model's answer chose passed
+    /// (or, with no answer, the timer's window).
+    TurnModel,
     /// The client committed the input buffer (turn detection off).
     ClientCommit,
 }
 
 impl EndRule {
-    pub const ALL: [EndRule; 3] = [
+    pub const ALL: [EndRule; 4] = [
         EndRule::SilenceTimer,
         EndRule::Prosody,
+        EndRule::TurnModel,
         EndRule::ClientCommit,
     ];
 
@@ -30,6 +34,7 @@ impl EndRule {
         match self {
             EndRule::SilenceTimer => "silence_timer",
             EndRule::Prosody => "prosody",
+            EndRule::TurnModel => "turn_model",
             EndRule::ClientCommit => "client_commit",
         }
     }

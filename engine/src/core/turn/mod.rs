@@ -12,6 +12,7 @@ pub mod semantic;
 pub mod silero;
 #[cfg(feature = "smart-turn")]
 pub mod smart_turn;
+pub mod turn_model;
 pub mod vad;
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! complete. `WhisperFeatures` computes those features exactly as Pipecat's vendored copy of the
 //! Hugging Face extractor does (waveform normalised, reflect-padded 400-point periodic-Hann STFT
 //! every 160 samples, 80 Slaney mel bands, log10, floored 8 below the peak, scaled); the test
-//! compares both against onnxruntime's figures. A decision costs 0.9-1.3 s of one core here under
-//! tract (onnxruntime: about 0.1 s), so it never runs on a media core, and tract is not yet fast
-//! enough to score every pause of hundreds of sessions.
+//! compares both against onnxruntime's figures. A decision costs about 0.2 s of one core under
+//! tract with its vectorized exponential in the softmaxes (`onnx_plan::Exp::Fast`; 0.9-1.3 s with
+//! libc's), so it runs on an inference worker's scorer thread (`agent::worker_turn`), never on a
+//! media core, once per pause of the sessions that ask (`turn_model`).
 
 use std::sync::{Arc, OnceLock};
 

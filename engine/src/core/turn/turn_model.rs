@@ -1,0 +1,192 @@
+//! `--turn-model`: what chooses, in `semantic_vad`, how long a pause must last before the turn
+//! ends. `prosody`: the pitch and energy of the last words (`semantic`), in the media core.
+//! `smart-turn`: Smart Turn v3.2 (`smart_turn`) on an inference worker, asked once per pause
+//! `ASK_AFTER_MS` into it, then a silence window chosen from its answer by `ModelRule`.
+//!
+//! Never worse than a timer: until the answer comes (or when it never does: a full queue, no
+//! model) the pause is timed with the window of the silence timer that eagerness must beat
+//! (`ModelRule::unsure_ms`), and an answer the rule finds uninformative keeps that window. Only
+//! a confident "complete" shortens it, and only a confident "incomplete" lengthens it, within
+//! OpenAI's ceilings (8/4/2 s for low/medium/high).
+
+use super::semantic::Eagerness;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TurnModel {
+    Prosody,
+    /// The default: never worse than the timer it falls back to, by construction.
+    #[default]
+    SmartTurn,
+}
+
+impl TurnModel {
+    pub const ALL: [TurnModel; 2] = [TurnModel::Prosody, TurnModel::SmartTurn];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TurnModel::Prosody => "prosody",
+            TurnModel::SmartTurn => "smart-turn",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.label() == s)
+    }
+}
+
+/// What the worker answered a `ScoreTurn`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TurnAnswer {
+    /// The model's probability that the turn is complete, and the CPU time it took (features and
+    /// model, µs).
+    Scored { probability: f32, model_us: u32 },
+    /// No answer; the pause keeps the timer's window.
+    Unanswered(Unanswered),
+}
+
+/// Why a question got no answer (counted in `/metrics` by label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unanswered {
+    /// The worker's scorer already had `SCORER_QUEUE` questions waiting.
+    QueueFull,
+    /// It waited so long in the queue that the pause was over (`STALE_AFTER`).
+    Stale,
+    /// The model could not be loaded (logged at start).
+    NoModel,
+    /// The worker had none of the session's audio.
+    NoAudio,
+    /// The shard's ring to the worker was full, or the session has no agent.
+    NotAsked,
+}
+
+impl Unanswered {
+    pub const ALL: [Unanswered; 5] = [
+        Unanswered::QueueFull,
+        Unanswered::Stale,
+        Unanswered::NoModel,
+        Unanswered::NoAudio,
+        Unanswered::NotAsked,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Unanswered::QueueFull => "queue_full",
+            Unanswered::Stale => "stale",
+            Unanswered::NoModel => "no_model",
+            Unanswered::NoAudio => "no_audio",
+            Unanswered::NotAsked => "not_asked",
+        }
+    }
+}
+
+/// Silence after the voice went before the model is asked (Pipecat's `stop_secs`): shorter pauses
+/// inside words and between them never cost a decision.
+pub const ASK_AFTER_MS: u32 = 200;
+
+/// How one eagerness turns the model's probability that the turn is complete into a wait.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelRule {
+    /// At or above: complete, the turn ends as soon as the answer is in (`ASK_AFTER_MS` at least).
+    pub complete_at: f32,
+    /// Below: clearly unfinished, wait `unfinished_ms`.
+    pub unfinished_below: f32,
+    /// Anything in between, a late answer or none: the silence timer this eagerness must beat.
+    pub unsure_ms: u32,
+    pub unfinished_ms: u32,
+}
+
+impl ModelRule {
+    /// The silence (from the end of the voice, as a timer counts it) that ends the turn.
+    pub fn wait_ms(&self, p: f32) -> u32 {
+        if p >= self.complete_at {
+            ASK_AFTER_MS
+        } else if p < self.unfinished_below {
+            self.unfinished_ms
+        } else {
+            self.unsure_ms
+        }
+    }
+}
+
+impl Eagerness {
+    /// The silence timer this eagerness must never be worse than: 500 ms for high, 800 for medium
+    /// (the default), 1200 for low. The model's unsure window is never longer.
+    pub fn timer_to_beat_ms(self) -> u32 {
+        match self {
+            Eagerness::High => 500,
+            Eagerness::Medium | Eagerness::Auto => 800,
+            Eagerness::Low => 1_200,
+        }
+    }
+
+    /// The rule for `--turn-model smart-turn`, fitted on the fit split only (`tern-turn-eval
+    /// --set FIT --smart-turn 2 --fit-model`; the fit set is `make_set.py --size fit`: espeak-ng
+    /// voices and Asterisk's recorded prompts, 480 turns, 228 pauses; report
+    /// perf-reports/2026-11-29-turn-model). Each eagerness took the rule with the lowest p50 (low:
+    /// the fewest false cut-ins) among those at no more false cut-ins than its timer there. No rule
+    /// beat the 1200 ms timer for low on the fit split, so low is that timer and never asks.
+    pub fn model_rule(self) -> ModelRule {
+        match self {
+            Eagerness::High => ModelRule {
+                complete_at: 0.8,
+                unfinished_below: 0.02,
+                unsure_ms: 500,
+                unfinished_ms: 1_250,
+            },
+            Eagerness::Medium | Eagerness::Auto => ModelRule {
+                complete_at: 0.7,
+                unfinished_below: 0.5,
+                unsure_ms: 800,
+                unfinished_ms: 1_600,
+            },
+            Eagerness::Low => ModelRule::TIMER_ONLY,
+        }
+    }
+}
+
+impl ModelRule {
+    /// The 1200 ms timer: no answer changes it.
+    pub const TIMER_ONLY: ModelRule = ModelRule {
+        complete_at: f32::INFINITY,
+        unfinished_below: f32::NEG_INFINITY,
+        unsure_ms: 1_200,
+        unfinished_ms: 1_200,
+    };
+
+    /// Whether some answer would change the wait (otherwise the model is not asked).
+    pub fn listens(&self) -> bool {
+        self.complete_at <= 1.0
+            || (self.unfinished_below > 0.0 && self.unfinished_ms != self.unsure_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_follow_the_answer_within_the_ceilings() {
+        for e in [Eagerness::High, Eagerness::Medium, Eagerness::Auto] {
+            let r = e.model_rule();
+            assert!(r.listens());
+            assert_eq!(r.wait_ms(1.0), ASK_AFTER_MS);
+            assert_eq!(r.wait_ms(r.complete_at), ASK_AFTER_MS);
+            assert_eq!(r.wait_ms(0.0), r.unfinished_ms);
+            let mid = (r.complete_at + r.unfinished_below) / 2.0;
+            assert_eq!(r.wait_ms(mid), r.unsure_ms);
+            assert!(r.unfinished_ms >= r.unsure_ms);
+            assert!(r.unfinished_ms <= e.waits_ms().1, "{e:?} above its ceiling");
+        }
+        let low = Eagerness::Low.model_rule();
+        assert!(!low.listens());
+        assert_eq!(low.wait_ms(1.0), 1_200);
+        assert_eq!(low.wait_ms(0.0), 1_200);
+        // The unsure windows are never longer than the timers each eagerness must beat.
+        for e in Eagerness::ALL {
+            assert!(e.model_rule().unsure_ms <= e.timer_to_beat_ms(), "{e:?}");
+        }
+        assert_eq!(TurnModel::parse("smart-turn"), Some(TurnModel::SmartTurn));
+        assert_eq!(TurnModel::parse("prosody"), Some(TurnModel::Prosody));
+        assert_eq!(TurnModel::parse("smart_turn"), None);
+    }
+}
