@@ -20,7 +20,8 @@ fn silero_on_the_worker_ends_the_turn() {
     let engine = common::engine::start_with(1, 4, AgentKind::Echo, |cfg| {
         cfg.shard.session.vad = VadBackend::Silero;
         if let Some(t) = cfg.shard.session.turn.as_mut() {
-            t.eagerness = Some(Eagerness::Medium);
+            // High: the eagerness whose fitted rule asks the turn model.
+            t.eagerness = Some(Eagerness::High);
         }
     });
     let (_, speech) = load_wav("hello-24k.wav");

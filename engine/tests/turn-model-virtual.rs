@@ -37,8 +37,9 @@ fn first_stop(s: &mut Scene) -> u64 {
 
 #[test]
 fn the_model_chooses_the_wait_and_the_timer_is_its_fallback() {
-    let medium = Eagerness::Medium;
-    let rule = medium.model_rule();
+    // High is the eagerness whose fitted rule asks the model.
+    let high = Eagerness::High;
+    let rule = high.model_rule();
     // The timer the model's unsure window equals, on the same speech.
     let mut timer = Scene::with_session(
         speech(),
@@ -54,7 +55,7 @@ fn the_model_chooses_the_wait_and_the_timer_is_its_fallback() {
 
     let session = SessionConfig {
         turn: Some(ServerVadSettings {
-            eagerness: Some(medium),
+            eagerness: Some(high),
             ..Default::default()
         }),
         turn_model: TurnModel::SmartTurn,
@@ -79,7 +80,10 @@ fn the_model_chooses_the_wait_and_the_timer_is_its_fallback() {
     let p = *scored.last().expect("an answer");
     let waited = rule.wait_ms(p).max(ASK_AFTER_MS + DELAY_MS);
     let expected = timer_end as i64 + i64::from(waited) - i64::from(rule.unsure_ms);
-    println!("answers {scored:?}: ended at {end} ms, the 800 ms timer at {timer_end} ms");
+    println!(
+        "answers {scored:?}: ended at {end} ms, the {} ms timer at {timer_end} ms",
+        rule.unsure_ms
+    );
     assert!(
         (end as i64 - expected).abs() <= 20,
         "p = {p}: ended at {end} ms, the timer at {timer_end}, expected {expected}"

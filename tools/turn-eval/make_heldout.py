@@ -18,7 +18,6 @@ Usage: make_heldout.py OUT_DIR [--sources a,b] [--versions clean,10db,...]
 are the same files the whole set has (the CI evaluation takes two flite voices: flite alone).
 """
 import array
-import json
 import os
 import random
 import shutil
@@ -28,7 +27,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_set import (RATE, REF_SPEECH_RMS, build_turn, mix, pink_noise,  # noqa: E402
-                      read_wav16, rms, run, trim, write_wav)
+                      read_wav16, rms, run, trim, write_all, write_source, write_wav)
 
 # (source label, how to synthesize).
 SOURCES = [("flite-slt", "slt"), ("flite-rms", "rms"), ("flite-awb", "awb"),
@@ -161,21 +160,8 @@ def main():
                     "snr_db": snr, "condition": f"{snr}db", "turn_type": "noise",
                     "segments_ms": [], "pauses_ms": [], "true_end_ms": 0, "duration_ms": 6000,
                 })
-            with open(os.path.join(out_dir, "labels.json"), "w") as f:
-                json.dump({"rate": RATE, "size": "heldout", "source": label, "clips": labels}, f,
-                          indent=1)
-            print(f"{len(labels)} clips in {out_dir}")
-            every.extend(dict(c, file=f"{label}-{c['file']}") for c in labels)
-    all_dir = os.path.join(out_root, "all")
-    os.makedirs(all_dir, exist_ok=True)
-    for c in every:
-        link = os.path.join(all_dir, c["file"])
-        if not os.path.lexists(link):
-            source_file = c["file"][len(c["source"]) + 1:]
-            os.symlink(os.path.abspath(os.path.join(out_root, c["source"], source_file)), link)
-    with open(os.path.join(all_dir, "labels.json"), "w") as f:
-        json.dump({"rate": RATE, "size": "heldout", "clips": every}, f, indent=1)
-    print(f"{len(every)} clips in {all_dir}")
+            every.extend(write_source(out_root, label, "heldout", labels))
+    write_all(out_root, "heldout", every)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,29 @@ def build_turn(parts, gaps, lead_ms):
     return clip, segments, pauses
 
 
+def write_source(out_root, label, size, labels):
+    """One source's set: OUT_ROOT/<label>/labels.json (its clips are already written there)."""
+    out_dir = os.path.join(out_root, label)
+    with open(os.path.join(out_dir, "labels.json"), "w") as f:
+        json.dump({"rate": RATE, "size": size, "source": label, "clips": labels}, f, indent=1)
+    print(f"{len(labels)} clips in {out_dir}")
+    return [dict(c, file=f"{label}-{c['file']}") for c in labels]
+
+
+def write_all(out_root, size, every):
+    """OUT_ROOT/all: every source's clips together (links to the same files), one labels.json."""
+    all_dir = os.path.join(out_root, "all")
+    os.makedirs(all_dir, exist_ok=True)
+    for c in every:
+        link = os.path.join(all_dir, c["file"])
+        if not os.path.lexists(link):
+            source_file = c["file"][len(c["source"]) + 1:]
+            os.symlink(os.path.abspath(os.path.join(out_root, c["source"], source_file)), link)
+    with open(os.path.join(all_dir, "labels.json"), "w") as f:
+        json.dump({"rate": RATE, "size": size, "clips": every}, f, indent=1)
+    print(f"{len(every)} clips in {all_dir}")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)

@@ -162,9 +162,13 @@ impl DetectorConfig {
             DetectorConfig::Rule(_, r) if *r == smart_turn_eval::PIPECAT => {
                 "Smart Turn, Pipecat's rule (complete at 0.5, else 3 s)".into()
             }
-            DetectorConfig::Rule(_, r) => format!(
-                "Smart Turn, complete at {}, else {} ms, under {}: {} ms",
-                r.complete_at, r.unsure_ms, r.unfinished_below, r.unfinished_ms
+            DetectorConfig::Rule(e, r) => format!(
+                "{} pooled fit: complete at {}, else {} ms, under {}: {} ms",
+                e.label(),
+                r.complete_at,
+                r.unsure_ms,
+                r.unfinished_below,
+                r.unfinished_ms
             ),
         }
     }
@@ -210,6 +214,11 @@ pub fn detector_configs(model: bool) -> Vec<DetectorConfig> {
             DetectorConfig::Model(Eagerness::Low),
             DetectorConfig::Rule(Eagerness::Medium, smart_turn_eval::PIPECAT),
         ]);
+        v.extend(
+            smart_turn_eval::POOLED_FIT
+                .iter()
+                .map(|(e, r)| DetectorConfig::Rule(*e, *r)),
+        );
     }
     v
 }
@@ -726,7 +735,18 @@ pub fn plot_svg(e: &Evaluation) -> String {
         "<polyline points=\"{}\" fill=\"none\" stroke=\"gray\" stroke-dasharray=\"4 3\"/>\n",
         line.join(" ")
     );
-    for (k, (label, p50, cut, timer)) in pts.iter().enumerate() {
+    // Points at the same place (a detector that is its timer) share one label.
+    let mut spots: Vec<(String, f64, f64, bool)> = Vec::new();
+    for (label, p50, cut, timer) in &pts {
+        match spots.iter_mut().find(|s| s.1 == *p50 && s.2 == *cut) {
+            Some(s) => {
+                s.0 = format!("{} = {label}", s.0);
+                s.3 &= *timer;
+            }
+            None => spots.push((label.clone(), *p50, *cut, *timer)),
+        }
+    }
+    for (k, (label, p50, cut, timer)) in spots.iter().enumerate() {
         let (px, py) = (x(*p50), y(*cut));
         let colour = if *timer { "gray" } else { "#1f5fbf" };
         o += &format!(

@@ -6,7 +6,8 @@
 //! `--smart-turn N` also scores `--turn-model smart-turn` (Smart Turn v3.2, computed on N threads,
 //! about 0.25 s of CPU per pause in the dev profile) at each eagerness and Pipecat's rule;
 //! `--model-cache FILE` keeps the model's answers between runs; `--fit-model` fits the model's
-//! rule for each eagerness on this set (run it on the fit split only) and prints the fit.
+//! rule for each eagerness on this set (run it on the fit split only) and prints the fit;
+//! `--fit-pooled` fits it on the set as one source (the first fit, `POOLED_FIT`).
 //! `--plot FILE.svg` draws the first VAD's detectors: p50 against false cut-ins, timers joined.
 //! `--noise-reduction` puts every clip through RNNoise first, as `audio.input.noise_reduction`
 //! does in a session (before the VAD, the turn detector and the model).
@@ -28,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let mut smart_turn_threads = 0usize;
     let mut cache = None;
     let mut fit_model = false;
+    let mut fit_pooled = false;
     let mut noise_reduction = false;
     let mut plot = None;
     let mut it = std::env::args().skip(1);
@@ -36,8 +38,9 @@ fn main() -> anyhow::Result<()> {
             dump_cues = true;
             continue;
         }
-        if k == "--fit-model" {
+        if k == "--fit-model" || k == "--fit-pooled" {
             fit_model = true;
+            fit_pooled = k == "--fit-pooled";
             continue;
         }
         if k == "--noise-reduction" {
@@ -53,7 +56,7 @@ fn main() -> anyhow::Result<()> {
             "--model-cache" => cache = Some(PathBuf::from(v)),
             "--plot" => plot = Some(PathBuf::from(v)),
             _ => bail!(
-                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --noise-reduction, --plot FILE, --dump-cues)"
+                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --dump-cues)"
             ),
         }
     }
@@ -103,18 +106,29 @@ fn main() -> anyhow::Result<()> {
             .map(|c| tern_turn_eval::probabilities("earshot", &c.samples))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let scores = ModelScores::compute(&turns, &probs, smart_turn_threads, cache.as_deref())?;
+        let cost = if scores.model_us.is_empty() {
+            "all read from --model-cache".to_string()
+        } else {
+            format!(
+                "{} computed here: model time p50 {} ms, p90 {} ms per decision, tract, one thread",
+                scores.model_us.len(),
+                tern_turn_eval::percentile(&scores.model_us, 0.5).unwrap_or(0) / 1000,
+                tern_turn_eval::percentile(&scores.model_us, 0.9).unwrap_or(0) / 1000
+            )
+        };
         md += &format!(
-            "Smart Turn v3.2: {} answers ({} computed here: model time p50 {} ms, p90 {} ms per decision, tract, one thread), each reaching the detector {} ms after it asked.\n\n",
+            "Smart Turn v3.2: {} answers ({cost}), each reaching the detector {} ms after it asked.\n\n",
             scores.decisions(),
-            scores.model_us.len(),
-            tern_turn_eval::percentile(&scores.model_us, 0.5).unwrap_or(0) / 1000,
-            tern_turn_eval::percentile(&scores.model_us, 0.9).unwrap_or(0) / 1000,
             MODEL_DELAY_FRAMES * 20
         );
         if fit_model {
             let mut scores = scores;
-            let fits = smart_turn_eval::fit(&turns, &probs, &mut scores)?;
-            md += "### The model's rule, fitted on this set\n\n";
+            let fits = smart_turn_eval::fit(&turns, &probs, &mut scores, fit_pooled)?;
+            md += if fit_pooled {
+                "### The model's rule, fitted on this set (pooled: the whole set as one source)\n\n"
+            } else {
+                "### The model's rule, fitted on this set, source by source\n\n"
+            };
             md += &smart_turn_eval::fit_report(&fits);
             print!("{md}");
             if let Some(p) = out {

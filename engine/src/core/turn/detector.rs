@@ -330,12 +330,21 @@ mod tests {
         assert!(!d.is_speaking());
     }
 
+    /// A rule that uses every kind of answer (the fitted ones use fewer).
+    const RULE: ModelRule = ModelRule {
+        complete_at: 0.7,
+        unfinished_below: 0.5,
+        unsure_ms: 800,
+        unfinished_ms: 1_600,
+    };
+
     fn with_model() -> TurnDetector {
         TurnDetector::new(ServerVadSettings {
             eagerness: Some(Eagerness::Medium),
             turn_model: TurnModel::SmartTurn,
             ..Default::default()
         })
+        .with_model_rule(RULE)
     }
 
     /// Speech for 1 s from frame 0, then silence; returns the frame of the model's question.
@@ -376,7 +385,7 @@ mod tests {
 
     #[test]
     fn without_an_answer_or_when_unsure_the_pause_is_timed_like_the_timer() {
-        let rule = Eagerness::Medium.model_rule();
+        let rule = RULE;
         for answer in [None, Some((rule.complete_at + rule.unfinished_below) / 2.0)] {
             let mut d = with_model();
             let asked = speak_then_pause(&mut d);
@@ -405,7 +414,7 @@ mod tests {
 
     #[test]
     fn an_unfinished_answer_waits_longer_and_a_stale_one_is_ignored() {
-        let rule = Eagerness::Medium.model_rule();
+        let rule = RULE;
         let mut d = with_model();
         let asked = speak_then_pause(&mut d);
         assert_eq!(d.on_model_score(asked, 0.0), None);
@@ -419,6 +428,16 @@ mod tests {
         d.push(60, 0.9);
         assert_eq!(d.on_model_score(asked, 1.0), None);
         assert!(d.is_speaking());
+        // A rule no answer changes (medium and low as fitted) never asks: it is the timer.
+        let mut d = TurnDetector::new(ServerVadSettings {
+            eagerness: Some(Eagerness::Medium),
+            turn_model: TurnModel::SmartTurn,
+            ..Default::default()
+        });
+        for i in 0..100 {
+            d.push(i, if i < 50 { 0.9 } else { 0.1 });
+            assert_eq!(d.take_model_request(), None);
+        }
         // Prosody mode never asks.
         let mut d = TurnDetector::new(ServerVadSettings {
             eagerness: Some(Eagerness::Medium),
