@@ -446,6 +446,62 @@ mod tests {
     }
 
     #[test]
+    fn the_turn_model_is_asked_once_per_pause_and_its_answer_ends_the_turn() {
+        use super::super::super::turn::semantic::Eagerness;
+        let high = ServerVadSettings {
+            eagerness: Some(Eagerness::High),
+            ..Default::default()
+        };
+        let mut s = Script::new(None, BargeInGuard::new(200));
+        s.conv = Conversation::new(Some(high), TurnModel::SmartTurn, BargeInGuard::new(200));
+        assert!(s.conv.asks_turn_model());
+        s.frames(40, 0.9, false).frames(10, 0.0, false);
+        let a = s.take();
+        let asked: Vec<u64> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::ScoreTurn { index } => Some(*index),
+                _ => None,
+            })
+            .collect();
+        // Asked once, about the 10th silent frame (200 ms into the pause); nothing ended yet.
+        assert_eq!(asked, vec![49]);
+        assert!(!events(&a)
+            .iter()
+            .any(|e| matches!(e, E::SpeechStopped { .. })));
+        // "Complete": the turn ends at the answer, ended by the model.
+        let now = s.now();
+        s.conv.on_turn_score(now, 49, 0.99, false);
+        let mut b = Vec::new();
+        while let Some(x) = s.conv.poll_action() {
+            b.push(x);
+        }
+        assert_eq!(
+            events(&b)[0],
+            E::SpeechStopped {
+                audio_end_ms: 1000,
+                item: 1
+            }
+        );
+        assert_eq!(s.conv.turn.end_rule(), EndRule::TurnModel);
+        // Server_vad and medium (a timer) never ask; neither does prosody.
+        for (settings, model) in [
+            (ServerVadSettings::default(), TurnModel::SmartTurn),
+            (
+                ServerVadSettings {
+                    eagerness: Some(Eagerness::Medium),
+                    ..Default::default()
+                },
+                TurnModel::SmartTurn,
+            ),
+            (high, TurnModel::Prosody),
+        ] {
+            let c = Conversation::new(Some(settings), model, BargeInGuard::new(200));
+            assert!(!c.asks_turn_model(), "{settings:?} {model:?}");
+        }
+    }
+
+    #[test]
     fn a_turn_is_started_stopped_committed_and_handed_to_the_agent() {
         let mut s = Script::new(Some(ServerVadSettings::default()), BargeInGuard::new(200));
         s.frames(10, 0.0, false).frames(40, 0.9, false);
