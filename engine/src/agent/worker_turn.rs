@@ -7,9 +7,10 @@
 //! The scorer is a thread of its own because a decision costs about 0.2 s of CPU and the worker
 //! must keep streaming replies meanwhile; it runs at a lower priority (nice 10), so where it shares
 //! CPUs with media cores they come first. It takes every waiting question at once and scores them
-//! oldest first with one plan, dropping those that waited past `STALE_AFTER` (their pause is over).
-//! Its queue is bounded (`SCORER_QUEUE`); a question that finds it full is answered at once with
-//! `QueueFull`, and the pause keeps the silence timer's window. (A tract plan for a batch of
+//! oldest first (earliest deadline first) with one plan, skipping those whose answer could not be
+//! in before their deadline at its recent pace (`Stale`): under load it spends its CPU on answers
+//! that can still change a turn. Its queue is bounded (`SCORER_QUEUE`); a question that finds it
+//! full is answered at once with `QueueFull`, and the pause keeps the silence timer's window. (A tract plan for a batch of
 //! windows costs the same per window as one run per window, so they are run one by one.)
 
 use std::collections::{HashMap, VecDeque};
@@ -28,9 +29,6 @@ use crate::core::turn::turn_model::{TurnAnswer, Unanswered};
 
 /// Questions that may wait for the scorer (about 1.6 s of its work).
 pub const SCORER_QUEUE: usize = 8;
-/// A question older than this when the scorer reaches it is dropped: by then the longest unsure
-/// window (1.2 s, eagerness low) has passed since the pause began.
-pub const STALE_AFTER: Duration = Duration::from_secs(1);
 /// Samples of 16 kHz audio in one 20 ms frame.
 const FRAME_SAMPLES: usize = (smart_turn::RATE as u64 * FRAME_MS / 1000) as usize;
 
@@ -92,6 +90,7 @@ struct Job {
     key: SessionKey,
     index: u64,
     asked_at: Instant,
+    deadline: Instant,
     audio: Vec<f32>,
 }
 
@@ -175,8 +174,9 @@ impl WorkerTurnModel {
                 key,
                 index,
                 asked_at,
+                deadline,
             } => {
-                let (key, index, asked_at) = (*key, *index, *asked_at);
+                let (key, index, asked_at, deadline) = (*key, *index, *asked_at, *deadline);
                 let mut audio = self
                     .free
                     .pop()
@@ -200,6 +200,7 @@ impl WorkerTurnModel {
                     key,
                     index,
                     asked_at,
+                    deadline,
                     audio,
                 };
                 let why = match self.jobs.as_ref().map(|j| j.try_send(job)) {
@@ -292,6 +293,9 @@ fn score_loop(jobs: Receiver<Job>, answers: Sender<Answer>, worker: Thread) {
     let mut features = vec![0.0f32; FEATURES_LEN];
     let mut p = Vec::with_capacity(1);
     let mut batch = Vec::with_capacity(SCORER_QUEUE);
+    // Recent wall time per decision (exponential average), to tell which questions can still be
+    // answered in time; 0 until the first decision.
+    let mut pace = Duration::ZERO;
     while let Ok(first) = jobs.recv() {
         let model = model.get_or_insert_with(|| match SmartTurn::new() {
             Ok(m) => Some(m),
@@ -307,13 +311,15 @@ fn score_loop(jobs: Receiver<Job>, answers: Sender<Answer>, worker: Thread) {
         for job in batch.drain(..) {
             let answer = match &*model {
                 None => TurnAnswer::Unanswered(Unanswered::NoModel),
-                Some(_) if job.asked_at.elapsed() > STALE_AFTER => {
+                Some(_) if Instant::now() + pace >= job.deadline => {
                     TurnAnswer::Unanswered(Unanswered::Stale)
                 }
                 Some(m) => {
-                    let t = thread_cpu();
+                    let (t, wall) = (thread_cpu(), Instant::now());
                     fx.compute(&job.audio, &mut features);
-                    match m.score(&features, &mut p) {
+                    let scored = m.score(&features, &mut p);
+                    pace = (pace * 3 + wall.elapsed()) / 4;
+                    match scored {
                         Ok(()) => TurnAnswer::Scored {
                             probability: p.first().copied().unwrap_or(0.0),
                             model_us: (thread_cpu().saturating_sub(t)).as_micros() as u32,
@@ -388,6 +394,7 @@ mod tests {
                 key: k,
                 index: 3,
                 asked_at: Instant::now(),
+                deadline: Instant::now() + Duration::from_secs(60),
             },
             &mut out,
         );
@@ -432,6 +439,7 @@ mod tests {
                 key: k,
                 index: asked,
                 asked_at: Instant::now(),
+                deadline: Instant::now() + Duration::from_secs(60),
             },
             &mut out,
         );
@@ -457,6 +465,31 @@ mod tests {
         assert!(model_us > 0);
         // The finished greeting (24 kHz here, resampled) sounds complete, as at 16 kHz.
         assert!(probability > 0.5, "{probability}");
+        // A question the scorer cannot answer before its deadline is not computed.
+        out.clear();
+        m.on_message(
+            &UplinkMsg::ScoreTurn {
+                key: k,
+                index: asked,
+                asked_at: Instant::now(),
+                deadline: Instant::now(),
+            },
+            &mut out,
+        );
+        while out.is_empty() && Instant::now() < deadline {
+            std::thread::park_timeout(Duration::from_millis(10));
+            m.poll(&mut out);
+        }
+        assert!(
+            matches!(
+                out[..],
+                [DownlinkMsg::TurnScore {
+                    answer: TurnAnswer::Unanswered(Unanswered::Stale),
+                    ..
+                }]
+            ),
+            "{out:?}"
+        );
         m.on_message(&UplinkMsg::End { key: k }, &mut out);
         assert!(m.histories.is_empty() && m.rates.is_empty());
     }

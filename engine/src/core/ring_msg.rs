@@ -54,11 +54,13 @@ pub enum UplinkMsg {
         key: SessionKey,
     },
     /// `--turn-model smart-turn`: is the turn complete at the end of frame `index`? The worker
-    /// answers with `DownlinkMsg::TurnScore`. `asked_at`: on the shard's clock.
+    /// answers with `DownlinkMsg::TurnScore`. `asked_at`: on the shard's clock; after `deadline`
+    /// the answer would change nothing (the pause is timed out), so it is not computed.
     ScoreTurn {
         key: SessionKey,
         index: u64,
         asked_at: Instant,
+        deadline: Instant,
     },
 }
 

@@ -67,9 +67,10 @@ pub enum Action {
     /// Speech over a playing reply, by outcome (counted).
     BargeIn(BargeInOutcome),
     /// Ask the turn model whether the turn is complete at the end of frame `index`; the answer
-    /// goes to `on_turn_score`.
+    /// goes to `on_turn_score`, and is worth computing only within `useful_ms`.
     ScoreTurn {
         index: u64,
+        useful_ms: u32,
     },
 }
 
@@ -182,7 +183,11 @@ impl Conversation {
             None => {}
         }
         if let Some(asked) = self.turn.take_model_request() {
-            self.push(Action::ScoreTurn { index: asked });
+            let useful_ms = self.turn.model_answer_useful_ms();
+            self.push(Action::ScoreTurn {
+                index: asked,
+                useful_ms,
+            });
         }
         if let Some(ev) = event {
             self.gate_turn_event(now, ev, talking);
@@ -460,7 +465,11 @@ mod tests {
         let asked: Vec<u64> = a
             .iter()
             .filter_map(|x| match x {
-                Action::ScoreTurn { index } => Some(*index),
+                Action::ScoreTurn { index, useful_ms } => {
+                    // An answer matters until high's 500 ms window would end the turn anyway.
+                    assert_eq!(*useful_ms, 300);
+                    Some(*index)
+                }
                 _ => None,
             })
             .collect();

@@ -588,12 +588,13 @@ impl Session {
                     self.pacer.wake(now);
                 }
                 Action::BargeIn(outcome) => out.event(ShardEvent::BargeIn(outcome)),
-                Action::ScoreTurn { index } => {
+                Action::ScoreTurn { index, useful_ms } => {
                     if self.agent_started {
                         let msg = UplinkMsg::ScoreTurn {
                             key: self.key,
                             index,
                             asked_at: now,
+                            deadline: now + Duration::from_millis(useful_ms.into()),
                         };
                         out.for_worker(self.worker, msg);
                     } else {

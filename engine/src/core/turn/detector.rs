@@ -105,6 +105,11 @@ impl TurnDetector {
         self
     }
 
+    /// How long after a question its answer can still change the turn (see `ModelRule`).
+    pub fn model_answer_useful_ms(&self) -> u32 {
+        self.model_rule().map_or(0, |r| r.answer_useful_ms())
+    }
+
     /// Whether this detector asks the turn model about pauses.
     pub fn asks_model(&self) -> bool {
         self.model_rule().is_some_and(|r| r.listens())

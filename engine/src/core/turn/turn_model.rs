@@ -49,7 +49,7 @@ pub enum TurnAnswer {
 pub enum Unanswered {
     /// The worker's scorer already had `SCORER_QUEUE` questions waiting.
     QueueFull,
-    /// It waited so long in the queue that the pause was over (`STALE_AFTER`).
+    /// It could not be answered before its deadline: by then the pause is timed out anyway.
     Stale,
     /// The model could not be loaded (logged at start).
     NoModel,
@@ -96,6 +96,12 @@ pub struct ModelRule {
 }
 
 impl ModelRule {
+    /// How long after the question an answer can still change anything: until the unsure window
+    /// ends the turn on its own.
+    pub fn answer_useful_ms(&self) -> u32 {
+        self.unsure_ms.saturating_sub(ASK_AFTER_MS)
+    }
+
     /// The silence (from the end of the voice, as a timer counts it) that ends the turn.
     pub fn wait_ms(&self, p: f32) -> u32 {
         if p >= self.complete_at {
