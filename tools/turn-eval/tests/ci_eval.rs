@@ -61,6 +61,11 @@ fn score(e: &Evaluation, want: impl Fn(&DetectorConfig) -> bool) -> &TurnScore {
         .1
 }
 
+/// The silence timer of `ms`.
+fn timer(e: &Evaluation, ms: u32) -> &TurnScore {
+    score(e, |c| matches!(c, DetectorConfig::Silence(t) if *t == ms))
+}
+
 fn p50(s: &TurnScore) -> u64 {
     s.delay_percentile(0.5).expect("turns released")
 }
@@ -71,12 +76,7 @@ fn held_out_turn_taking_against_the_timers() {
     let turns = clips.iter().filter(|c| c.is_turn()).count();
     assert_eq!(turns, 84, "two voices, 14 turns each, three versions");
     let (e, mut model) = evaluation(&clips);
-    let timer = |ms| {
-        score(
-            &e,
-            move |c| matches!(c, DetectorConfig::Silence(t) if *t == ms),
-        )
-    };
+    let timer = |ms| timer(&e, ms);
     // The evaluation itself: a longer timer cuts into fewer pauses and answers later.
     assert!(timer(500).cut_ins > timer(800).cut_ins && timer(800).cut_ins > timer(1200).cut_ins);
     assert!(p50(timer(500)) < p50(timer(800)) && p50(timer(800)) < p50(timer(1200)));
@@ -109,12 +109,7 @@ fn held_out_human_prompts_against_the_timers() {
     let clips = load_set(&made_set("turn-eval-human", "make_human.py", &[])).expect("set loads");
     assert_eq!(clips.iter().filter(|c| c.is_turn()).count(), 160);
     let (e, _) = evaluation(&clips);
-    let timer = |ms| {
-        score(
-            &e,
-            move |c| matches!(c, DetectorConfig::Silence(t) if *t == ms),
-        )
-    };
+    let timer = |ms| timer(&e, ms);
     assert!(p50(timer(500)) < p50(timer(800)) && p50(timer(800)) < p50(timer(1200)));
     for e_ in [Eagerness::High, Eagerness::Medium, Eagerness::Low] {
         let fallback = timer(e_.timer_to_beat_ms());

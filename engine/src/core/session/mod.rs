@@ -609,6 +609,11 @@ impl Session {
         }
     }
 
+    /// Reply audio is playing, encoded ahead or queued (barge-in applies).
+    fn reply_active(&self) -> bool {
+        self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty()
+    }
+
     /// The turn model's answer (`--turn-model smart-turn`), counted, and to the conversation.
     fn on_turn_score(
         &mut self,
@@ -621,8 +626,7 @@ impl Session {
         let waited = now.saturating_duration_since(asked_at);
         out.event(ShardEvent::TurnModel { answer, waited });
         if let TurnAnswer::Scored { probability, .. } = answer {
-            let reply_active =
-                self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty();
+            let reply_active = self.reply_active();
             self.conversation
                 .on_turn_score(now, index, probability, reply_active);
             self.run_conversation(now, out);

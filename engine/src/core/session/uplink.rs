@@ -216,8 +216,7 @@ impl Session {
 
     /// One frame's voice decision to the conversation, and what it decides carried out.
     fn decide(&mut self, now: Instant, frame: VoiceFrame, out: &mut Outputs) {
-        let reply_active =
-            self.playing.is_some() || self.ahead.is_some() || !self.playout.is_empty();
+        let reply_active = self.reply_active();
         let ms = self.audio_ms();
         self.conversation.on_voice(now, frame, reply_active, ms);
         self.run_conversation(now, out);
