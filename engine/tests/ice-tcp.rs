@@ -89,3 +89,32 @@ fn a_tcp_only_client_completes_a_turn() {
     assert_eq!(metric(&m, "tern_ice_tcp_total", "accepted"), 1.0, "{m}");
     assert_eq!(metric(&m, "tern_ice_tcp_total", "no_connection"), 0.0);
 }
+
+/// ICE-TCP on the HTTP port (by default it takes the media port's number) would share one
+/// SO_REUSEPORT group with signaling, and the kernel would hand offers to ICE-TCP: refused at
+/// start with a message that names both flags.
+#[test]
+fn ice_tcp_on_the_http_port_is_refused_at_start() {
+    let port = common::process::free_port();
+    let http: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg = {
+        let mut c = tern_engine::shell::runtime::EngineConfig::new(
+            vec![0],
+            http,
+            "127.0.0.1:0".parse().unwrap(),
+            tern_engine::agent::AgentKind::Echo,
+        );
+        c.ice_tcp_port = Some(port);
+        c
+    };
+    let err = match tern_engine::shell::runtime::start(cfg) {
+        Ok(_) => panic!("an engine started with ICE-TCP on its HTTP port"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains("--http") && err.contains("--ice-tcp-port"),
+        "{err}"
+    );
+    // Nothing was left listening.
+    assert!(std::net::TcpListener::bind(http).is_ok(), "{err}");
+}

@@ -56,11 +56,25 @@ def wait_for(driver, predicate_js, timeout, what):
     raise AssertionError(f"timed out waiting for {what}; page state: {state}")
 
 
+def open_demo_page(driver, base_url, timeout=10):
+    """Loads the demo page and waits for its start button; if it never shows, fails with what the
+    browser showed instead (what a CI run lacked; its likely cause, ICE-TCP given the HTTP port, is fixed)."""
+    driver.get(base_url + "/")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if driver.find_elements("id", "start"):
+            return
+        time.sleep(0.1)
+    shown = {"url": driver.current_url, "title": driver.title,
+             "source": driver.page_source[:2000]}
+    raise AssertionError(f"the demo page at {base_url}/ never showed its start button: {shown}")
+
+
 def run_echo_turn(driver, base_url, screenshot=None):
     """Opens the demo page, starts a call, and waits for one turn and its echo.
 
     Returns the figures measured by the page: connect time and turn latencies (ms)."""
-    driver.get(base_url + "/")
+    open_demo_page(driver, base_url)
     driver.find_element("id", "start").click()
     wait_for(driver, "window.tern.state === 'connected'", 20, "connected")
     # Measured in the page: createOffer -> connectionState "connected".

@@ -21,11 +21,15 @@ def free_port(kind=socket.SOCK_STREAM):
         return s.getsockname()[1]
 
 
-def free_media_port():
+def free_media_port(http_port):
     """A port free for UDP and TCP both: `--udp-port`, and ICE-TCP on the same number by default
-    (a UDP-only pick once collided with another test's TCP listener)."""
+    (a UDP-only pick once collided with another test's TCP listener). Never the HTTP port, which
+    is free again once its probe closed: in CI and here the two came out equal and ICE-TCP took the
+    signaling connections (tern now refuses to start that way)."""
     while True:
         port = free_port(socket.SOCK_DGRAM)
+        if port == http_port:
+            continue
         try:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
                 t.bind(("127.0.0.1", port))
@@ -41,7 +45,7 @@ class Tern:
         """`bind=None` / `public_ip=None` leave those flags at `tern serve`'s defaults (the
         wildcard; the host's primary address)."""
         self.http_port = free_port()
-        self.udp_port = free_media_port()
+        self.udp_port = free_media_port(self.http_port)
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(

@@ -55,6 +55,13 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(s.into())
 }
 
+/// Whether two TCP listeners would take the same connections: the same port (not 0, which
+/// picks a free one) on the same address, or on any address when either is the wildcard.
+pub fn tcp_listeners_collide(a: SocketAddr, b: SocketAddr) -> bool {
+    let same_ip = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+    a.port() != 0 && a.port() == b.port() && same_ip
+}
+
 /// Maximum datagram we send or receive.
 pub use crate::core::shard_msg::MAX_DATAGRAM;
 /// Datagrams per `sendmmsg`.
@@ -317,5 +324,36 @@ pub fn attach_cpu_steering(sock: &impl AsRawFd, cpus: &[usize]) -> io::Result<()
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp_listeners_collide;
+
+    #[test]
+    fn listeners_collide_on_one_port_of_overlapping_addresses() {
+        let addr = |s: &str| s.parse().unwrap();
+        assert!(tcp_listeners_collide(
+            addr("127.0.0.1:5000"),
+            addr("127.0.0.1:5000")
+        ));
+        assert!(tcp_listeners_collide(
+            addr("0.0.0.0:5000"),
+            addr("127.0.0.1:5000")
+        ));
+        assert!(tcp_listeners_collide(
+            addr("10.0.0.1:5000"),
+            addr("[::]:5000")
+        ));
+        assert!(!tcp_listeners_collide(
+            addr("127.0.0.1:5000"),
+            addr("127.0.0.1:5001")
+        ));
+        assert!(!tcp_listeners_collide(
+            addr("127.0.0.1:5000"),
+            addr("10.0.0.1:5000")
+        ));
+        assert!(!tcp_listeners_collide(addr("0.0.0.0:0"), addr("0.0.0.0:0")));
     }
 }

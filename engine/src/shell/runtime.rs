@@ -17,7 +17,9 @@ use super::fleet::{self, FleetSettings, NodeLoad};
 use super::http::{serve_connection, HttpContext};
 use super::ice_tcp;
 use super::mesh::Mesh;
-use super::net::{attach_cpu_steering, bind_tcp, bind_udp, reply_source, Steering};
+use super::net::{
+    attach_cpu_steering, bind_tcp, bind_udp, reply_source, tcp_listeners_collide, Steering,
+};
 use super::recorder::{self, RecordSettings};
 use super::recv_batch::receive_loop;
 use super::relay_ingress::RelayIngress;
@@ -285,6 +287,21 @@ pub fn check_memlock(executors: usize, io_memory: usize) -> anyhow::Result<()> {
 /// Starts workers and shards; returns once every shard is listening.
 pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
     check_memlock(cfg.cores.len(), cfg.io_memory)?;
+    if let Some(ice) = cfg
+        .ice_tcp_port
+        .map(|p| SocketAddr::new(cfg.udp_bind.ip(), p))
+        .filter(|a| tcp_listeners_collide(*a, cfg.http))
+    {
+        // Both listeners set SO_REUSEPORT, so the kernel would let the second bind succeed and
+        // then deal signaling connections to ICE-TCP and ICE-TCP ones to HTTP at random.
+        anyhow::bail!(
+            "ICE-TCP would listen on {ice}, the HTTP address (--http {}): TCP port {} \
+             would carry both; choose another --udp-port, set --ice-tcp-port, or --ice-tcp-port 0 \
+             to turn ICE-TCP off",
+            cfg.http,
+            ice.port()
+        );
+    }
     let crypto = ServerCrypto::new().context("creating DTLS certificate")?;
     let shards = cfg.cores.len();
     let stop = Arc::new(AtomicBool::new(false));

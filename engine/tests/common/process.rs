@@ -27,7 +27,10 @@ impl TernProcess {
     /// HTTP answers. The log (RUST_LOG=info) goes to a temp file, read with `log()`.
     pub fn start(args: &[&str]) -> Self {
         let http_port = free_port();
-        let udp_port = free_port();
+        // Not the HTTP port again (it is free once its probe closes): ICE-TCP listens there.
+        let udp_port = std::iter::repeat_with(free_port)
+            .find(|&p| p != http_port)
+            .expect("a second free port");
         let log =
             std::env::temp_dir().join(format!("tern-test-{}-{http_port}.log", std::process::id()));
         let file = std::fs::File::create(&log).expect("log file");
