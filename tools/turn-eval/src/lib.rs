@@ -9,7 +9,7 @@
 
 pub mod smart_turn_eval;
 
-use smart_turn_eval::{ModelScores, MODEL_DELAY_FRAMES};
+use smart_turn_eval::ModelScores;
 
 use std::path::Path;
 
@@ -235,7 +235,7 @@ pub fn probabilities(vad: &str, samples: &[i16]) -> anyhow::Result<Vec<f32>> {
 }
 
 /// When a detector released turns in one clip (ms of clip time at each speech_stopped). A
-/// detector with the model gets its answers from `model`, `MODEL_DELAY_FRAMES` after it asked.
+/// detector with the model gets its answers from `model`, `model.delay_frames` after it asked.
 pub fn releases(
     cfg: DetectorConfig,
     clip: &Clip,
@@ -257,7 +257,7 @@ pub fn releases(
             let m = model
                 .as_deref_mut()
                 .context("a smart-turn detector needs the model's answers")?;
-            pending.push((asked + MODEL_DELAY_FRAMES, asked, m.get(clip, asked)?));
+            pending.push((asked + m.delay_frames, asked, m.get(clip, asked)?));
         }
         while let Some(k) = pending.iter().position(|(due, ..)| *due <= i) {
             let (_, asked, answer) = pending.swap_remove(k);

@@ -19,7 +19,8 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use tern_turn_eval::smart_turn_eval::{self, ModelScores, MODEL_DELAY_FRAMES};
+use tern_engine::core::media::frame::FRAME_MS;
+use tern_turn_eval::smart_turn_eval::{self, ModelScores};
 
 fn main() -> anyhow::Result<()> {
     let mut set = None;
@@ -32,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     let mut fit_pooled = false;
     let mut noise_reduction = false;
     let mut plot = None;
+    let mut delay_ms = None;
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "--dump-cues" {
@@ -55,8 +57,15 @@ fn main() -> anyhow::Result<()> {
             "--smart-turn" => smart_turn_threads = v.parse().context("--smart-turn THREADS")?,
             "--model-cache" => cache = Some(PathBuf::from(v)),
             "--plot" => plot = Some(PathBuf::from(v)),
+            "--model-delay-ms" => {
+                let ms: u64 = v.parse().context("--model-delay-ms MS")?;
+                if !ms.is_multiple_of(FRAME_MS) {
+                    bail!("--model-delay-ms: {ms} is not a whole number of {FRAME_MS} ms frames");
+                }
+                delay_ms = Some(ms);
+            }
             _ => bail!(
-                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --dump-cues)"
+                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --model-delay-ms MS, --dump-cues)"
             ),
         }
     }
@@ -105,7 +114,11 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|c| tern_turn_eval::probabilities("earshot", &c.samples))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let scores = ModelScores::compute(&turns, &probs, smart_turn_threads, cache.as_deref())?;
+        let mut scores =
+            ModelScores::compute(&turns, &probs, smart_turn_threads, cache.as_deref())?;
+        if let Some(ms) = delay_ms {
+            scores.delay_frames = ms / FRAME_MS;
+        }
         let cost = if scores.model_us.is_empty() {
             "all read from --model-cache".to_string()
         } else {
@@ -119,10 +132,9 @@ fn main() -> anyhow::Result<()> {
         md += &format!(
             "Smart Turn v3.2: {} answers ({cost}), each reaching the detector {} ms after it asked.\n\n",
             scores.decisions(),
-            MODEL_DELAY_FRAMES * 20
+            scores.delay_frames * FRAME_MS
         );
         if fit_model {
-            let mut scores = scores;
             let fits = smart_turn_eval::fit(&turns, &probs, &mut scores, fit_pooled)?;
             md += if fit_pooled {
                 "### The model's rule, fitted on this set (pooled: the whole set as one source)\n\n"

@@ -19,7 +19,7 @@ use tern_engine::core::turn::turn_model::{ModelRule, ASK_AFTER_MS};
 
 use super::{Clip, DetectorConfig, TurnScore, RATE};
 
-/// Frames between the question and the answer (240 ms).
+/// Frames between the question and the answer by default (240 ms).
 pub const MODEL_DELAY_FRAMES: u64 = 12;
 /// The VAD probability at and above which a frame is voiced (the detector's default threshold).
 const VOICED: f32 = 0.5;
@@ -35,6 +35,9 @@ pub struct ModelScores {
     fx: Option<WhisperFeatures>,
     /// Model time per decision made here (µs), not those loaded from a cache.
     pub model_us: Vec<u64>,
+    /// Frames from a question to its answer reaching the detector (`--model-delay-ms`: what a
+    /// faster or slower model would change); `MODEL_DELAY_FRAMES` unless set.
+    pub delay_frames: u64,
 }
 
 impl ModelScores {
@@ -47,7 +50,10 @@ impl ModelScores {
         threads: usize,
         cache: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let mut s = ModelScores::default();
+        let mut s = ModelScores {
+            delay_frames: MODEL_DELAY_FRAMES,
+            ..ModelScores::default()
+        };
         if let Some(p) = cache.filter(|p| p.exists()) {
             let v: Vec<(String, u64, f32)> =
                 serde_json::from_slice(&std::fs::read(p)?).context("model cache")?;
