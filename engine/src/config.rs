@@ -306,10 +306,12 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = EagernessArg::Auto)]
     pub eagerness: EagernessArg,
     /// semantic_vad: what chooses how long a pause must last. smart-turn: Smart Turn v3.2 on the
-    /// inference workers, asked 200 ms into each pause (about 0.2 s of a worker CPU each); until
-    /// it answers, when it is unsure or busy, the pause is timed like server_vad at 500/800/1200 ms
-    /// for high/medium/low. prosody: the pitch and energy of the last words (media core; waits up
-    /// to the eagerness ceiling, worse than a timer on held-out voices).
+    /// inference workers (about 0.1-0.2 s of a worker CPU per question): high asks 200 ms into a
+    /// pause and ends the turn on a confident "complete", medium asks 400 ms in, ends the turn on
+    /// "complete" and waits 1.6 s on "incomplete"; low never asks. Until it answers, or when it is
+    /// busy, the pause is timed like server_vad at 500/800/1200 ms for high/medium/low. prosody:
+    /// the pitch and energy of the last words (media core; waits up to the eagerness ceiling,
+    /// worse than a timer on held-out voices).
     #[arg(long, value_enum, default_value_t = TurnModelArg::SmartTurn)]
     pub turn_model: TurnModelArg,
     /// server_vad: speech probability threshold.

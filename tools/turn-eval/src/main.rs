@@ -20,6 +20,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use tern_engine::core::media::frame::FRAME_MS;
+use tern_engine::core::turn::turn_model::ASK_POINTS_MS;
 use tern_turn_eval::smart_turn_eval::{self, ModelScores};
 
 fn main() -> anyhow::Result<()> {
@@ -34,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let mut noise_reduction = false;
     let mut plot = None;
     let mut delay_ms = None;
+    let mut ask_points = ASK_POINTS_MS.to_vec();
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "--dump-cues" {
@@ -57,6 +59,13 @@ fn main() -> anyhow::Result<()> {
             "--smart-turn" => smart_turn_threads = v.parse().context("--smart-turn THREADS")?,
             "--model-cache" => cache = Some(PathBuf::from(v)),
             "--plot" => plot = Some(PathBuf::from(v)),
+            "--ask-after-ms" => {
+                let ms: u32 = v.parse().context("--ask-after-ms MS")?;
+                if !ASK_POINTS_MS.contains(&ms) {
+                    bail!("--ask-after-ms: {ms} is not one of {ASK_POINTS_MS:?}");
+                }
+                ask_points = vec![ms];
+            }
             "--model-delay-ms" => {
                 let ms: u64 = v.parse().context("--model-delay-ms MS")?;
                 if !ms.is_multiple_of(FRAME_MS) {
@@ -65,7 +74,7 @@ fn main() -> anyhow::Result<()> {
                 delay_ms = Some(ms);
             }
             _ => bail!(
-                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --model-delay-ms MS, --dump-cues)"
+                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --model-delay-ms MS, --ask-after-ms MS (the fit's ask points), --dump-cues)"
             ),
         }
     }
@@ -135,7 +144,7 @@ fn main() -> anyhow::Result<()> {
             scores.delay_frames * FRAME_MS
         );
         if fit_model {
-            let fits = smart_turn_eval::fit(&turns, &probs, &mut scores, fit_pooled)?;
+            let fits = smart_turn_eval::fit(&turns, &probs, &mut scores, fit_pooled, &ask_points)?;
             md += if fit_pooled {
                 "### The model's rule, fitted on this set (pooled: the whole set as one source)\n\n"
             } else {

@@ -15,7 +15,7 @@ use anyhow::Context;
 use tern_engine::core::media::frame::FRAME_MS;
 use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::core::turn::smart_turn::{SmartTurn, WhisperFeatures, FEATURES_LEN};
-use tern_engine::core::turn::turn_model::{ModelRule, ASK_AFTER_MS};
+use tern_engine::core::turn::turn_model::{ModelRule, ASK_AFTER_MS, ASK_POINTS_MS};
 
 use super::{Clip, DetectorConfig, TurnScore, RATE};
 
@@ -130,9 +130,9 @@ impl ModelScores {
     }
 }
 
-/// Frames the detector may ask about: the `ASK_AFTER_MS`-th ms of silence after a voiced frame.
+/// Frames the detector may ask about: at each of `ASK_POINTS_MS` of silence after a voiced frame.
 fn ask_frames(probs: &[f32]) -> Vec<u64> {
-    let need = (ASK_AFTER_MS as u64 / FRAME_MS) as usize;
+    let points = ASK_POINTS_MS.map(|ms| (ms as u64 / FRAME_MS) as usize);
     let mut out = Vec::new();
     let (mut seen_voice, mut silent) = (false, 0usize);
     for (i, &p) in probs.iter().enumerate() {
@@ -141,7 +141,7 @@ fn ask_frames(probs: &[f32]) -> Vec<u64> {
             continue;
         }
         silent += 1;
-        if seen_voice && silent == need {
+        if seen_voice && points.contains(&silent) {
             out.push(i as u64);
         }
     }
@@ -163,6 +163,7 @@ fn score(model: &SmartTurn, fx: &mut WhisperFeatures, clip: &Clip, i: u64) -> an
 
 /// Pipecat's rule as a `ModelRule`: complete at p >= 0.5, otherwise its 3 s window.
 pub const PIPECAT: ModelRule = ModelRule {
+    ask_after_ms: ASK_AFTER_MS,
     complete_at: 0.5,
     unfinished_below: 0.5,
     unsure_ms: 3_000,
@@ -175,6 +176,7 @@ pub const POOLED_FIT: [(Eagerness, ModelRule); 2] = [
     (
         Eagerness::High,
         ModelRule {
+            ask_after_ms: ASK_AFTER_MS,
             complete_at: 0.8,
             unfinished_below: 0.02,
             unsure_ms: 500,
@@ -184,6 +186,7 @@ pub const POOLED_FIT: [(Eagerness, ModelRule); 2] = [
     (
         Eagerness::Medium,
         ModelRule {
+            ask_after_ms: ASK_AFTER_MS,
             complete_at: 0.7,
             unfinished_below: 0.5,
             unsure_ms: 800,
@@ -200,13 +203,17 @@ pub fn timer_to_beat(e: Eagerness) -> u32 {
     e.timer_to_beat_ms()
 }
 
-/// The rules `--fit-model` tries for one eagerness: the unsure window at or up to 400 ms below
-/// the timer's (never longer), the long wait from 1 to 3 times the timer's, under the ceiling.
-fn candidates(e: Eagerness) -> Vec<ModelRule> {
+/// The rules `--fit-model` tries for one eagerness: asked at each of `ask_points`, the unsure
+/// window at or up to 400 ms below the timer's (never longer), the long wait from 1 to 3 times the
+/// timer's, under the ceiling.
+fn candidates(e: Eagerness, ask_points: &[u32]) -> Vec<ModelRule> {
     let timer = timer_to_beat(e);
     let ceiling = e.waits_ms().1;
     let mut out = Vec::new();
-    for unsure_ms in [timer, timer - 200, timer - 400] {
+    for (&ask_after_ms, unsure_ms) in ask_points
+        .iter()
+        .flat_map(|a| [timer, timer - 200, timer - 400].map(|u| (a, u)))
+    {
         // 1.01: never complete.
         for complete_at in [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.01] {
             for unfinished_below in [0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5] {
@@ -216,6 +223,7 @@ fn candidates(e: Eagerness) -> Vec<ModelRule> {
                 for k in [1.0, 1.25, 1.5, 2.0, 2.5, 3.0] {
                     let unfinished_ms = ((timer as f32 * k) as u32).min(ceiling);
                     out.push(ModelRule {
+                        ask_after_ms,
                         complete_at,
                         unfinished_below,
                         unsure_ms,
@@ -256,6 +264,7 @@ pub fn fit(
     vad_probs: &[Vec<f32>],
     scores: &mut ModelScores,
     pooled: bool,
+    ask_points: &[u32],
 ) -> anyhow::Result<Vec<Option<Fitted>>> {
     let source = |c: &Clip| if pooled { "all" } else { c.source.as_str() }.to_string();
     let mut sources: Vec<String> = Vec::new();
@@ -282,7 +291,7 @@ pub fn fit(
     let mut out = Vec::new();
     for e in [Eagerness::High, Eagerness::Medium, Eagerness::Low] {
         let timer = score_of(DetectorConfig::Silence(timer_to_beat(e)), scores)?;
-        let rules = candidates(e);
+        let rules = candidates(e, ask_points);
         let mut best: Option<(ModelRule, TurnScore, (i64, i64))> = None;
         for rule in &rules {
             let s = score_of(DetectorConfig::Rule(e, *rule), scores)?;
@@ -322,13 +331,14 @@ pub fn fit(
 /// The fit as markdown.
 pub fn fit_report(fits: &[Option<Fitted>]) -> String {
     let mut o = String::from(
-        "| eagerness | complete at | unfinished below | unsure wait | unfinished wait | p50 / p90 ms | false cut-ins | timer | timer p50 / p90 ms | timer false cut-ins |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| eagerness | asked after ms | complete at | unfinished below | unsure wait | unfinished wait | p50 / p90 ms | false cut-ins | timer | timer p50 / p90 ms | timer false cut-ins |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for f in fits.iter().flatten() {
         let r = f.rule;
         o += &format!(
-            "| {} | {} | {} | {} | {} | {} / {} | {:.1}% ({}/{}) | {} ms | {} / {} | {:.1}% ({}/{}) |\n",
+            "| {} | {} | {} | {} | {} | {} | {} / {} | {:.1}% ({}/{}) | {} ms | {} / {} | {:.1}% ({}/{}) |\n",
             f.eagerness.label(),
+            r.ask_after_ms,
             r.complete_at,
             r.unfinished_below,
             r.unsure_ms,
@@ -362,13 +372,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn asks_at_the_tenth_silent_frame_after_voice() {
+    fn asks_at_the_tenth_and_twentieth_silent_frames_after_voice() {
         let mut p = vec![0.0; 5];
         p.extend([0.9; 4]);
+        p.extend([0.1; 25]);
+        p.push(0.9);
         p.extend([0.1; 15]);
         p.push(0.9);
         p.extend([0.1; 9]);
-        // Silence before any voice is never asked about; a pause of 9 frames is not either.
-        assert_eq!(ask_frames(&p), vec![18]);
+        // Silence before any voice is never asked about; a pause of 9 frames is not either, one
+        // of 15 only at 200 ms.
+        assert_eq!(ask_frames(&p), vec![18, 28, 44]);
     }
 }

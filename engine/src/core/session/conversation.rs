@@ -493,20 +493,19 @@ mod tests {
             }
         );
         assert_eq!(s.conv.turn.end_rule(), EndRule::TurnModel);
-        // Server_vad and medium (a timer) never ask; neither does prosody.
-        for (settings, model) in [
-            (ServerVadSettings::default(), TurnModel::SmartTurn),
-            (
-                ServerVadSettings {
-                    eagerness: Some(Eagerness::Medium),
-                    ..Default::default()
-                },
-                TurnModel::SmartTurn,
-            ),
-            (high, TurnModel::Prosody),
+        // Server_vad and low (a timer) never ask; neither does prosody. Medium does.
+        let with = |eagerness| ServerVadSettings {
+            eagerness: Some(eagerness),
+            ..Default::default()
+        };
+        for (settings, model, asks) in [
+            (ServerVadSettings::default(), TurnModel::SmartTurn, false),
+            (with(Eagerness::Low), TurnModel::SmartTurn, false),
+            (high, TurnModel::Prosody, false),
+            (with(Eagerness::Medium), TurnModel::SmartTurn, true),
         ] {
             let c = Conversation::new(Some(settings), model, BargeInGuard::new(200));
-            assert!(!c.asks_turn_model(), "{settings:?} {model:?}");
+            assert_eq!(c.asks_turn_model(), asks, "{settings:?} {model:?}");
         }
     }
 

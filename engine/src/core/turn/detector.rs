@@ -14,7 +14,7 @@ use super::super::media::frame::FRAME_MS;
 use super::latency::EndRule;
 use super::prosody::ProsodyTracker;
 use super::semantic::Eagerness;
-use super::turn_model::{ModelRule, TurnModel, ASK_AFTER_MS};
+use super::turn_model::{ModelRule, TurnModel};
 
 /// Voice frames in a row needed before speech counts as started (filters clicks).
 pub const MIN_SPEECH_FRAMES: u32 = 3;
@@ -141,7 +141,7 @@ impl TurnDetector {
     }
 
     /// The frame whose audio, up to its end, the turn model should score now (once per pause,
-    /// `ASK_AFTER_MS` into it). The answer goes to `on_model_score`.
+    /// the rule's `ask_after_ms` into it). The answer goes to `on_model_score`.
     pub fn take_model_request(&mut self) -> Option<u64> {
         self.request.take()
     }
@@ -250,7 +250,7 @@ impl TurnDetector {
                     };
                 }
                 *silence_ms += FRAME_MS as u32;
-                if rule.is_some_and(|r| r.listens()) && *silence_ms == ASK_AFTER_MS {
+                if rule.is_some_and(|r| r.listens() && *silence_ms == r.ask_after_ms) {
                     self.asked = Some(index);
                     self.request = Some(index);
                 }
@@ -277,6 +277,7 @@ impl TurnDetector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::turn::turn_model::ASK_AFTER_MS;
 
     fn run(d: &mut TurnDetector, probs: &[f32]) -> Vec<(u64, TurnEvent)> {
         probs
@@ -337,6 +338,7 @@ mod tests {
 
     /// A rule that uses every kind of answer (the fitted ones use fewer).
     const RULE: ModelRule = ModelRule {
+        ask_after_ms: ASK_AFTER_MS,
         complete_at: 0.7,
         unfinished_below: 0.5,
         unsure_ms: 800,
@@ -433,15 +435,21 @@ mod tests {
         d.push(60, 0.9);
         assert_eq!(d.on_model_score(asked, 1.0), None);
         assert!(d.is_speaking());
-        // A rule no answer changes (medium and low as fitted) never asks: it is the timer.
-        let mut d = TurnDetector::new(ServerVadSettings {
-            eagerness: Some(Eagerness::Medium),
-            turn_model: TurnModel::SmartTurn,
-            ..Default::default()
-        });
-        for i in 0..100 {
-            d.push(i, if i < 50 { 0.9 } else { 0.1 });
-            assert_eq!(d.take_model_request(), None);
+        // Medium as fitted asks later (the 20th silent frame, 400 ms in); low, a rule no answer
+        // changes, never asks: it is the timer.
+        for (eagerness, ask) in [(Eagerness::Medium, Some(69)), (Eagerness::Low, None)] {
+            let mut d = TurnDetector::new(ServerVadSettings {
+                eagerness: Some(eagerness),
+                turn_model: TurnModel::SmartTurn,
+                ..Default::default()
+            });
+            let asked: Vec<u64> = (0..100)
+                .filter_map(|i| {
+                    d.push(i, if i < 50 { 0.9 } else { 0.1 });
+                    d.take_model_request()
+                })
+                .collect();
+            assert_eq!(asked, Vec::from_iter(ask), "{eagerness:?}");
         }
         // Prosody mode never asks.
         let mut d = TurnDetector::new(ServerVadSettings {
