@@ -12,7 +12,7 @@ use tern_engine::core::session::SessionConfig;
 use tern_engine::core::turn::detector::ServerVadSettings;
 use tern_engine::core::turn::latency::EndRule;
 use tern_engine::core::turn::semantic::Eagerness;
-use tern_engine::core::turn::turn_model::{TurnAnswer, TurnModel, ASK_AFTER_MS};
+use tern_engine::core::turn::turn_model::{TurnAnswer, TurnModel};
 
 const DELAY_MS: u32 = 240;
 
@@ -37,9 +37,15 @@ fn first_stop(s: &mut Scene) -> u64 {
 
 #[test]
 fn the_model_chooses_the_wait_and_the_timer_is_its_fallback() {
-    // High is the eagerness whose fitted rule asks the model.
-    let high = Eagerness::High;
-    let rule = high.model_rule();
+    // High and medium are the eagernesses whose fitted rules ask the model (at 200 and 400 ms).
+    for eagerness in [Eagerness::High, Eagerness::Medium] {
+        model_chooses_the_wait(eagerness);
+    }
+}
+
+fn model_chooses_the_wait(eagerness: Eagerness) {
+    let rule = eagerness.model_rule();
+    assert!(rule.listens(), "{eagerness:?}");
     // The timer the model's unsure window equals, on the same speech.
     let mut timer = Scene::with_session(
         speech(),
@@ -55,7 +61,7 @@ fn the_model_chooses_the_wait_and_the_timer_is_its_fallback() {
 
     let session = SessionConfig {
         turn: Some(ServerVadSettings {
-            eagerness: Some(high),
+            eagerness: Some(eagerness),
             ..Default::default()
         }),
         turn_model: TurnModel::SmartTurn,
@@ -78,15 +84,15 @@ fn the_model_chooses_the_wait_and_the_timer_is_its_fallback() {
     // The turn ended where the rule puts it for the answer about its last pause: the silence it
     // waited is the rule's wait, or the answer's arrival if that came later.
     let p = *scored.last().expect("an answer");
-    let waited = rule.wait_ms(p).max(ASK_AFTER_MS + DELAY_MS);
+    let waited = rule.wait_ms(p).max(rule.ask_after_ms + DELAY_MS);
     let expected = timer_end as i64 + i64::from(waited) - i64::from(rule.unsure_ms);
     println!(
-        "answers {scored:?}: ended at {end} ms, the {} ms timer at {timer_end} ms",
+        "{eagerness:?}: answers {scored:?}: ended at {end} ms, the {} ms timer at {timer_end} ms",
         rule.unsure_ms
     );
     assert!(
         (end as i64 - expected).abs() <= 20,
-        "p = {p}: ended at {end} ms, the timer at {timer_end}, expected {expected}"
+        "{eagerness:?}, p = {p}: ended at {end} ms, the timer at {timer_end}, expected {expected}"
     );
     // The echo agent replied as usual.
     assert!(s.has("output_audio_buffer.started"));
