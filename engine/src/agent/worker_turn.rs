@@ -86,6 +86,14 @@ impl History {
     }
 }
 
+/// What the worker sends its scorer.
+enum ToScorer {
+    /// A session that may ask has started to speak: load the model now, so that its first
+    /// question does not wait seconds for the load and go stale.
+    Warm,
+    Score(Job),
+}
+
 struct Job {
     key: SessionKey,
     index: u64,
@@ -104,7 +112,9 @@ pub struct WorkerTurnModel {
     /// Each session's model rate, from its `Start`.
     rates: HashMap<SessionKey, u32>,
     histories: HashMap<SessionKey, History>,
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<ToScorer>>,
+    /// The scorer was told to load the model (`ToScorer::Warm`).
+    warmed: bool,
     answers: Receiver<Answer>,
     /// Window buffers the scorer gave back.
     free: Vec<Vec<f32>>,
@@ -118,7 +128,7 @@ impl WorkerTurnModel {
     /// Starts the scorer thread of worker `id`, on `cpus` (empty: anywhere); it wakes `worker`
     /// when answers are ready.
     pub fn start(id: u16, worker: Thread, cpus: &[usize]) -> std::io::Result<Self> {
-        let (jobs, job_rx) = bounded::<Job>(SCORER_QUEUE);
+        let (jobs, job_rx) = bounded::<ToScorer>(SCORER_QUEUE);
         let (answer_tx, answers) = bounded::<Answer>(SCORER_QUEUE * 2);
         let cpus = cpus.to_vec();
         let scorer = std::thread::Builder::new()
@@ -136,6 +146,7 @@ impl WorkerTurnModel {
             rates: HashMap::new(),
             histories: HashMap::new(),
             jobs: Some(jobs),
+            warmed: false,
             answers,
             free: Vec::new(),
             backlog: VecDeque::new(),
@@ -165,6 +176,15 @@ impl WorkerTurnModel {
                 let Some(&rate) = self.rates.get(key) else {
                     return;
                 };
+                if !self.warmed {
+                    // Full: questions are waiting, and the first of them loads the model.
+                    self.warmed = self.jobs.as_ref().is_some_and(|j| {
+                        !matches!(
+                            j.try_send(ToScorer::Warm),
+                            Err(TrySendError::Disconnected(_))
+                        )
+                    });
+                }
                 self.histories
                     .entry(*key)
                     .or_insert_with(|| History::new(rate))
@@ -203,17 +223,17 @@ impl WorkerTurnModel {
                     deadline,
                     audio,
                 };
-                let why = match self.jobs.as_ref().map(|j| j.try_send(job)) {
+                let why = match self.jobs.as_ref().map(|j| j.try_send(ToScorer::Score(job))) {
                     Some(Ok(())) => return,
-                    Some(Err(TrySendError::Full(j))) => {
+                    Some(Err(TrySendError::Full(ToScorer::Score(j)))) => {
                         self.free.push(j.audio);
                         Unanswered::QueueFull
                     }
-                    Some(Err(TrySendError::Disconnected(j))) => {
+                    Some(Err(TrySendError::Disconnected(ToScorer::Score(j)))) => {
                         self.free.push(j.audio);
                         Unanswered::NoModel
                     }
-                    None => Unanswered::NoModel,
+                    Some(Err(_)) | None => Unanswered::NoModel,
                 };
                 self.send(refused(why), out);
             }
@@ -286,8 +306,9 @@ fn thread_cpu() -> Duration {
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
-fn score_loop(jobs: Receiver<Job>, answers: Sender<Answer>, worker: Thread) {
-    // Loaded with the first question (a node whose sessions never ask pays nothing).
+fn score_loop(jobs: Receiver<ToScorer>, answers: Sender<Answer>, worker: Thread) {
+    // Loaded when the first session that may ask speaks, or with the first question (a node whose
+    // sessions never ask pays nothing).
     let mut model: Option<Option<SmartTurn>> = None;
     let mut fx = WhisperFeatures::new();
     let mut features = vec![0.0f32; FEATURES_LEN];
@@ -304,9 +325,9 @@ fn score_loop(jobs: Receiver<Job>, answers: Sender<Answer>, worker: Thread) {
                 None
             }
         });
-        batch.push(first);
+        batch.extend(job_of(first));
         while let Ok(j) = jobs.try_recv() {
-            batch.push(j);
+            batch.extend(job_of(j));
         }
         for job in batch.drain(..) {
             let answer = match &*model {
@@ -348,6 +369,13 @@ fn score_loop(jobs: Receiver<Job>, answers: Sender<Answer>, worker: Thread) {
             }
             worker.unpark();
         }
+    }
+}
+
+fn job_of(msg: ToScorer) -> Option<Job> {
+    match msg {
+        ToScorer::Warm => None,
+        ToScorer::Score(job) => Some(job),
     }
 }
 
@@ -423,6 +451,7 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
         let (_, pcm) = tern_testkit::peer::load_wav(&format!("{dir}hello-24k.wav"));
         let frames = pcm.len() / 480;
+        assert!(!m.warmed);
         for (i, c) in pcm.chunks_exact(480).enumerate() {
             let msg = UplinkMsg::Audio {
                 key: k,
@@ -433,6 +462,8 @@ mod tests {
             };
             m.on_message(&msg, &mut out);
         }
+        // The first frame of a session that may ask told the scorer to load the model.
+        assert!(m.warmed);
         let asked = frames as u64 - 1;
         m.on_message(
             &UplinkMsg::ScoreTurn {
