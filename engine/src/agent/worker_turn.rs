@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use crossbeam::channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam::channel::{bounded, Receiver, Sender};
 
 use super::AgentOutput;
 use crate::core::media::frame::FRAME_MS;
@@ -177,13 +177,10 @@ impl WorkerTurnModel {
                     return;
                 };
                 if !self.warmed {
-                    // Full: questions are waiting, and the first of them loads the model.
-                    self.warmed = self.jobs.as_ref().is_some_and(|j| {
-                        !matches!(
-                            j.try_send(ToScorer::Warm),
-                            Err(TrySendError::Disconnected(_))
-                        )
-                    });
+                    // A full queue counts as told: the first question waiting there loads it.
+                    self.warmed = self.jobs.as_ref().is_some_and(
+                        |j| !matches!(j.try_send(ToScorer::Warm), Err(e) if e.is_disconnected()),
+                    );
                 }
                 self.histories
                     .entry(*key)
@@ -225,15 +222,18 @@ impl WorkerTurnModel {
                 };
                 let why = match self.jobs.as_ref().map(|j| j.try_send(ToScorer::Score(job))) {
                     Some(Ok(())) => return,
-                    Some(Err(TrySendError::Full(ToScorer::Score(j)))) => {
-                        self.free.push(j.audio);
-                        Unanswered::QueueFull
+                    Some(Err(e)) => {
+                        let why = if e.is_full() {
+                            Unanswered::QueueFull
+                        } else {
+                            Unanswered::NoModel
+                        };
+                        if let ToScorer::Score(j) = e.into_inner() {
+                            self.free.push(j.audio);
+                        }
+                        why
                     }
-                    Some(Err(TrySendError::Disconnected(ToScorer::Score(j)))) => {
-                        self.free.push(j.audio);
-                        Unanswered::NoModel
-                    }
-                    Some(Err(_)) | None => Unanswered::NoModel,
+                    None => Unanswered::NoModel,
                 };
                 self.send(refused(why), out);
             }

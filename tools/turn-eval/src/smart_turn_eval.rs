@@ -28,7 +28,6 @@ const VOICED: f32 = 0.5;
 type Computed = ((String, u64), f32, u64);
 
 /// The model's answers, by clip file and frame asked about.
-#[derive(Default)]
 pub struct ModelScores {
     answers: HashMap<(String, u64), f32>,
     model: Option<SmartTurn>,
@@ -40,20 +39,29 @@ pub struct ModelScores {
     pub delay_frames: u64,
 }
 
+impl Default for ModelScores {
+    fn default() -> Self {
+        ModelScores {
+            answers: HashMap::new(),
+            model: None,
+            fx: None,
+            model_us: Vec::new(),
+            delay_frames: MODEL_DELAY_FRAMES,
+        }
+    }
+}
+
 impl ModelScores {
-    /// The model's answers at every frame a detector could ask about in `clips` (each 10th
-    /// unvoiced frame after a voiced one), on `threads` threads; `cache` (JSON), when given, is
-    /// read first and written after.
+    /// The model's answers at every frame a detector could ask about in `clips` (the unvoiced
+    /// frames `ASK_POINTS_MS` after a voiced one), on `threads` threads; `cache` (JSON), when
+    /// given, is read first and written after.
     pub fn compute(
         clips: &[&Clip],
         vad_probs: &[Vec<f32>],
         threads: usize,
         cache: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let mut s = ModelScores {
-            delay_frames: MODEL_DELAY_FRAMES,
-            ..ModelScores::default()
-        };
+        let mut s = ModelScores::default();
         if let Some(p) = cache.filter(|p| p.exists()) {
             let v: Vec<(String, u64, f32)> =
                 serde_json::from_slice(&std::fs::read(p)?).context("model cache")?;
