@@ -65,6 +65,24 @@ pub enum UplinkMsg {
 }
 
 impl UplinkMsg {
+    /// Whether the worker must be woken for this message now, rather than finding it at its next
+    /// turn (a parked worker looks at least every 5 ms, the shell's `MAX_PARK`). A session's start
+    /// and end, and audio the worker only keeps or forwards, can wait: a wake is a futex call on
+    /// the media core, paid per session at setup and per step while people talk. What a reply or
+    /// a decision waits on cannot: turn events, client events, interruptions, the turn model's
+    /// questions, and audio when the worker runs the voice detector (`worker_detects_voice`).
+    /// The ring keeps order, so whatever waits is handled before the urgent message behind it.
+    pub fn is_urgent(&self, worker_detects_voice: bool) -> bool {
+        match self {
+            UplinkMsg::Start { .. } | UplinkMsg::End { .. } => false,
+            UplinkMsg::Audio { .. } => worker_detects_voice,
+            UplinkMsg::Turn { .. }
+            | UplinkMsg::ClientEvent { .. }
+            | UplinkMsg::Cancel { .. }
+            | UplinkMsg::ScoreTurn { .. } => true,
+        }
+    }
+
     pub fn key(&self) -> SessionKey {
         match self {
             UplinkMsg::Start { key, .. }
@@ -119,5 +137,74 @@ impl DownlinkMsg {
             | DownlinkMsg::Vad { key, .. }
             | DownlinkMsg::TurnScore { key, .. } => *key,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_someone_waits_on_wakes_the_worker() {
+        let key = SessionKey {
+            shard: 0,
+            slot: 1,
+            generation: 1,
+        };
+        let now = Instant::now();
+        let tag = SessionId {
+            node: 0,
+            shard: 0,
+            slot: 1,
+            generation: 1,
+            secret: 7,
+        };
+        let audio = || UplinkMsg::Audio {
+            key,
+            index: 0,
+            frame: PcmFrame::silence(480),
+            received_at: now,
+            for_turn_model: true,
+        };
+        let waits = [
+            UplinkMsg::Start {
+                key,
+                tag,
+                rate_hz: 24_000,
+            },
+            UplinkMsg::End { key },
+            audio(),
+        ];
+        let urgent = [
+            UplinkMsg::Turn {
+                key,
+                event: TurnEvent::SpeechStopped { audio_end_ms: 900 },
+                respond: true,
+            },
+            UplinkMsg::ClientEvent {
+                key,
+                json: "{}".into(),
+            },
+            UplinkMsg::Cancel {
+                key,
+                response: Some(1),
+                played_ms: 40,
+            },
+            UplinkMsg::ScoreTurn {
+                key,
+                index: 45,
+                asked_at: now,
+                deadline: now,
+            },
+        ];
+        for m in &waits {
+            assert!(!m.is_urgent(false), "{m:?}");
+        }
+        for m in &urgent {
+            assert!(m.is_urgent(false), "{m:?}");
+        }
+        // With the voice detector on the worker, audio is what the turn waits on.
+        assert!(audio().is_urgent(true));
+        assert!(!waits[0].is_urgent(true) && !waits[1].is_urgent(true));
     }
 }

@@ -496,6 +496,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
         let ctx = ctx.clone();
         let ready = ready_tx.clone();
         let recv_batch = cfg.recv_batch;
+        let worker_detects_voice = cfg.shard.session.vad.runs_on_worker();
         let recorder = recorders[i].take();
         let fleet = fleets[i].take();
         let (ufd, tfd) = (u.into_raw_fd(), t.into_raw_fd());
@@ -525,6 +526,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
                 state.borrow_mut().io.recorder = recorder;
                 state.borrow_mut().io.fleet = fleet;
                 state.borrow_mut().io.relay = relay;
+                state.borrow_mut().io.worker_detects_voice = worker_detects_voice;
                 let _ = ready.send(Ok(()));
                 glommio::spawn_local(receive_loop(
                     state.clone(),

@@ -50,6 +50,8 @@ pub struct ShardIo {
     pub latencies: Latencies,
     workers: Vec<(Arc<WorkerLink>, Thread)>,
     wake_worker: Vec<bool>,
+    /// The workers run the voice detector (`--vad silero`): audio wakes them at once.
+    pub worker_detects_voice: bool,
     downlink_taken: Vec<Instant>,
     events_rejected: HashMap<&'static str, u64>,
     barge_ins: HashMap<&'static str, u64>,
@@ -120,13 +122,17 @@ impl ShardIo {
             UplinkMsg::Audio { received_at, .. } => Some(*received_at),
             _ => None,
         };
+        let urgent = msg.is_urgent(self.worker_detects_voice);
         if let Err(msg) = link.uplink.push(msg) {
             return Some(Refused::Worker(msg));
         }
         if let Some(t) = received_at {
             record(&mut self.latencies.uplink, t.elapsed());
         }
-        self.wake_worker[worker as usize] = true;
+        // What can wait still wakes the worker once its ring is a quarter full.
+        if urgent || link.uplink.len() >= link.uplink.capacity() / 4 {
+            self.wake_worker[worker as usize] = true;
+        }
         None
     }
 
@@ -228,6 +234,7 @@ impl ShardState {
                 latencies: Latencies::default(),
                 workers,
                 wake_worker: vec![false; n],
+                worker_detects_voice: false,
                 downlink_taken: Vec::with_capacity(4096),
                 events_rejected: HashMap::new(),
                 barge_ins: HashMap::new(),

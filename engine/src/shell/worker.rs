@@ -1,6 +1,7 @@
 //! Inference worker threads: each runs one [`Agent`] for the sessions bound to it, reading the
 //! uplink rings of every shard and writing replies into per-shard downlink rings. A worker parks
-//! when idle; shards unpark it after pushing (once per loop turn).
+//! when idle, at most `MAX_PARK`; shards unpark it after pushing something urgent (once per loop
+//! turn, see `UplinkMsg::is_urgent`), and it finds the rest at its next turn.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -14,8 +15,9 @@ use crate::core::ring_msg::{DownlinkMsg, UplinkMsg};
 use crate::core::turn::turn_model::TurnModel;
 use crate::core::turn::vad::VadBackend;
 
-/// Longest a worker sleeps without being woken.
-const MAX_PARK: Duration = Duration::from_millis(5);
+/// Longest a worker sleeps without being woken: how long a message that does not wake it
+/// (`UplinkMsg::is_urgent`) can wait.
+pub const MAX_PARK: Duration = Duration::from_millis(5);
 
 /// The rings of one (shard, worker) pair.
 #[derive(Debug)]
