@@ -146,19 +146,8 @@ mod tests {
 
     #[test]
     fn only_what_someone_waits_on_wakes_the_worker() {
-        let key = SessionKey {
-            shard: 0,
-            slot: 1,
-            generation: 1,
-        };
-        let now = Instant::now();
-        let tag = SessionId {
-            node: 0,
-            shard: 0,
-            slot: 1,
-            generation: 1,
-            secret: 7,
-        };
+        let tag = SessionId::sealed(&crate::core::session_id::TagKey::new(b"k"), 0, 0, 1, 1, 7);
+        let (key, now) = (tag.home_key(), Instant::now());
         let audio = || UplinkMsg::Audio {
             key,
             index: 0,
