@@ -17,7 +17,7 @@ use crate::core::turn::vad::VadBackend;
 
 /// Longest a worker sleeps without being woken: how long a message that does not wake it
 /// (`UplinkMsg::is_urgent`) can wait.
-pub const MAX_PARK: Duration = Duration::from_millis(5);
+const MAX_PARK: Duration = Duration::from_millis(5);
 
 /// The rings of one (shard, worker) pair.
 #[derive(Debug)]
