@@ -82,24 +82,26 @@ impl Resampler {
             out.extend_from_slice(input);
             return;
         }
-        self.hist.truncate(TAPS_PER_PHASE);
+        // Between calls `hist` holds just the last TAPS_PER_PHASE samples.
         self.hist.extend(input.iter().map(|&s| f32::from(s)));
-        let total_up = input.len() * self.up;
-        // Output at upsampled time t (relative to the block): phase t % up, newest input sample
-        // t / up of the block, which is hist[t / up + TAPS_PER_PHASE].
-        let (mut t, mut p, mut newest) = (self.phase, self.phase % self.up, self.phase / self.up);
-        out.reserve(total_up.saturating_sub(t).div_ceil(self.down));
-        while t < total_up {
+        // The next output sits at upsampled time newest * up + p (relative to the block): phase
+        // p, newest input sample `newest` of the block, which is hist[newest + TAPS_PER_PHASE].
+        let (mut p, mut newest) = (self.phase % self.up, self.phase / self.up);
+        out.reserve(
+            (input.len() * self.up)
+                .saturating_sub(self.phase)
+                .div_ceil(self.down),
+        );
+        while newest < input.len() {
             let window = &self.hist[newest + 1..newest + 1 + TAPS_PER_PHASE];
             out.push(to_sample(dot(&self.phases[p], window)));
-            t += self.down;
             p += self.down;
             while p >= self.up {
                 p -= self.up;
                 newest += 1;
             }
         }
-        self.phase = t - total_up;
+        self.phase = (newest - input.len()) * self.up + p;
         let keep_from = self.hist.len() - TAPS_PER_PHASE;
         self.hist.copy_within(keep_from.., 0);
         self.hist.truncate(TAPS_PER_PHASE);
