@@ -587,7 +587,7 @@ pub fn start(cfg: EngineConfig) -> anyhow::Result<Engine> {
             Err(_) => bail!("a shard did not start within 10 s"),
         }
     }
-    tracing::info!(shards, http = %http_addr, public = %public, "tern serving");
+    tracing::info!(shards, http = %http_addr, public = %public, libopus = audiopus::version(), "tern serving");
     Ok(Engine {
         drain: Drain {
             draining,

@@ -141,6 +141,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn links_the_libopus_built_from_source() {
+        // vendor/audiopus_sys links libopus 1.5.2 built from opusic-sys's sources, not the
+        // system's 1.3.1: the codec figures in perf-reports are for this build.
+        let v = audiopus::version();
+        assert!(v.starts_with("libopus 1.5"), "linked {v}");
+    }
+
+    #[test]
     fn codecs_come_back_reset_and_are_reused_at_their_rate() {
         // A thread of its own: the pool is per thread.
         std::thread::spawn(|| {
