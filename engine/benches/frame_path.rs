@@ -78,7 +78,7 @@ fn parts(speech: &[i16]) -> Parts {
     println!(
         "| part (per 20 ms frame) | calls | p50 µs | p99 µs | mean µs |\n|---|---|---|---|---|"
     );
-    let mut enc = DownlinkEncoder::new(ModelRate::Hz24000, 5);
+    let mut enc = DownlinkEncoder::new(ModelRate::Hz24000, 5, 2);
     let mut packets = Vec::new();
     let mut h = hist();
     let mut buf = Vec::with_capacity(1500);

@@ -326,6 +326,11 @@ pub struct ServeArgs {
     /// Opus encoder complexity for replies (0-10; encoding is the per-core ceiling).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u8).range(0..=10))]
     pub opus_complexity: u8,
+    /// Opus encoder complexity for reply frames with no sound above -54 dBFS (pauses between
+    /// words and sentences; never above `--opus-complexity`). 2 costs about half of 5 on such
+    /// frames at unchanged PESQ; set it equal to `--opus-complexity` to encode every frame alike.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=10))]
+    pub opus_quiet_complexity: u8,
     /// Ask clients for Opus DTX in the answer (`usedtx=1`): while the user is silent a browser
     /// sends a packet every 400 ms instead of 50 a second, and Tern fills the gaps with silence
     /// without decoding. `--opus-dtx false` answers without it.

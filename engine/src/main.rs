@@ -241,6 +241,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 model_rate: rate,
                 turn,
                 encoder_complexity: args.opus_complexity,
+                encoder_quiet_complexity: args.opus_quiet_complexity,
                 opus_dtx: args.opus_dtx,
                 barge_in_min_ms: args.barge_in_min_ms,
                 barge_in_confirm_ms: args.barge_in_confirm_ms,

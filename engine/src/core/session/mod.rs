@@ -66,6 +66,8 @@ pub struct SessionConfig {
     /// starts with or switches to.
     pub turn_model: TurnModel,
     pub encoder_complexity: u8,
+    /// Opus complexity for reply frames with no sound above -54 dBFS (`encoder::QUIET_PEAK`).
+    pub encoder_quiet_complexity: u8,
     /// Ask the client for Opus DTX in the answer (`usedtx=1`).
     pub opus_dtx: bool,
     /// The origin of the shard's 20 ms grid that silence fills are aligned to (set by the shell;
@@ -105,6 +107,7 @@ impl Default for SessionConfig {
             turn: Some(ServerVadSettings::default()),
             turn_model: TurnModel::SmartTurn,
             encoder_complexity: 5,
+            encoder_quiet_complexity: 2,
             opus_dtx: true,
             fill_grid: None,
             playout_frames: 150,
@@ -295,7 +298,11 @@ impl Session {
             denoiser: None,
             echo: None,
             conversation: Conversation::new(config.turn, config.turn_model, barge_in),
-            encoder: DownlinkEncoder::new(rate, config.encoder_complexity),
+            encoder: DownlinkEncoder::new(
+                rate,
+                config.encoder_complexity,
+                config.encoder_quiet_complexity,
+            ),
             playout: PlayoutQueue::new(config.playout_frames),
             // The first RTP timestamp must be unpredictable (RFC 3550): the tag's secret is.
             pacer: Pacer::new(tag.secret & u64::from(u32::MAX)),
