@@ -36,12 +36,17 @@ def open_lib(path):
 
 def to16k(pcm):
     """24 kHz int16 -> 16 kHz float (sox, as tools/codec_pesq.py resamples)."""
+    return resample(pcm, 16000)
+
+
+def resample(pcm, rate):
+    """24 kHz int16 -> `rate` float, by sox."""
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "a.wav", Path(d) / "b.wav"
         with wave.open(str(src), "wb") as w:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
             w.writeframes(pcm.astype(np.int16).tobytes())
-        subprocess.run(["sox", str(src), "-r", "16000", str(dst)], check=True)
+        subprocess.run(["sox", str(src), "-r", str(rate), str(dst)], check=True)
         with wave.open(str(dst)) as r:
             return np.frombuffer(r.readframes(r.getnframes()), dtype=np.int16).astype(np.float32)
 

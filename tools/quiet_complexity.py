@@ -11,9 +11,7 @@ Usage: quiet_complexity.py OUT_DIR LIB.so NAME=WAV_24K[:nb] ..."""
 
 import ctypes
 import json
-import subprocess
 import sys
-import tempfile
 import time
 import wave
 from pathlib import Path
@@ -21,34 +19,12 @@ from pathlib import Path
 import numpy as np
 from pesq import pesq
 
+from opus_versions import open_lib, resample
+
 RATE, FRAME = 24000, 480
 SET_COMPLEXITY, SET_INBAND_FEC, SET_PACKET_LOSS_PERC = 4010, 4012, 4014
 # (threshold, quiet complexity); (0, 5) is every frame at 5, the engine before.
 CHOICES = [(0, 5), (64, 2), (64, 0), (256, 2)]
-
-
-def lib_open(path):
-    lib = ctypes.CDLL(path)
-    lib.opus_encoder_create.restype = ctypes.c_void_p
-    lib.opus_decoder_create.restype = ctypes.c_void_p
-    lib.opus_encode.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
-    lib.opus_decode.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    lib.opus_encoder_ctl.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    lib.opus_encoder_destroy.argtypes = [ctypes.c_void_p]
-    lib.opus_decoder_destroy.argtypes = [ctypes.c_void_p]
-    lib.opus_get_version_string.restype = ctypes.c_char_p
-    return lib
-
-
-def resample(pcm, rate):
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d) / "a.wav", Path(d) / "b.wav"
-        with wave.open(str(src), "wb") as w:
-            w.setnchannels(1), w.setsampwidth(2), w.setframerate(RATE)
-            w.writeframes(pcm.astype(np.int16).tobytes())
-        subprocess.run(["sox", str(src), "-r", str(rate), str(dst)], check=True)
-        with wave.open(str(dst)) as r:
-            return np.frombuffer(r.readframes(r.getnframes()), dtype=np.int16).astype(np.float32)
 
 
 def encode(lib, frames, threshold, quiet):
@@ -80,7 +56,7 @@ def encode(lib, frames, threshold, quiet):
 def main(out_dir, lib_path, *sets):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lib = lib_open(lib_path)
+    lib = open_lib(lib_path)
     results = []
     for spec in sets:
         name, path = spec.split("=", 1)
