@@ -13,7 +13,12 @@ whole and by source, condition and turn type. Each turn comes clean, with pink n
 The only human speech installable here (Asterisk's prompts) is in the fit set, so no source here
 is a person: say so wherever these figures are quoted.
 
-Usage: make_heldout.py OUT_DIR [--sources a,b] [--versions clean,10db,...]
+--continuous: each paused turn is said as one sentence and cut where each phrase ends (flite's
+phone times, festival's word times), so the words before a pause keep the sentence's running
+prosody instead of ending like a finished utterance; in every other paused turn the last
+syllable before each pause is drawn out (make_set.lengthened). Same texts, pauses and noise.
+
+Usage: make_heldout.py OUT_DIR [--sources a,b] [--versions clean,10db,...] [--continuous]
 (needs: apt-get install flite festival sox). --sources and --versions make a subset whose clips
 are the same files the whole set has (the CI evaluation takes two flite voices: flite alone).
 """
@@ -26,8 +31,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_set import (RATE, REF_SPEECH_RMS, build_turn, mix, pink_noise,  # noqa: E402
-                      read_wav16, rms, run, trim, write_all, write_source, write_wav)
+from make_set import (RATE, REF_SPEECH_RMS, build_turn, lengthened, mix,  # noqa: E402
+                      pink_noise, read_wav16, rms, run, trim, write_all, write_source, write_wav)
 
 # (source label, how to synthesize).
 SOURCES = [("flite-slt", "slt"), ("flite-rms", "rms"), ("flite-awb", "awb"),
@@ -74,6 +79,59 @@ def speak(text, source, stretch, tmp):
     return trim(read_wav16(raw, tmp))
 
 
+def output(cmd):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+
+
+def flite_phone_ends(text, source, stretch):
+    """flite's phones for `text` with their end times (s), pauses ("pau") included."""
+    out = output(["flite", "-voice", source, "--setf", f"duration_stretch={stretch}", "-psdur",
+                  "-t", text, "none"])
+    return [(ph, float(t)) for ph, t in (x.rsplit(":", 1) for x in out.split())]
+
+
+def festival_words(text, stretch, tmp, wav=None):
+    """festival's words for `text` with their end times (s); writes the audio to `wav`."""
+    scm = os.path.join(tmp, "words.scm")
+    quoted = text.replace("\\", "").replace('"', '\\"')
+    with open(scm, "w") as f:
+        f.write(f"(Parameter.set 'Duration_Stretch {stretch})\n"
+                f'(set! utt (utt.synth (Utterance Text "{quoted}")))\n'
+                + (f'(utt.save.wave utt "{wav}" \'riff)\n' if wav else "")
+                + "(mapcar (lambda (w) (format t \"W %s %f\\n\" (item.name w) "
+                  "(item.feat w \"word_end\"))) (utt.relation.items utt 'Word))\n")
+    return [float(line.split()[2]) for line in output(["festival", "-b", scm]).splitlines()
+            if line.startswith("W ")]
+
+
+def speak_continuous(texts, source, stretch, lengthen, tmp):
+    """The phrases said as one sentence, then cut where each phrase ends: unlike phrases said
+    one at a time, the words before each pause keep the sentence's running (non-final) prosody,
+    as a speaker's hesitation does. `lengthen`: the last syllable before each pause drawn out."""
+    text = " ".join(texts)
+    raw = os.path.join(tmp, "tts.wav")
+    cuts = []
+    if source is None:
+        ends = festival_words(text, stretch, tmp, wav=raw)
+        for j in range(1, len(texts)):
+            words = len(festival_words(" ".join(texts[:j]), stretch, tmp))
+            cuts.append(ends[words - 1])
+    else:
+        run(["flite", "-voice", source, "--setf", f"duration_stretch={stretch}", "-t", text,
+             "-o", raw])
+        phones = [(ph, t) for ph, t in flite_phone_ends(text, source, stretch) if ph != "pau"]
+        for j in range(1, len(texts)):
+            prefix = flite_phone_ends(" ".join(texts[:j]), source, stretch)
+            n = sum(1 for ph, _ in prefix if ph != "pau")
+            cuts.append(phones[n - 1][1])
+    audio = read_wav16(raw, tmp)
+    bounds = [0] + [int(c * RATE) for c in cuts] + [len(audio)]
+    parts = [trim(audio[a:b]) for a, b in zip(bounds, bounds[1:])]
+    if lengthen:
+        parts = [lengthened(p, tmp) for p in parts[:-1]] + parts[-1:]
+    return parts
+
+
 def telephone(clip, tmp):
     """Band-limits to 300-3400 Hz at 8 kHz and back to 16 kHz (what a phone call carries)."""
     src, dst = os.path.join(tmp, "w.wav"), os.path.join(tmp, "tel.wav")
@@ -97,6 +155,7 @@ def main():
         sys.exit(__doc__)
     sources = flag("--sources", [label for label, _ in SOURCES])
     versions = flag("--versions", [v for v, _, _ in VERSIONS])
+    continuous = "--continuous" in sys.argv
     tools = ["flite", "sox"] + (["text2wave"] if any(s.startswith("festival") for s in sources)
                                 else [])
     missing = [t for t in tools if shutil.which(t) is None]
@@ -119,7 +178,10 @@ def main():
             turns = []
             for i, (ptype, texts) in enumerate(PAUSED):
                 stretch = STRETCH[(i + s) % len(STRETCH)]
-                parts = [speak(t, source, stretch, tmp) for t in texts]
+                if continuous:
+                    parts = speak_continuous(texts, source, stretch, i % 2 == 1, tmp)
+                else:
+                    parts = [speak(t, source, stretch, tmp) for t in texts]
                 gaps = [rng.choice(PAUSES_MS) for _ in parts[1:]]
                 turns.append(("paused", ptype, " | ".join(texts), stretch, parts, gaps))
             for i, (ptype, text) in enumerate(PLAIN):

@@ -14,10 +14,15 @@ Every clip is also mixed with pink noise (sox) at 20, 10 and 5 dB SNR over the s
 labels.json records, per clip, where speech really is, the mid-sentence pauses and the true end of
 the turn (ground truth from the samples themselves, not from the text).
 
-Usage: make_set.py OUT_DIR [--size ci|full|fit]
+Usage: make_set.py OUT_DIR [--size ci|full|fit] [--continuous]
 (fit: three times full's turns, for fitting the turn model's rule: tern-turn-eval --fit-model)
+--continuous: each paused turn is said as one sentence (espeak-ng's library, for its word times)
+and cut where the next phrase starts, so the words before a pause keep the sentence's running
+prosody; in every other paused turn the last syllable before each pause is drawn out (sox tempo,
+1.6x over its last 200 ms). The other kinds, the pauses' lengths and the noise are the same.
 """
 import array
+import ctypes
 import json
 import os
 import random
@@ -97,6 +102,90 @@ def speak(text, voice, speed, tmp):
     raw = os.path.join(tmp, "tts.wav")
     run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", raw, text])
     return trim(read_wav16(raw, tmp))
+
+
+def lengthened(part, tmp, ms=200, factor=1.6):
+    """The last `ms` of `part` said `factor` times slower at the same pitch (sox tempo): the
+    drawn-out last syllable of someone who is not done."""
+    n = RATE * ms // 1000
+    head, tail = part[:-n], part[-n:]
+    src, dst = os.path.join(tmp, "tail.wav"), os.path.join(tmp, "slow.wav")
+    write_wav(src, tail)
+    run(["sox", "-R", src, dst, "tempo", "-s", f"{1 / factor:.3f}"])
+    return head + read_wav16(dst, tmp)
+
+
+class _EspeakEvent(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint),
+                ("text_position", ctypes.c_int), ("length", ctypes.c_int),
+                ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                ("user_data", ctypes.c_void_p), ("id", ctypes.c_void_p)]
+
+
+_ESPEAK = {}
+
+
+def espeak_words(text, voice, speed):
+    """espeak-ng (its library, synchronous) says `text`: its samples, its rate, and where each
+    word starts ((character offset, 1-based), ms): the CLI does not tell word times."""
+    if not _ESPEAK:
+        lib = ctypes.CDLL("libespeak-ng.so.1")
+        # AUDIO_OUTPUT_SYNCHRONOUS, espeakINITIALIZE_DONT_EXIT
+        _ESPEAK["rate"] = lib.espeak_Initialize(2, 0, None, 0x8000)
+        _ESPEAK["lib"], _ESPEAK["out"] = lib, (array.array("h"), [])
+        callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                    ctypes.POINTER(_EspeakEvent))
+
+        def collect(wav, n, events):
+            samples, words = _ESPEAK["out"]
+            if n > 0:
+                samples.extend(wav[:n])
+            i = 0
+            while events[i].type != 0:  # espeakEVENT_LIST_TERMINATED
+                if events[i].type == 1:  # espeakEVENT_WORD
+                    words.append((events[i].text_position, events[i].audio_position))
+                i += 1
+            return 0
+
+        _ESPEAK["callback"] = callback(collect)
+        lib.espeak_SetSynthCallback(_ESPEAK["callback"])
+    lib = _ESPEAK["lib"]
+    _ESPEAK["out"] = (array.array("h"), [])
+    if lib.espeak_SetVoiceByName(voice.encode()) != 0:
+        sys.exit(f"espeak-ng has no voice {voice}")
+    lib.espeak_SetParameter(1, speed, 0)  # espeakRATE, words per minute
+    data = text.encode()
+    # POS_CHARACTER, espeakCHARS_UTF8
+    lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 1, None, None)
+    lib.espeak_Synchronize()
+    samples, words = _ESPEAK["out"]
+    return samples, _ESPEAK["rate"], words
+
+
+def speak_continuous(texts, voice, speed, lengthen, tmp):
+    """The phrases said as one sentence, then cut where each next phrase starts: the words before
+    each pause keep the sentence's running prosody, as a speaker's hesitation does (phrases said
+    one at a time each end like a finished utterance). `lengthen`: the last syllable before each
+    pause drawn out."""
+    text = " ".join(texts)
+    samples, rate, words = espeak_words(text, voice, speed)
+    raw = os.path.join(tmp, "tts.wav")
+    with wave.open(raw, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.tobytes())
+    audio = read_wav16(raw, tmp)
+    cuts, offset = [], 0
+    for t in texts[:-1]:
+        offset += len(t.encode()) + 1
+        start_ms = next(ms for pos, ms in words if pos > offset)
+        cuts.append(start_ms * RATE // 1000)
+    bounds = [0] + cuts + [len(audio)]
+    parts = [trim(audio[a:b]) for a, b in zip(bounds, bounds[1:])]
+    if lengthen:
+        parts = [lengthened(p, tmp) for p in parts[:-1]] + parts[-1:]
+    return parts
 
 
 def pink_noise(n, seed, tmp):
@@ -188,6 +277,7 @@ def main():
         size = sys.argv[sys.argv.index("--size") + 1]
         if size not in ("ci", "full", "fit"):
             sys.exit("--size must be ci, full or fit")
+    continuous = "--continuous" in sys.argv
     rng = random.Random(20261125)
     os.makedirs(out_dir, exist_ok=True)
     n_paused, n_plain, n_prompt = {"full": (16, 12, 12), "fit": (48, 36, 36), "ci": (8, 4, 4)}[size]
@@ -201,7 +291,10 @@ def main():
         for i in range(n_paused):
             texts = PAUSED[i % len(PAUSED)]
             voice, speed = VOICES[i % len(VOICES)], SPEEDS[i % len(SPEEDS)]
-            parts = [speak(t, voice, speed, tmp) for t in texts]
+            if continuous:
+                parts = speak_continuous(texts, voice, speed, i % 2 == 1, tmp)
+            else:
+                parts = [speak(t, voice, speed, tmp) for t in texts]
             gaps = [rng.choice(PAUSES_MS) for _ in parts[1:]]
             turns.append(("paused", " | ".join(texts), f"{voice} s{speed}", parts, gaps))
         for i in range(n_plain):

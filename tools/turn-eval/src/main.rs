@@ -1,7 +1,8 @@
 //! tern-turn-eval: scores Tern's turn detectors on a labeled set.
 //!
 //! Usage: tern-turn-eval --set DIR [--vad earshot[,silero]] [--out FILE.md] [--dump-cues]
-//!        [--smart-turn THREADS [--model-cache FILE] [--fit-model]] [--noise-reduction]
+//!        [--smart-turn THREADS [--model-cache FILE] [--fit-model | --dump-pauses]]
+//!        [--noise-reduction]
 //!        [--plot FILE.svg]
 //! `--smart-turn N` also scores `--turn-model smart-turn` (Smart Turn v3.2, computed on N threads,
 //! about 0.25 s of CPU per pause in the dev profile) at each eagerness and Pipecat's rule;
@@ -11,6 +12,11 @@
 //! `--plot FILE.svg` draws the first VAD's detectors: p50 against false cut-ins, timers joined.
 //! `--noise-reduction` puts every clip through RNNoise first, as `audio.input.noise_reduction`
 //! does in a session (before the VAD, the turn detector and the model).
+//! `--dump-pauses` (with `--smart-turn`) prints the model's answers at every silence after voice
+//! in each turn instead, one line each: clip, source, condition, turn type, start (ms), how long
+//! the silence lasts (ms), what it is (`end`: the turn's true end; `pause:MS`: a labeled
+//! mid-sentence pause of MS; `other`: a gap inside a phrase), the true end (ms), and the answers
+//! asked 200 and 400 ms into it (`-` when it ended sooner): what `pause_answers.py` reads.
 //! `--dump-cues` prints the prosodic cues at every pause onset instead, one line each (label: 1 at
 //! a true end, 0 in a mid-sentence pause; kind; f0 slope; final f0; energy slope; pitched frames; clip; ms since the true end or ms left in the pause; unpitched frames): the data
 //! `semantic::WEIGHTS` were fitted on.
@@ -28,6 +34,7 @@ fn main() -> anyhow::Result<()> {
     let mut vads = vec!["earshot".to_string()];
     let mut out = None;
     let mut dump_cues = false;
+    let mut dump_pauses = false;
     let mut smart_turn_threads = 0usize;
     let mut cache = None;
     let mut fit_model = false;
@@ -45,6 +52,10 @@ fn main() -> anyhow::Result<()> {
         if k == "--fit-model" || k == "--fit-pooled" {
             fit_model = true;
             fit_pooled = k == "--fit-pooled";
+            continue;
+        }
+        if k == "--dump-pauses" {
+            dump_pauses = true;
             continue;
         }
         if k == "--noise-reduction" {
@@ -74,7 +85,7 @@ fn main() -> anyhow::Result<()> {
                 delay_ms = Some(ms);
             }
             _ => bail!(
-                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --model-delay-ms MS, --ask-after-ms MS (the fit's ask points), --dump-cues)"
+                "unknown flag {k} (--set DIR, --vad LIST, --out FILE, --smart-turn N, --model-cache FILE, --fit-model, --fit-pooled, --noise-reduction, --plot FILE, --model-delay-ms MS, --ask-after-ms MS (the fit's ask points), --dump-cues, --dump-pauses)"
             ),
         }
     }
@@ -143,6 +154,27 @@ fn main() -> anyhow::Result<()> {
             scores.decisions(),
             scores.delay_frames * FRAME_MS
         );
+        if dump_pauses {
+            for (clip, probs) in turns.iter().zip(&probs) {
+                for a in smart_turn_eval::pause_answers(clip, probs, &mut scores)? {
+                    let p = |x: Option<f32>| x.map_or("-".to_string(), |p| format!("{p:.4}"));
+                    println!(
+                        "{} {} {} {} {} {} {} {} {} {}",
+                        clip.file,
+                        clip.source,
+                        clip.condition,
+                        clip.turn_type,
+                        a.start_ms,
+                        a.silence_ms,
+                        a.label,
+                        clip.true_end_ms,
+                        p(a.answers[0]),
+                        p(a.answers[1])
+                    );
+                }
+            }
+            return Ok(());
+        }
         if fit_model {
             let fits = smart_turn_eval::fit(&turns, &probs, &mut scores, fit_pooled, &ask_points)?;
             md += if fit_pooled {

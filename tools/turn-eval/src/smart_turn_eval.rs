@@ -156,6 +156,63 @@ fn ask_frames(probs: &[f32]) -> Vec<u64> {
     out
 }
 
+/// One silence after voice in a turn, and what the model answered about it.
+pub struct PauseAnswer {
+    pub start_ms: u64,
+    /// How long it lasts, as the VAD hears it.
+    pub silence_ms: u64,
+    /// `end` (the turn's true end), `pause:MS` (a labeled mid-sentence pause of MS), `other`.
+    pub label: String,
+    /// Asked at each of `ASK_POINTS_MS` into it; `None` where it ended sooner.
+    pub answers: [Option<f32>; ASK_POINTS_MS.len()],
+}
+
+/// Every silence after voice in `clip` with the model's answers in it (`--dump-pauses`), labeled
+/// the way `TurnScore` counts releases: near the true end, or inside a labeled pause.
+pub fn pause_answers(
+    clip: &Clip,
+    probs: &[f32],
+    scores: &mut ModelScores,
+) -> anyhow::Result<Vec<PauseAnswer>> {
+    let mut out = Vec::new();
+    let (mut i, mut seen_voice) = (0usize, false);
+    while i < probs.len() {
+        if probs[i] >= VOICED {
+            (seen_voice, i) = (true, i + 1);
+            continue;
+        }
+        let start = i;
+        while i < probs.len() && probs[i] < VOICED {
+            i += 1;
+        }
+        if !seen_voice {
+            continue;
+        }
+        let t = start as u64 * FRAME_MS;
+        let label = if t + 100 >= clip.true_end_ms && t <= clip.true_end_ms + 400 {
+            "end".to_string()
+        } else if let Some((a, e)) = clip.pauses_ms.iter().find(|(a, e)| t + 100 >= *a && t < *e) {
+            format!("pause:{}", e - a)
+        } else {
+            "other".to_string()
+        };
+        let mut answers = [None; ASK_POINTS_MS.len()];
+        for (slot, ms) in answers.iter_mut().zip(ASK_POINTS_MS) {
+            let frames = (ms as u64 / FRAME_MS) as usize;
+            if i - start >= frames {
+                *slot = Some(scores.get(clip, (start + frames - 1) as u64)?);
+            }
+        }
+        out.push(PauseAnswer {
+            start_ms: t,
+            silence_ms: (i - start) as u64 * FRAME_MS,
+            label,
+            answers,
+        });
+    }
+    Ok(out)
+}
+
 fn score(model: &SmartTurn, fx: &mut WhisperFeatures, clip: &Clip, i: u64) -> anyhow::Result<f32> {
     let end = ((i as usize + 1) * RATE.frame_samples()).min(clip.samples.len());
     let audio: Vec<f32> = clip.samples[..end]
@@ -213,14 +270,18 @@ pub fn timer_to_beat(e: Eagerness) -> u32 {
 
 /// The rules `--fit-model` tries for one eagerness: asked at each of `ask_points`, the unsure
 /// window at or up to 400 ms below the timer's (never longer), the long wait from 1 to 3 times the
-/// timer's, under the ceiling.
+/// timer's, under the ceiling. Low, for which the coarse windows (every 200 ms) found no rule,
+/// tries one every 40 ms: a slightly shorter window with the long wait for "incomplete" is the
+/// only shape that could cut fewer pauses than its timer at a lower p50.
 fn candidates(e: Eagerness, ask_points: &[u32]) -> Vec<ModelRule> {
     let timer = timer_to_beat(e);
     let ceiling = e.waits_ms().1;
+    let step = if e == Eagerness::Low { 40 } else { 200 };
+    let unsure: Vec<u32> = (0..=400 / step).map(|k| timer - k * step).collect();
     let mut out = Vec::new();
-    for (&ask_after_ms, unsure_ms) in ask_points
+    for (&ask_after_ms, &unsure_ms) in ask_points
         .iter()
-        .flat_map(|a| [timer, timer - 200, timer - 400].map(|u| (a, u)))
+        .flat_map(|a| unsure.iter().map(move |u| (a, u)))
     {
         // 1.01: never complete.
         for complete_at in [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 1.01] {
@@ -364,13 +425,18 @@ pub fn fit_report(fits: &[Option<Fitted>]) -> String {
             f.timer.pauses,
         );
     }
+    let tried: Vec<String> = fits
+        .iter()
+        .flatten()
+        .map(|f| format!("{} {}", f.eagerness.label(), f.tried))
+        .collect();
     o += &format!(
-        "\n{} of 3 eagernesses have a rule with a lower p50 than their timer at no more false cut-ins on this set ({} rules tried each).\n",
+        "\n{} of 3 eagernesses have a rule with a lower p50 than their timer at no more false cut-ins on this set (rules tried: {}).\n",
         fits.iter()
             .flatten()
             .filter(|f| f.score.delay_percentile(0.5) < f.timer.delay_percentile(0.5))
             .count(),
-        fits.iter().flatten().map(|f| f.tried).next().unwrap_or(0)
+        tried.join(", ")
     );
     o
 }
