@@ -16,7 +16,7 @@ is a person: say so wherever these figures are quoted.
 --continuous: each paused turn is said as one sentence and cut where each phrase ends (flite's
 phone times, festival's word times), so the words before a pause keep the sentence's running
 prosody instead of ending like a finished utterance; in every other paused turn the last
-syllable before each pause is drawn out (make_set.lengthened). Same texts, pauses and noise.
+syllable before each pause is drawn out (make_set.cut_phrases). Same texts, pauses and noise.
 
 Usage: make_heldout.py OUT_DIR [--sources a,b] [--versions clean,10db,...] [--continuous]
 (needs: apt-get install flite festival sox). --sources and --versions make a subset whose clips
@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_set import (RATE, REF_SPEECH_RMS, build_turn, lengthened, mix,  # noqa: E402
+from make_set import (RATE, REF_SPEECH_RMS, build_turn, cut_phrases, mix,  # noqa: E402
                       pink_noise, read_wav16, rms, run, trim, write_all, write_source, write_wav)
 
 # (source label, how to synthesize).
@@ -124,12 +124,7 @@ def speak_continuous(texts, source, stretch, lengthen, tmp):
             prefix = flite_phone_ends(" ".join(texts[:j]), source, stretch)
             n = sum(1 for ph, _ in prefix if ph != "pau")
             cuts.append(phones[n - 1][1])
-    audio = read_wav16(raw, tmp)
-    bounds = [0] + [int(c * RATE) for c in cuts] + [len(audio)]
-    parts = [trim(audio[a:b]) for a, b in zip(bounds, bounds[1:])]
-    if lengthen:
-        parts = [lengthened(p, tmp) for p in parts[:-1]] + parts[-1:]
-    return parts
+    return cut_phrases(read_wav16(raw, tmp), [int(c * RATE) for c in cuts], lengthen, tmp)
 
 
 def telephone(clip, tmp):

@@ -181,6 +181,12 @@ def speak_continuous(texts, voice, speed, lengthen, tmp):
         offset += len(t.encode()) + 1
         start_ms = next(ms for pos, ms in words if pos > offset)
         cuts.append(start_ms * RATE // 1000)
+    return cut_phrases(audio, cuts, lengthen, tmp)
+
+
+def cut_phrases(audio, cuts, lengthen, tmp):
+    """One sentence's audio cut at `cuts` (sample indices) into its phrases, each trimmed;
+    `lengthen`: the last syllable before each cut drawn out."""
     bounds = [0] + cuts + [len(audio)]
     parts = [trim(audio[a:b]) for a, b in zip(bounds, bounds[1:])]
     if lengthen:

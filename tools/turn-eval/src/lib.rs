@@ -77,6 +77,31 @@ impl Clip {
     pub fn is_turn(&self) -> bool {
         matches!(self.kind.as_str(), "paused" | "plain" | "prompt")
     }
+
+    /// What a silence the VAD hears begin at `t` ms is: the turn's true end (up to 100 ms before
+    /// it, for the VAD's lag, or 400 ms after), a labeled mid-sentence pause, or neither.
+    pub fn silence_at(&self, t: u64) -> SilenceAt {
+        if t + 100 >= self.true_end_ms && t <= self.true_end_ms + 400 {
+            return SilenceAt::End;
+        }
+        match self.pauses_ms.iter().find(|(s, e)| t + 100 >= *s && t < *e) {
+            Some(&(start, end)) => SilenceAt::Pause { start, end },
+            None => SilenceAt::Other,
+        }
+    }
+}
+
+/// See `Clip::silence_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceAt {
+    End,
+    /// A labeled pause, from `start` to `end` ms of the clip.
+    Pause {
+        start: u64,
+        end: u64,
+    },
+    /// A gap inside a phrase, or silence after a release.
+    Other,
 }
 
 /// Loads `labels.json` and every clip of a set directory.
@@ -288,16 +313,16 @@ pub fn cue_samples(clip: &Clip, probs: &[f32]) -> Vec<(TurnEndCues, bool, i64)> 
         if speaking && was_voiced && !voiced {
             let t = i as u64 * FRAME_MS;
             // With the time since the true end, or the silence left in the pause.
-            if t + 100 >= clip.true_end_ms && t <= clip.true_end_ms + 400 {
-                out.push((
+            match clip.silence_at(t) {
+                SilenceAt::End => out.push((
                     prosody.cues(i as u64),
                     true,
                     t as i64 - clip.true_end_ms as i64,
-                ));
-            } else if let Some((_, e)) =
-                clip.pauses_ms.iter().find(|(s, e)| t + 100 >= *s && t < *e)
-            {
-                out.push((prosody.cues(i as u64), false, *e as i64 - t as i64));
+                )),
+                SilenceAt::Pause { end, .. } => {
+                    out.push((prosody.cues(i as u64), false, end as i64 - t as i64))
+                }
+                SilenceAt::Other => {}
             }
         }
         was_voiced = voiced;

@@ -17,7 +17,7 @@ use tern_engine::core::turn::semantic::Eagerness;
 use tern_engine::core::turn::smart_turn::{SmartTurn, WhisperFeatures, FEATURES_LEN};
 use tern_engine::core::turn::turn_model::{ModelRule, ASK_AFTER_MS, ASK_POINTS_MS};
 
-use super::{Clip, DetectorConfig, TurnScore, RATE};
+use super::{Clip, DetectorConfig, SilenceAt, TurnScore, RATE};
 
 /// Frames between the question and the answer by default (240 ms).
 pub const MODEL_DELAY_FRAMES: u64 = 12;
@@ -141,19 +141,30 @@ impl ModelScores {
 /// Frames the detector may ask about: at each of `ASK_POINTS_MS` of silence after a voiced frame.
 fn ask_frames(probs: &[f32]) -> Vec<u64> {
     let points = ASK_POINTS_MS.map(|ms| (ms as u64 / FRAME_MS) as usize);
-    let mut out = Vec::new();
-    let (mut seen_voice, mut silent) = (false, 0usize);
-    for (i, &p) in probs.iter().enumerate() {
-        if p >= VOICED {
-            (seen_voice, silent) = (true, 0);
-            continue;
+    silences(probs)
+        .flat_map(|(start, len)| {
+            points
+                .into_iter()
+                .filter(move |&n| len >= n)
+                .map(move |n| (start + n - 1) as u64)
+        })
+        .collect()
+}
+
+/// Each run of unvoiced frames after the first voiced one: (first frame, frames).
+fn silences(probs: &[f32]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let first_voice = probs.iter().position(|&p| p >= VOICED);
+    let mut i = first_voice.unwrap_or(probs.len());
+    std::iter::from_fn(move || {
+        while i < probs.len() && probs[i] >= VOICED {
+            i += 1;
         }
-        silent += 1;
-        if seen_voice && points.contains(&silent) {
-            out.push(i as u64);
+        let start = i;
+        while i < probs.len() && probs[i] < VOICED {
+            i += 1;
         }
-    }
-    out
+        (i > start).then_some((start, i - start))
+    })
 }
 
 /// One silence after voice in a turn, and what the model answered about it.
@@ -175,37 +186,23 @@ pub fn pause_answers(
     scores: &mut ModelScores,
 ) -> anyhow::Result<Vec<PauseAnswer>> {
     let mut out = Vec::new();
-    let (mut i, mut seen_voice) = (0usize, false);
-    while i < probs.len() {
-        if probs[i] >= VOICED {
-            (seen_voice, i) = (true, i + 1);
-            continue;
-        }
-        let start = i;
-        while i < probs.len() && probs[i] < VOICED {
-            i += 1;
-        }
-        if !seen_voice {
-            continue;
-        }
-        let t = start as u64 * FRAME_MS;
-        let label = if t + 100 >= clip.true_end_ms && t <= clip.true_end_ms + 400 {
-            "end".to_string()
-        } else if let Some((a, e)) = clip.pauses_ms.iter().find(|(a, e)| t + 100 >= *a && t < *e) {
-            format!("pause:{}", e - a)
-        } else {
-            "other".to_string()
+    for (start, len) in silences(probs) {
+        let start_ms = start as u64 * FRAME_MS;
+        let label = match clip.silence_at(start_ms) {
+            SilenceAt::End => "end".to_string(),
+            SilenceAt::Pause { start, end } => format!("pause:{}", end - start),
+            SilenceAt::Other => "other".to_string(),
         };
         let mut answers = [None; ASK_POINTS_MS.len()];
         for (slot, ms) in answers.iter_mut().zip(ASK_POINTS_MS) {
             let frames = (ms as u64 / FRAME_MS) as usize;
-            if i - start >= frames {
+            if len >= frames {
                 *slot = Some(scores.get(clip, (start + frames - 1) as u64)?);
             }
         }
         out.push(PauseAnswer {
-            start_ms: t,
-            silence_ms: (i - start) as u64 * FRAME_MS,
+            start_ms,
+            silence_ms: len as u64 * FRAME_MS,
             label,
             answers,
         });
